@@ -1,0 +1,3 @@
+from vaelab.callbacks.images import ImageLogger
+
+__all__ = ["ImageLogger"]

@@ -1,0 +1,61 @@
+"""Pictures of what the model does: reconstructions of fixed validation examples and, for a VAE,
+decoded prior samples, as PNG grids in the run directory and in the image-capable loggers."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+
+class ImageLogger(L.Callback):
+    """Every `every_n_epochs` validation epochs, and once more when training ends.
+
+    Samples decode the same z each time (drawn from a generator of this callback's own, seeded
+    with `seed`), so the grids show the model changing rather than the noise, and making them
+    never moves the training random stream.
+    """
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 5, n: int = 64, seed: int = 0):
+        if every_n_epochs < 1 or n < 1:
+            raise ValueError(f"every_n_epochs and n must be >= 1, got {every_n_epochs} and {n}")
+        self.dirpath, self.every_n_epochs, self.n, self.seed = Path(dirpath), every_n_epochs, n, seed
+        self._examples: Tensor | None = None
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self._examples is None and batch[0].dim() == 4:  # images only: (B, C, H, W)
+            self._examples = batch[0][: self.n // 2].detach().clone()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self._draw(trainer, pl_module, f"_epoch{trainer.current_epoch:03d}")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        was_training = pl_module.training
+        pl_module.eval()
+        self._draw(trainer, pl_module, "")
+        pl_module.train(was_training)
+
+    def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, suffix: str) -> None:
+        if self._examples is None or not trainer.is_global_zero:
+            return
+        x = self._examples.to(pl_module.device)
+        cols = min(8, len(x))
+        x = x[: len(x) // cols * cols]
+        recon = pl_module.reconstruct(x).float().clamp(0, 1)
+        # Each row of originals is followed by the row of their reconstructions.
+        rows = torch.stack([x.float().unflatten(0, (-1, cols)), recon.unflatten(0, (-1, cols))], 1)
+        grids = {"reconstructions": rows.flatten(0, 2)}
+        if hasattr(pl_module, "sample"):
+            generator = torch.Generator().manual_seed(self.seed)
+            grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        for name, images in grids.items():
+            grid = make_grid(images.cpu(), nrow=cols, pad_value=1.0)
+            save_image(grid, self.dirpath / f"{name}{suffix}.png")
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)

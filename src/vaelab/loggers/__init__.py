@@ -1,0 +1,3 @@
+from vaelab.loggers.csv import CSVLogger
+
+__all__ = ["CSVLogger"]

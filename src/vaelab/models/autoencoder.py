@@ -1,0 +1,113 @@
+"""The deterministic autoencoder, and the training plumbing the VAE inherits from it."""
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+
+from vaelab.models.likelihoods import make_likelihood
+from vaelab.utils.containers import to_plain
+
+
+class AutoEncoder(L.LightningModule):
+    """x -> h = encode(x) -> decode(h), the parameters of p(x|h); minimises recon = -log p(x|h).
+
+    The networks, optimizer and LR scheduler arrive as configs (`_target_` dicts), not as built
+    objects, and are saved as plain dicts: `load_from_checkpoint(path)` needs no other argument.
+    """
+
+    codes_per_latent = 1  # the encoder emits h itself; a VAE emits a mean and a log-variance
+
+    def __init__(
+        self,
+        input_shape: list[int],
+        latent_dim: int,
+        net: dict,
+        optimizer: dict,
+        likelihood: str = "bernoulli",
+        sigma: float = 0.1,
+        scheduler: dict | None = None,
+        monitor: str = "val/recon",
+        monitor_mode: str = "min",
+    ):
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.save_hyperparameters(
+            to_plain(
+                dict(
+                    input_shape=input_shape,
+                    latent_dim=latent_dim,
+                    net=net,
+                    optimizer=optimizer,
+                    likelihood=likelihood,
+                    sigma=sigma,
+                    scheduler=scheduler,
+                    monitor=monitor,
+                    monitor_mode=monitor_mode,
+                )
+            )
+        )
+        self.input_shape = tuple(input_shape)
+        self.latent_dim = latent_dim
+        self.encoder, self.decoder = instantiate(
+            self.hparams.net,
+            input_shape=self.input_shape,
+            code_dim=self.codes_per_latent * latent_dim,
+            latent_dim=latent_dim,
+        )
+        self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, *shape) -> h, (B, latent_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, latent_dim) -> parameters of p(x|z), (B, *shape): logits or Gaussian means."""
+        return self.decoder(z)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The mean of p(x|x'), deterministic: what a picture of the reconstruction shows."""
+        return self.likelihood.mean(self(x))
+
+    def terms(self, x: Tensor) -> dict[str, Tensor | float]:
+        """The loss and what it is made of, each averaged over the batch (nats per example)."""
+        recon = -self.likelihood.log_prob(x, self(x)).mean()
+        return {"loss": recon, "recon": recon}
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        x, _ = batch
+        terms = self.terms(x)
+        if split != "train":
+            terms.pop("beta", None)  # beta is the weight in force during training
+        self.log_dict(
+            {f"{split}/{name}": value for name, value in terms.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=x.shape[0],
+            sync_dist=True,
+        )
+        return terms["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor},
+        }

@@ -1,0 +1,63 @@
+"""What a user may set, checked before anything heavy is imported or any data is read, so a typo
+costs a second and a one-line message that names the key and what it allows."""
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.errors import ConfigError
+
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+
+
+def _int_at_least(low: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            return f"must be an integer >= {low}"
+        return None
+
+    return check
+
+
+def _number(positive: bool) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        if value < 0 or (positive and value == 0):
+            return "must be > 0" if positive else "must be >= 0"
+        return None
+
+    return check
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}"
+
+    return check
+
+
+# Keys absent from a config (beta for an AE, say) are not checked.
+RULES: dict[str, Callable[[Any], str | None]] = {
+    "seed": _int_at_least(0),
+    "model.latent_dim": _int_at_least(1),
+    "model.beta": _number(positive=False),
+    "model.likelihood": _one_of(*LIKELIHOODS),
+    "model.sigma": _number(positive=True),
+    "model.optimizer.lr": _number(positive=True),
+    "model.kl_schedule.warmup_steps": _int_at_least(1),
+    "data.batch_size": _int_at_least(1),
+    "trainer.max_epochs": _int_at_least(-1),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first key whose value breaks its rule."""
+    for key, rule in RULES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        problem = rule(value)
+        if problem:
+            raise ConfigError(f"{key}={value!r}: {problem}")

@@ -1,0 +1,84 @@
+"""vaelab-train: fit an autoencoder or a VAE, then test its best checkpoint.
+
+    vaelab-train model=vae data=fashion_mnist trainer.max_epochs=10 model.beta=4
+"""
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from vaelab.cli import hydra_main
+from vaelab.schema import validate
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build data, model, callbacks, loggers and trainer from `cfg`; fit; test the best checkpoint.
+
+    Returns the results written to results.json and the objects built.
+    """
+    # Imported here, after validation: a typo on the command line costs a second, not ten.
+    import lightning as L
+    from hydra.utils import instantiate
+
+    # Lightning gives its logger a console handler of its own; under Hydra's logging setup
+    # every line would print twice.
+    logging.getLogger("lightning").handlers.clear()
+
+    from vaelab.utils.instantiate import instantiate_group
+    from vaelab.utils.run_dir import provenance, write_config, write_results
+
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    log.info(f"Data: {cfg.data._target_}")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
+    model = instantiate(cfg.model, input_shape=list(datamodule.shape))
+
+    log.info("Callbacks, loggers, trainer")
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    write_config(cfg, run_dir)
+
+    log.info(f"Training in {run_dir}")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = dict(trainer.callback_metrics)
+
+    checkpoint = trainer.checkpoint_callback
+    best_ckpt = checkpoint.best_model_path if checkpoint is not None else ""
+    log.info(f"Testing {best_ckpt or 'the final weights'}")
+    trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, weights_only=True)
+    metrics.update(trainer.callback_metrics)
+
+    results = {name: float(value) for name, value in metrics.items()}
+    results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
+    write_results(run_dir, results)
+    objects = dict(datamodule=datamodule, model=model, trainer=trainer)
+    return results, objects
+
+
+@hydra_main("train")
+def main(cfg: DictConfig) -> float | None:
+    """Validate, train, and hand the sweeper the value of `optimized_metric`."""
+    validate(cfg)
+    results, _ = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    value = results.get(name)
+    if value is None or not math.isfinite(value):
+        raise RuntimeError(f"optimized_metric {name!r} is {value} in the results of {cfg.paths.output_dir}")
+    return value
+
+
+if __name__ == "__main__":
+    main()

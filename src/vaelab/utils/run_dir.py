@@ -1,0 +1,70 @@
+"""What a run leaves in its directory besides checkpoints and logs: its resolved config and its
+results, with what is needed to reproduce them."""
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+_PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write beside the target and rename over it, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_config(cfg: DictConfig, run_dir: Path) -> None:
+    _atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _git_commit() -> str | None:
+    """The commit of the vaelab source in use, when it runs from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def provenance() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "versions": _versions(),
+    }
+    commit = _git_commit()
+    if commit:
+        info["git_commit"] = commit
+    return info
+
+
+def write_results(run_dir: Path, results: dict[str, Any]) -> None:
+    """results.json: flat, metric names as keys; non-finite numbers become null (valid JSON)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()}
+    _atomic_write(run_dir / "results.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")
