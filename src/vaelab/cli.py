@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -51,30 +53,48 @@ def one_line(error: BaseException) -> str:
     return " ".join(parts)
 
 
+def _exit_if_user_error(error: Exception) -> None:
+    """Print a user error as `error: <one line>` and exit 1; return for anything else (a bug),
+    and for everything when the user set HYDRA_FULL_ERROR=1 and wants tracebacks."""
+    user_error = _user_error(error)
+    if user_error is None or os.environ.get("VAELAB_TRACEBACKS") == "1":
+        return
+    sys.stderr.write(f"error: {one_line(user_error)}\n")
+    sys.exit(1)
+
+
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate `task(cfg)` into a console script on conf/<config_name>.yaml.
 
-    Hydra is told to re-raise (HYDRA_FULL_ERROR) so that errors come back here: a user error is
-    printed as `error: <one line>` with exit status 1, anything else keeps its full traceback.
-    Users who set HYDRA_FULL_ERROR=1 themselves get tracebacks for everything.
+    A user error ends the process with `error: <one line>` on stderr and exit status 1. In a
+    single run it is caught inside the job, before Hydra adds its "Error executing job" line; in
+    a multirun it propagates, so that the launcher records the job as failed. Errors of
+    composition (an unknown option, a malformed override) come back here because Hydra is told
+    to re-raise them (HYDRA_FULL_ERROR). Anything else keeps its full traceback.
     """
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-        hydra_task = hydra.main(
+        def job(cfg: DictConfig) -> Any:
+            try:
+                return task(cfg)
+            except Exception as error:
+                if HydraConfig.get().mode != RunMode.MULTIRUN:
+                    _exit_if_user_error(error)
+                raise
+
+        hydra_job = hydra.main(
             version_base="1.3", config_path=config_dir(), config_name=config_name
-        )(task)
+        )(job)
 
         def main() -> Any:
-            user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                os.environ["VAELAB_TRACEBACKS"] = "1"
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
-                return hydra_task()
+                return hydra_job()
             except Exception as error:
-                user_error = _user_error(error)
-                if user_wants_traces or user_error is None:
-                    raise
-                sys.stderr.write(f"error: {one_line(user_error)}\n")
-                sys.exit(1)
+                _exit_if_user_error(error)
+                raise
 
         return main
 

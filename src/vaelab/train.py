@@ -1,6 +1,6 @@
 """vaelab-train: fit an autoencoder or a VAE, then test its best checkpoint.
 
-    vaelab-train model=vae data=fashion_mnist trainer.max_epochs=10 model.beta=4
+vaelab-train model=vae data=fashion_mnist trainer.max_epochs=10 model.beta=4
 """
 
 import logging
@@ -23,30 +23,29 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
-    from hydra.utils import instantiate
 
     # Lightning gives its logger a console handler of its own; under Hydra's logging setup
     # every line would print twice.
     logging.getLogger("lightning").handlers.clear()
 
-    from vaelab.utils.instantiate import instantiate_group
+    from vaelab.utils.instantiate import build, build_group
     from vaelab.utils.run_dir import provenance, write_config, write_results
 
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
     log.info(f"Data: {cfg.data._target_}")
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
-    model = instantiate(cfg.model, input_shape=list(datamodule.shape))
+    model = build(cfg.model, input_shape=list(datamodule.shape))
 
     log.info("Callbacks, loggers, trainer")
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    callbacks = build_group(cfg.get("callbacks"))
+    loggers = build_group(cfg.get("logger"))
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
     write_config(cfg, run_dir)
 
     log.info(f"Training in {run_dir}")
@@ -76,7 +75,9 @@ def main(cfg: DictConfig) -> float | None:
         return None
     value = results.get(name)
     if value is None or not math.isfinite(value):
-        raise RuntimeError(f"optimized_metric {name!r} is {value} in the results of {cfg.paths.output_dir}")
+        raise RuntimeError(
+            f"optimized_metric {name!r} is {value} in the results of {cfg.paths.output_dir}"
+        )
     return value
 
 

@@ -21,7 +21,8 @@ class ImageLogger(L.Callback):
     def __init__(self, dirpath: str, every_n_epochs: int = 5, n: int = 64, seed: int = 0):
         if every_n_epochs < 1 or n < 1:
             raise ValueError(f"every_n_epochs and n must be >= 1, got {every_n_epochs} and {n}")
-        self.dirpath, self.every_n_epochs, self.n, self.seed = Path(dirpath), every_n_epochs, n, seed
+        self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
+        self.n, self.seed = n, seed
         self._examples: Tensor | None = None
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):

@@ -86,9 +86,15 @@ def conv(
         *_stack([features, hidden], activation),
         nn.Linear(hidden, code_dim),
     ]
-    decoder += [*_stack([latent_dim, hidden, features], activation), nn.Unflatten(1, (channels[-1], fh, fw))]
+    decoder += [
+        *_stack([latent_dim, hidden, features], activation),
+        nn.Unflatten(1, (channels[-1], fh, fw)),
+    ]
     reverse = list(reversed(channels))
     for cin, cout in zip(reverse, reverse[1:]):
-        decoder += [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), make_activation(activation)]
+        decoder += [
+            nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1),
+            make_activation(activation),
+        ]
     decoder.append(nn.ConvTranspose2d(reverse[-1], c, 4, stride=2, padding=1))
     return nn.Sequential(*encoder), nn.Sequential(*decoder)

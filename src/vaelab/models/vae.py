@@ -1,4 +1,4 @@
-"""The variational autoencoder (Kingma & Welling 2014) and its beta variant (Higgins et al. 2017)."""
+"""The variational autoencoder (Kingma & Welling 2014), beta-weighted (Higgins et al. 2017)."""
 
 from typing import Any
 

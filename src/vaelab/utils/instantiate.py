@@ -1,13 +1,32 @@
-"""Build lists of callbacks and loggers from config groups whose entries are `_target_` configs."""
+"""Objects from `_target_` configs, with errors a user can fix left unwrapped."""
 
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vaelab.errors import UserError
 
-def instantiate_group(cfg: DictConfig | None) -> list[Any]:
-    """One object per entry that has a `_target_`; entries set to null are switched off."""
+
+def build(cfg: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, except that a UserError raised while building (a net that does
+    not fit the data, say) comes out as itself rather than inside Hydra's InstantiationException,
+    whose message repeats every level of nesting."""
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def build_group(cfg: DictConfig | None) -> list[Any]:
+    """One object per entry of a group (callbacks, logger) that has a `_target_`; entries set to
+    null are switched off."""
     if not cfg:
         return []
-    return [instantiate(entry) for entry in cfg.values() if entry and "_target_" in entry]
+    return [build(entry) for entry in cfg.values() if entry and "_target_" in entry]

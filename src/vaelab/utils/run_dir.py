@@ -1,6 +1,7 @@
 """What a run leaves in its directory besides checkpoints and logs: its resolved config and its
 results, with what is needed to reproduce them."""
 
+import contextlib
 import json
 import math
 import os
@@ -46,10 +47,8 @@ def _git_commit() -> str | None:
 def _versions() -> dict[str, str]:
     found = {"python": sys.version.split()[0]}
     for name in _PACKAGES:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return found
 
 
@@ -66,5 +65,8 @@ def provenance() -> dict[str, Any]:
 
 def write_results(run_dir: Path, results: dict[str, Any]) -> None:
     """results.json: flat, metric names as keys; non-finite numbers become null (valid JSON)."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()}
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in results.items()
+    }
     _atomic_write(run_dir / "results.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,107 @@
+"""The LightningModules built from composed configs: one batch each, the loss identity, and the
+checkpoint round trip."""
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from vaelab.errors import ConfigError
+from vaelab.models import VAE, AutoEncoder
+from vaelab.train import train
+
+DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
+
+
+def _build(cfg):
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule, instantiate(cfg.model, input_shape=list(datamodule.shape))
+
+
+def test_vae_loss_is_negative_elbo_at_beta_one(compose_train):
+    _, model = _build(compose_train("model.beta=1.0"))
+    x = torch.rand(16, 1, 8, 8)
+    terms = model.terms(x)
+    torch.testing.assert_close(terms["loss"], -terms["elbo"])
+    torch.testing.assert_close(terms["elbo"], -(terms["recon"] + terms["kl"]))
+
+
+def test_beta_weights_the_kl(compose_train):
+    _, model = _build(compose_train("model.beta=4.0"))
+    torch.manual_seed(0)
+    terms = model.terms(torch.rand(16, 1, 8, 8))
+    torch.testing.assert_close(terms["loss"], terms["recon"] + 4.0 * terms["kl"])
+    assert terms["beta"] == 4.0
+
+
+def test_linear_warmup_follows_the_global_step(compose_train):
+    cfg = compose_train("model/kl_schedule=linear", "model.kl_schedule.warmup_steps=10")
+    cfg.trainer.max_steps = 5
+    results, objects = train(cfg)
+    # The weight in force at the last logged step: steps 0..4 of a ramp over 10.
+    assert objects["model"].kl_schedule(objects["trainer"].global_step) == pytest.approx(0.5)
+    assert 0.0 < results["train/beta"] < 0.5
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+@pytest.mark.parametrize("model_name", ["ae", "vae"])
+def test_each_model_net_and_dataset_trains_one_batch(
+    compose_train, mnist_dir, model_name, net, dataset
+):
+    overrides = [f"model={model_name}", f"model/net={net}", f"data={dataset}", *DATASETS[dataset]]
+    cfg = compose_train(*overrides, f"data.data_dir={mnist_dir}", "debug=fdr")
+    if net == "conv" and dataset == "digits":
+        with pytest.raises(ConfigError, match="needs height and width .* but the data is 8x8"):
+            train(cfg)
+        return
+    results, objects = train(cfg)
+    model = objects["model"]
+    assert isinstance(model, VAE if model_name == "vae" else AutoEncoder)
+    assert torch.isfinite(torch.tensor(results["test/loss"]))
+    expected = {"loss", "recon"} | ({"kl", "elbo"} if model_name == "vae" else set())
+    assert {k.split("/")[1] for k in results if k.startswith("test/")} == expected
+
+
+def test_checkpoint_round_trip_and_weights_only(compose_train):
+    cfg = compose_train("trainer.max_epochs=1")
+    results, objects = train(cfg)
+    model = objects["model"].eval()
+    path = results["best_ckpt"]
+    checkpoint = torch.load(path, weights_only=True)  # plain containers only
+    assert checkpoint["hyper_parameters"]["net"]["hidden"] == [512, 256]
+    loaded = VAE.load_from_checkpoint(path).eval()
+    model.load_state_dict(checkpoint["state_dict"])  # the weights of the best epoch
+    x = torch.rand(8, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), model(x))
+    mu, logvar = loaded.encode(x)
+    assert mu.shape == logvar.shape == (8, cfg.model.latent_dim)
+    assert loaded.decode(mu).shape == (8, 1, 8, 8)
+
+
+def test_autoencoder_checkpoint_loads_with_no_arguments(compose_train):
+    results, objects = train(compose_train("model=ae", "trainer.max_epochs=1"))
+    loaded = AutoEncoder.load_from_checkpoint(results["best_ckpt"]).eval()
+    x = torch.rand(4, 1, 8, 8)
+    assert loaded.encode(x).shape == (4, 8)
+    assert loaded.hparams.monitor == "val/recon"
+
+
+def test_any_torch_activation_works(compose_train):
+    _, model = _build(compose_train("model.net.activation=sigmoid"))
+    assert any(isinstance(m, torch.nn.Sigmoid) for m in model.encoder)
+    with pytest.raises(Exception, match="not a torch.nn activation"):
+        _build(compose_train("model.net.activation=relux"))
+
+
+def test_optimizer_and_scheduler_are_partials(compose_train):
+    cfg = compose_train("model/optimizer=sgd", "model/scheduler=cosine", "model.optimizer.lr=0.05")
+    _, model = _build(cfg)
+    model.trainer = L.Trainer(max_epochs=1, logger=False)
+    config = model.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.SGD)
+    assert config["optimizer"].param_groups[0]["lr"] == 0.05
+    assert isinstance(
+        config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR
+    )
