@@ -1,0 +1,70 @@
+"""Batches cut by index from tensors in memory: no per-example Python, no worker processes."""
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+
+class EpochShuffle:
+    """The example order of one epoch, a permutation drawn from (seed, epoch) alone.
+
+    Lightning calls `set_epoch` on a loader's `sampler` before each epoch (as it does for a
+    DistributedSampler), so the order is reproducible and a resumed run sees the same one.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return self.n // self.world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        """This rank's share of the epoch's order. Every rank draws the same permutation and takes
+        every world_size-th example, so shards never overlap; the last n % world_size examples of
+        the permutation are left out so that all ranks run the same number of steps."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=generator)
+        else:
+            order = torch.arange(self.n)
+        return order[self.rank : len(self) * self.world_size : self.world_size]
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 images in [0, 255] -> float32 in [0, 1]; float data passes through."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+class TensorBatches:
+    """An iterable of `(x, y)` batches over in-memory tensors, with `len()` for progress bars."""
+
+    batch_sampler = None  # Lightning looks for DataLoader's attributes once it sees `sampler`
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
+        self.sampler = EpochShuffle(len(x), shuffle, seed, rank, world_size)
+
+    def __len__(self) -> int:
+        n, b = len(self.sampler), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self.sampler.indices()
+        for k in range(len(self)):
+            index = order[k * self.batch_size : (k + 1) * self.batch_size]
+            yield to_float(self.x[index]), self.y[index]

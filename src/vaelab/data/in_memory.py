@@ -1,0 +1,108 @@
+"""The base of every datamodule whose data fits in memory: read once, split once, cut by index."""
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from vaelab.data.batches import TensorBatches
+from vaelab.errors import ConfigError
+
+Arrays = tuple[Tensor, Tensor]  # x (N, *shape) uint8 or float32; y (N,) int64, -1 where unlabelled
+
+
+def _count(size: float, n: int, key: str) -> int:
+    """A split size given as a fraction (< 1) or a count of examples."""
+    count = round(size * n) if size < 1 else int(size)
+    if not 0 < count < n:
+        raise ConfigError(f"data.{key}={size}: gives {count} of {n} examples; need 0 < size < {n}")
+    return count
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Subclasses implement `read()`; this class splits, batches and reports `shape`.
+
+    `batch_size` is the global batch: under DDP each of the world's ranks gets an equal share.
+    `likelihood` and `latent_dim` describe what a model of this data uses by default; the model
+    config reads them from here.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        val_size: float = 0.1,
+        test_size: float = 0.1,
+        split_seed: int = 0,
+        seed: int = 0,
+        download: bool = False,
+        drop_last: bool = False,
+        likelihood: str = "bernoulli",
+        latent_dim: int = 16,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size}: must be an integer >= 1")
+        self.data_dir, self.batch_size, self.download = data_dir, batch_size, download
+        self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
+        self.seed, self.drop_last = seed, drop_last
+        self.likelihood, self.latent_dim = likelihood, latent_dim
+        self.splits: dict[str, Arrays] = {}
+
+    def read(self) -> dict[str, Arrays]:
+        """The data as tensors: {"train": ...} and, where the dataset fixes one, {"test": ...}."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        arrays = self.read()
+        x, y = arrays["train"]
+        # A generator of its own: the split never depends on the run's seed or on what ran before.
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
+        n_val = _count(self.val_size, len(x), "val_size")
+        if "test" in arrays:
+            cuts = {"val": order[:n_val], "train": order[n_val:]}
+            self.splits["test"] = arrays["test"]
+        else:
+            n_test = _count(self.test_size, len(x), "test_size")
+            cuts = {
+                "val": order[:n_val],
+                "test": order[n_val : n_val + n_test],
+                "train": order[n_val + n_test :],
+            }
+        self.splits.update({name: (x[index], y[index]) for name, index in cuts.items()})
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example, e.g. (1, 28, 28); known after `setup()`."""
+        if not self.splits:
+            raise RuntimeError("call setup() before reading the datamodule's shape")
+        return tuple(self.splits["train"][0].shape[1:])
+
+    def _batches(self, split: str, train: bool) -> TensorBatches:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if self.batch_size % world:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is not divisible by the {world} devices"
+            )
+        x, y = self.splits[split]
+        return TensorBatches(
+            x,
+            y,
+            self.batch_size // world,
+            shuffle=train,
+            drop_last=train and self.drop_last,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)

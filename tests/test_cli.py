@@ -1,0 +1,98 @@
+"""The real console script in a subprocess, as a user runs it."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+VAELAB_TRAIN = shutil.which("vaelab-train", path=str(Path(sys.executable).parent))
+
+
+def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_default_run_writes_the_whole_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run(
+        [
+            VAELAB_TRAIN,
+            "trainer.max_epochs=6",
+            "trainer.accelerator=cpu",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for path in [".hydra/config.yaml", ".hydra/overrides.yaml", "config.yaml", "metrics.csv"]:
+        assert (run_dir / path).is_file(), path
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert Path(results["best_ckpt"]) == run_dir / "checkpoints" / "best.ckpt"
+    assert Path(results["best_ckpt"]).is_file()
+    assert results["run_dir"] == str(run_dir) and results["seed"] == 42
+    for split in ("val", "test"):
+        for name in ("loss", "recon", "kl", "elbo"):
+            assert isinstance(results[f"{split}/{name}"], float), f"{split}/{name}"
+    assert results["test/elbo"] < 0
+    assert results["versions"]["torch"] and results["command"].startswith("vaelab-train ")
+    assert len(results.get("git_commit", "x" * 40)) == 40
+
+    # val/elbo improves from the first epoch to the last.
+    with open(run_dir / "metrics.csv") as file:
+        val = [float(row["val/elbo"]) for row in csv.DictReader(file) if row["val/elbo"]]
+    assert len(val) == 6 and val[-1] > val[0]
+
+    for name in ("reconstructions.png", "samples.png", "samples_epoch004.png"):
+        with Image.open(run_dir / "images" / name) as image:
+            image.verify()
+        with Image.open(run_dir / "images" / name) as image:
+            assert min(image.size) > 8
+
+
+def test_python_dash_m_and_the_written_config_is_resolved(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "vaelab.train",
+        "debug=fdr",
+        "model=ae",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = (run_dir / "config.yaml").read_text()
+    assert "${" not in config and "vaelab.models.AutoEncoder" in config
+    assert json.loads((run_dir / "results.json").read_text())["test/recon"] > 0
+
+
+BAD_INPUTS = [
+    (["model=nonesuch"], "Could not find 'model/nonesuch'"),
+    (["model.latent_dimm=3"], "Could not override 'model.latent_dimm'"),
+    (["model.latent_dim=0"], "model.latent_dim=0: must be an integer >= 1"),
+    (["model.beta=-1"], "model.beta=-1: must be >= 0"),
+    (["model.likelihood=poisson"], "model.likelihood='poisson': must be one of bernoulli"),
+    (["data=fashion_mnist", "data.data_dir=/nonexistent"], "FashionMNIST not found: looked in"),
+    (["model/net=conv"], "needs height and width divisible by 4"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), BAD_INPUTS, ids=[b[1][:30] for b in BAD_INPUTS])
+def test_bad_input_ends_in_one_line(tmp_path, overrides, fragment):
+    result = run([VAELAB_TRAIN, *overrides, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode != 0
+    errors = result.stderr.strip().splitlines()
+    assert errors == [errors[-1]] and errors[-1].startswith("error: "), result.stderr[-3000:]
+    assert fragment in errors[-1]
