@@ -96,3 +96,22 @@ def test_bad_input_ends_in_one_line(tmp_path, overrides, fragment):
     errors = result.stderr.strip().splitlines()
     assert errors == [errors[-1]] and errors[-1].startswith("error: "), result.stderr[-3000:]
     assert fragment in errors[-1]
+
+
+def test_own_configs_through_hydra_searchpath(tmp_path):
+    own = tmp_path / "my_conf" / "model" / "net"
+    own.mkdir(parents=True)
+    (own / "tiny.yaml").write_text(
+        "_target_: vaelab.models.nets.mlp\nhidden: [32]\nactivation: tanh\n"
+    )
+    run_dir = tmp_path / "run"
+    args = [
+        VAELAB_TRAIN,
+        f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+        "model/net=tiny",
+        "debug=fdr",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "hidden:\n    - 32\n    activation: tanh" in (run_dir / "config.yaml").read_text()

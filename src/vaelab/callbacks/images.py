@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
+from torch.nn import functional as F
 from torchvision.utils import make_grid, save_image
 
 
@@ -55,7 +56,10 @@ class ImageLogger(L.Callback):
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         for name, images in grids.items():
-            grid = make_grid(images.cpu(), nrow=cols, pad_value=1.0)
+            # Small images (8x8 digits) are enlarged, pixel for pixel, to be seen at all.
+            scale = max(1, -(-32 // images.shape[-1]))
+            images = F.interpolate(images.cpu(), scale_factor=scale, mode="nearest")
+            grid = make_grid(images, nrow=cols, pad_value=1.0)
             save_image(grid, self.dirpath / f"{name}{suffix}.png")
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
