@@ -1,3 +1,7 @@
 """vaelab: autoencoders and variational autoencoders with Lightning and Hydra."""
 
+from vaelab import resolvers
+
 __version__ = "0.1.0"
+
+resolvers.register()

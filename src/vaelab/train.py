@@ -1,14 +1,16 @@
 """vaelab-train: fit an autoencoder or a VAE, then test its best checkpoint.
 
 vaelab-train model=vae data=fashion_mnist trainer.max_epochs=10 model.beta=4
+vaelab-train resume=logs/train/runs/2026-11-26_07-00-00 trainer.max_epochs=20
 """
 
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import hydra_main
 from vaelab.schema import validate
@@ -16,21 +18,47 @@ from vaelab.schema import validate
 log = logging.getLogger(__name__)
 
 
+def _this_command_line() -> list[str] | None:
+    """The overrides typed for this invocation, when Hydra started it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+
+
+def _finish_wandb(failed: bool) -> None:
+    """End the W&B run of this job, so that the next job of a multirun starts its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build data, model, callbacks, loggers and trainer from `cfg`; fit; test the best checkpoint.
 
-    Returns the results written to results.json and the objects built.
+    With `cfg.resume` set, the run in that directory is continued instead. Returns the results
+    written to results.json and the objects built.
     """
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
+
+    from vaelab.loggers.wandb import ID_FILE
+    from vaelab.utils.instantiate import build, build_group
+    from vaelab.utils.resume import check_checkpoint, newest_checkpoint, resume_config
+    from vaelab.utils.run_dir import provenance, write_config, write_results
+    from vaelab.utils.secrets import redact
 
     # Lightning gives its logger a console handler of its own; under Hydra's logging setup
     # every line would print twice.
     logging.getLogger("lightning").handlers.clear()
 
-    from vaelab.utils.instantiate import build, build_group
-    from vaelab.utils.run_dir import provenance, write_config, write_results
-
+    ckpt_path = cfg.get("ckpt_path") and check_checkpoint(cfg.ckpt_path)
+    if cfg.get("resume"):
+        cfg = resume_config(cfg, _this_command_line())
+        ckpt_path = newest_checkpoint(Path(cfg.paths.output_dir))
+        if ckpt_path is None:
+            log.warning(f"No checkpoint in {cfg.resume} yet: starting the run from the beginning")
+        else:
+            log.info(f"Resuming from {ckpt_path}")
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
@@ -47,19 +75,29 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     loggers = build_group(cfg.get("logger"))
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
     write_config(cfg, run_dir)
+    run_config = redact(OmegaConf.to_container(cfg, resolve=True))
+    for logger in loggers:
+        logger.log_hyperparams(run_config)
 
-    log.info(f"Training in {run_dir}")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = dict(trainer.callback_metrics)
+    failed = True
+    try:
+        log.info(f"Training in {run_dir}")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics = dict(trainer.callback_metrics)
 
-    checkpoint = trainer.checkpoint_callback
-    best_ckpt = checkpoint.best_model_path if checkpoint is not None else ""
-    log.info(f"Testing {best_ckpt or 'the final weights'}")
-    trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, weights_only=True)
-    metrics.update(trainer.callback_metrics)
+        checkpoint = trainer.checkpoint_callback
+        best_ckpt = checkpoint.best_model_path if checkpoint is not None else ""
+        log.info(f"Testing {best_ckpt or 'the final weights'}")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, weights_only=True)
+        metrics.update(trainer.callback_metrics)
+        failed = False
+    finally:
+        _finish_wandb(failed)
 
     results = {name: float(value) for name, value in metrics.items()}
     results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
+    if (run_dir / ID_FILE).is_file():
+        results["wandb_id"] = (run_dir / ID_FILE).read_text().strip()
     write_results(run_dir, results)
     objects = dict(datamodule=datamodule, model=model, trainer=trainer)
     return results, objects

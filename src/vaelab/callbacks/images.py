@@ -5,7 +5,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 from torch.nn import functional as F
 from torchvision.utils import make_grid, save_image
@@ -64,3 +64,7 @@ class ImageLogger(L.Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)
+                elif isinstance(logger, WandbLogger):
+                    # uint8 (H, W, C): wandb renders float images in [0, 1] as black.
+                    pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+                    logger.log_image(f"images/{name}", [pixels], step=trainer.global_step)

@@ -58,6 +58,8 @@ class TensorBatches:
     ):
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
         self.sampler = EpochShuffle(len(x), shuffle, seed, rank, world_size)
+        self._taken = 0  # batches of the current epoch handed over
+        self._skip: dict[str, int] | None = None  # where a restored epoch resumes
 
     def __len__(self) -> int:
         n, b = len(self.sampler), self.batch_size
@@ -65,6 +67,21 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.sampler.indices()
-        for k in range(len(self)):
+        start = 0
+        if self._skip is not None and self._skip["epoch"] == self.sampler.epoch:
+            start = self._skip["taken"]
+        self._skip = None
+        for k in range(start, len(self)):
+            self._taken = k + 1
             index = order[k * self.batch_size : (k + 1) * self.batch_size]
             yield to_float(self.x[index]), self.y[index]
+
+    # Lightning saves these in the checkpoint and restores them on resume (its `_Stateful`
+    # protocol), so a run stopped mid-epoch continues with the very next batch of the same order.
+    # Lightning fetches no batch ahead from a loader that has a length, so at a checkpoint every
+    # batch handed over has been trained on.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "taken": self._taken}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._skip = dict(state)

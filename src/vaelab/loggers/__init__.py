@@ -1,3 +1,4 @@
 from vaelab.loggers.csv import CSVLogger
+from vaelab.loggers.wandb import WandbLogger
 
-__all__ = ["CSVLogger"]
+__all__ = ["CSVLogger", "WandbLogger"]

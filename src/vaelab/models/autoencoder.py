@@ -7,6 +7,7 @@ from torch import Tensor
 
 from vaelab.models.likelihoods import make_likelihood
 from vaelab.utils.containers import to_plain
+from vaelab.utils.rng import rng_states, set_rng_states
 
 
 class AutoEncoder(L.LightningModule):
@@ -46,7 +47,8 @@ class AutoEncoder(L.LightningModule):
                     monitor=monitor,
                     monitor_mode=monitor_mode,
                 )
-            )
+            ),
+            logger=False,  # the loggers get the whole run config instead
         )
         self.input_shape = tuple(input_shape)
         self.latent_dim = latent_dim
@@ -101,6 +103,19 @@ class AutoEncoder(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Only a resumed fit continues the random streams; loading weights to test or to use
+        # them leaves the caller's random state alone.
+        if (
+            self._trainer is not None
+            and self.trainer.state.fn == "fit"
+            and "rng_states" in checkpoint
+        ):
+            set_rng_states(checkpoint["rng_states"])
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())

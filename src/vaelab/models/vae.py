@@ -42,17 +42,33 @@ class VAE(AutoEncoder):
         kl_schedule = kl_schedule or {"_target_": "vaelab.models.kl_schedules.Constant"}
         super().__init__(*args, monitor=monitor, monitor_mode=monitor_mode, **kwargs)
         self.save_hyperparameters(
-            to_plain({**self.hparams, "beta": beta, "kl_schedule": kl_schedule})
+            to_plain({**self.hparams, "beta": beta, "kl_schedule": kl_schedule}), logger=False
         )
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
+        self._eval_generator: torch.Generator | None = None
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, *shape) -> (mu, logvar), each (B, latent_dim)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
-    def reparameterize(self, mu: Tensor, logvar: Tensor) -> Tensor:
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    def reparameterize(
+        self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def _reseed_eval_noise(self) -> None:
+        # Validation and test draw their noise from a generator of their own, reseeded at the
+        # start of each pass: their numbers compare across epochs and runs, and evaluating never
+        # moves the training random stream (which a resumed run must continue exactly).
+        self._eval_generator = torch.Generator(self.device).manual_seed(0)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reseed_eval_noise()
+
+    def on_test_epoch_start(self) -> None:
+        self._reseed_eval_noise()
 
     def forward(self, x: Tensor) -> Tensor:
         """Decoder output for the posterior mean: a deterministic reconstruction."""
@@ -60,7 +76,7 @@ class VAE(AutoEncoder):
 
     def terms(self, x: Tensor) -> dict[str, Tensor | float]:
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar)
+        z = self.reparameterize(mu, logvar, None if self.training else self._eval_generator)
         recon = -self.likelihood.log_prob(x, self.decode(z))
         kl = kl_standard_normal(mu, logvar)
         beta = self.kl_schedule(self.global_step)

@@ -1,0 +1,59 @@
+"""Lightning's WandbLogger, kept inside the run directory and continued by a resume.
+
+- Its files go under <run dir>/wandb, and the run id into <run dir>/wandb_id: a run directory
+  that already has an id is a run being resumed, and its W&B run is continued.
+- Without an API key it logs offline with a one-line notice, never a login prompt; `wandb sync`
+  uploads the run later.
+"""
+
+import logging
+import netrc
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from vaelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ID_FILE = "wandb_id"
+
+
+def api_key_configured() -> bool:
+    """Whether wandb would find credentials: the environment, or a netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+class WandbLogger(LightningWandbLogger):
+    def __init__(self, save_dir: str, mode: str | None = "online", **kwargs: Any):
+        mode = mode or "online"  # WANDB_MODE set but empty
+        if mode not in ("online", "offline", "disabled"):
+            raise ConfigError(f"logger.wandb.mode={mode!r}: use online, offline or disabled")
+        if mode == "online" and not api_key_configured():
+            log.warning(
+                f"W&B: no API key (wandb login, or WANDB_API_KEY): logging offline to "
+                f"{save_dir}/wandb; upload later with `wandb sync {save_dir}/wandb/offline-run-*`"
+            )
+            mode = "offline"
+        id_file = Path(save_dir) / ID_FILE
+        if id_file.is_file():
+            run_id = id_file.read_text().strip()
+            # An offline run cannot ask the server whether the run exists; sync appends to it.
+            resume = "must" if mode == "online" else "allow"
+        else:
+            run_id, resume = uuid.uuid4().hex[:8], "allow"
+            if rank_zero_only.rank == 0 and mode != "disabled":
+                id_file.parent.mkdir(parents=True, exist_ok=True)
+                id_file.write_text(run_id + "\n")
+        super().__init__(save_dir=save_dir, id=run_id, resume=resume, mode=mode, **kwargs)

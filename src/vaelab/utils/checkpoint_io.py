@@ -1,0 +1,42 @@
+"""Checkpoints written whole or not at all."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from vaelab.errors import DataError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes the checkpoint beside its target, flushes it to disk and renames it over the target.
+
+    A kill or a full disk during a save leaves the previous checkpoint as it was: a rename
+    within one folder is atomic, unlike Lightning's own write, whose temporary file may live on
+    another device.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if "://" in str(path):  # remote storage: fsspec's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException as error:
+            tmp.unlink(missing_ok=True)
+            if isinstance(error, OSError):  # a full disk, a vanished folder
+                raise DataError(
+                    f"cannot write checkpoint {path}: {error.strerror or error}; "
+                    f"the previous {path.name} is untouched"
+                ) from error
+            raise

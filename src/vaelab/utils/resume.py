@@ -1,0 +1,126 @@
+"""Continuing a run in its own directory: its config, what may change, its newest good checkpoint."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# Where the run is and where its files are: always those of the resuming invocation.
+_FROM_NOW = ("paths", "resume", "ckpt_path", "hydra")
+# What a resume may change: how long to train, where the data files are, how to log and watch.
+# Everything else alters the model, the data or the optimisation, and a resume refuses it.
+MAY_CHANGE = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "data.data_dir",
+    "data.download",
+    "logger",
+    "callbacks",
+    "optimized_metric",
+)
+
+
+def _under(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _override_key(override: str) -> str:
+    """'trainer.max_epochs=4' -> 'trainer.max_epochs'; 'model/net=conv' -> 'model.net';
+    '+callbacks/x@callbacks.y=z' -> 'callbacks.y'."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    key = key.split("@", 1)[1] if "@" in key else key
+    return key.replace("/", ".")
+
+
+def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(cfg, dict):
+        out: dict[str, Any] = {}
+        for key, value in cfg.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: cfg}
+
+
+def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
+    """The config of the run in `cfg.resume`, with this invocation's permitted changes applied.
+
+    `overrides` are this command line's overrides: keys it does not mention keep the run's
+    values, whatever the defaults are now. With None (a config built in Python), every key that
+    differs from the run's counts as a change.
+    """
+    run_dir = Path(cfg.resume)
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.is_file():
+        raise ConfigError(
+            f"resume={cfg.resume}: {saved_file} does not exist; give the directory of a "
+            f"vaelab-train run"
+        )
+    saved = OmegaConf.load(saved_file)
+    now = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    before = _leaves(OmegaConf.to_container(saved, resolve=True))
+    if overrides is None:
+        given = [k for k in set(now) | set(before) if now.get(k) != before.get(k)]
+    else:
+        given = [_override_key(o) for o in overrides]
+    given = [k for k in given if not _under(k, _FROM_NOW)]
+
+    refused = sorted(
+        f"{key} ({before.get(key)!r} in the run, {now.get(key)!r} now)"
+        for key in set(now) | set(before)
+        if _under(key, given) and not _under(key, MAY_CHANGE) and now.get(key) != before.get(key)
+    )
+    if refused:
+        raise ConfigError(
+            f"resume={cfg.resume} cannot change {'; '.join(refused)}: these alter the model, "
+            f"the data or the optimisation; start a new run instead"
+        )
+    with_changes = saved.copy()
+    for key in [*(k for k in given if _under(k, MAY_CHANGE)), *_FROM_NOW[:3]]:
+        OmegaConf.update(with_changes, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+    return with_changes
+
+
+def _read(path: Path) -> tuple[dict | None, str | None]:
+    """(checkpoint, None) when it can be resumed from, else (None, why not)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated zip, a pickle error, an unreadable file ...
+        return None, str(error).splitlines()[0] or type(error).__name__
+    missing = {"state_dict", "loops", "global_step"} - set(checkpoint)
+    if missing:
+        return None, f"not a training checkpoint (no {', '.join(sorted(missing))})"
+    return checkpoint, None
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of the run that got furthest among those that load; None when there is
+    none yet. Unreadable ones are reported and passed over."""
+    found, bad = [], []
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        checkpoint, problem = _read(path)
+        if problem:
+            bad.append(f"{path} ({problem})")
+        else:
+            step = checkpoint["global_step"]
+            found.append((step, path.name == "last.ckpt", path.stat().st_mtime, path))
+    if bad and not found:
+        raise DataError(f"no checkpoint of {run_dir} can be read: {'; '.join(bad)}")
+    if bad:
+        log.warning(f"Skipping unreadable checkpoints: {'; '.join(bad)}")
+    return max(found)[-1] if found else None
+
+
+def check_checkpoint(path: str) -> str:
+    """A checkpoint given as ckpt_path=, refused with its problem when it cannot be read."""
+    if not Path(path).is_file():
+        raise DataError(f"ckpt_path={path}: no such file")
+    _, problem = _read(Path(path))
+    if problem:
+        raise DataError(f"ckpt_path={path} cannot be resumed from: {problem}")
+    return path

@@ -1,0 +1,18 @@
+"""Keep credentials out of what a run writes and uploads."""
+
+import re
+from typing import Any
+
+_SECRET = re.compile(r"(api_?key|token|secret|password|passwd)", re.IGNORECASE)
+
+
+def redact(config: Any) -> Any:
+    """A copy of a plain config with the values of secret-looking keys replaced by '***'."""
+    if isinstance(config, dict):
+        return {
+            k: "***" if _SECRET.search(str(k)) and v is not None else redact(v)
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [redact(v) for v in config]
+    return config
