@@ -14,8 +14,12 @@ from PIL import Image
 VAELAB_TRAIN = shutil.which("vaelab-train", path=str(Path(sys.executable).parent))
 
 
-def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline"}
+def run(
+    args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command as a user would; `env` adds variables, or removes those set to None."""
+    env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )

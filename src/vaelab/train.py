@@ -4,6 +4,7 @@ vaelab-train model=vae data=fashion_mnist trainer.max_epochs=10 model.beta=4
 vaelab-train resume=logs/train/runs/2026-11-26_07-00-00 trainer.max_epochs=20
 """
 
+import json
 import logging
 import math
 import sys
@@ -95,6 +96,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         _finish_wandb(failed)
 
     results = {name: float(value) for name, value in metrics.items()}
+    if cfg.get("resume") and (run_dir / "results.json").is_file():
+        # A resume that had nothing left to train logs no new val/*: keep the run's earlier ones.
+        earlier = json.loads((run_dir / "results.json").read_text())
+        results = {k: v for k, v in earlier.items() if "/" in k and v is not None} | results
     results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
     if (run_dir / ID_FILE).is_file():
         results["wandb_id"] = (run_dir / ID_FILE).read_text().strip()

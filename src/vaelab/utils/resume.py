@@ -1,4 +1,4 @@
-"""Continuing a run in its own directory: its config, what may change, its newest good checkpoint."""
+"""Continuing a run in its own directory: its config, what may change, its newest checkpoint."""
 
 import logging
 from pathlib import Path

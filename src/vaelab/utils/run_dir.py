@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.utils.secrets import redact, redact_argument
+
 _PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
 
 
@@ -26,7 +28,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_config(cfg: DictConfig, run_dir: Path) -> None:
-    _atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    """config.yaml: the run's config, resolved, with secret-looking values masked."""
+    config = redact(OmegaConf.to_container(cfg, resolve=True))
+    _atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
 
 
 def _git_commit() -> str | None:
@@ -54,7 +58,7 @@ def _versions() -> dict[str, str]:
 
 def provenance() -> dict[str, Any]:
     info: dict[str, Any] = {
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": shlex.join([Path(sys.argv[0]).name, *map(redact_argument, sys.argv[1:])]),
         "versions": _versions(),
     }
     commit = _git_commit()

@@ -16,3 +16,9 @@ def redact(config: Any) -> Any:
     if isinstance(config, list):
         return [redact(v) for v in config]
     return config
+
+
+def redact_argument(argument: str) -> str:
+    """A command-line override `key=value` with the value masked when the key looks secret."""
+    key, sep, _ = argument.partition("=")
+    return f"{key}=***" if sep and _SECRET.search(key) else argument

@@ -1,0 +1,149 @@
+"""Stop a run anywhere, resume it, and get the weights of the run that never stopped."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_cli import VAELAB_TRAIN, run
+from tests.wandb_records import run_contents
+from vaelab.errors import DataError
+from vaelab.utils.resume import newest_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+# Digits: 12 steps per epoch; last.ckpt also every 5 steps; W&B offline; no progress bar.
+COMMON = [
+    "callbacks.rich_progress_bar=null",
+    "callbacks.last_checkpoint.every_n_train_steps=5",
+    "logger=many",
+    "trainer.accelerator=cpu",
+]
+
+
+def train(tmp: Path, *args: str) -> tuple[int, str]:
+    result = run([VAELAB_TRAIN, *COMMON, *args], cwd=tmp, env={"PYTHONPATH": str(ROOT)})
+    return result.returncode, result.stdout + result.stderr
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    return {"step": checkpoint["global_step"], **checkpoint["state_dict"]}
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"]
+    for name in a:
+        assert torch.equal(torch.as_tensor(a[name]), torch.as_tensor(b[name])), name
+
+
+def csv_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """Four epochs without a stop: what every resumed run must reproduce bit for bit."""
+    tmp = tmp_path_factory.mktemp("straight")
+    code, out = train(tmp, "trainer.max_epochs=4", f"hydra.run.dir={tmp / 'run'}")
+    assert code == 0, out[-3000:]
+    return tmp / "run"
+
+
+def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out = train(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert code == 0, out[-3000:]
+    first_id = (run_dir / "wandb_id").read_text().strip()
+    (original_hydra,) = [p.read_text() for p in (run_dir / ".hydra").glob("overrides.yaml")]
+
+    code, out = train(tmp_path, f"resume={run_dir}", "trainer.max_epochs=4")
+    assert code == 0, out[-3000:]
+    assert_identical(weights(run_dir), weights(straight))
+
+    # Hydra's record of the resume sits beside the original, which is untouched.
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == original_hydra
+    assert len(list(run_dir.glob(".hydra_resume_*/overrides.yaml"))) == 1
+    # metrics.csv holds both halves; the step count continues.
+    val_steps = [int(r["step"]) for r in csv_rows(run_dir) if r["val/elbo"]]
+    assert val_steps == [11, 23, 35, 47]
+    # The same W&B run continues, and its global step with it.
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["wandb_id"] == first_id
+    runs = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(runs) == 2 and all(p.name.endswith(first_id) for p in runs)
+    steps = []
+    for one in runs:
+        shutil.move(str(one), str(tmp_path / one.name))
+    for one in runs:
+        solo = tmp_path / f"solo-{one.name}"
+        (solo / "wandb").mkdir(parents=True)
+        shutil.move(str(tmp_path / one.name), str(solo / "wandb" / one.name))
+        contents = run_contents(solo)
+        assert contents["id"] == first_id
+        steps.append([row["trainer/global_step"] for row in contents["history"] if "val/elbo" in row])
+    assert steps == [[11, 23], [35, 47]]
+
+
+def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path):
+    run_dir = tmp_path / "run"
+    kill = ["+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=33"]
+    code, _ = train(tmp_path, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}", *kill)
+    assert code == -9  # killed, no clean-up
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 30  # mid-epoch: epoch 2 runs steps 24..35
+    assert checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 2, "taken": 6}
+    ]
+
+    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.kill=null")
+    assert code == 0, out[-3000:]
+    assert_identical(weights(run_dir), weights(straight))
+    val_steps = [int(r["step"]) for r in csv_rows(run_dir) if r["val/elbo"]]
+    assert val_steps == [11, 23, 35, 47]
+
+
+def test_truncated_checkpoint_falls_back_and_names_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    code, out = train(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert code == 0, out[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+
+    code, out = train(tmp_path, f"resume={run_dir}", "trainer.max_epochs=3")
+    assert code == 0, out[-3000:]
+    assert f"Skipping unreadable checkpoints: {last}" in out
+    assert "Resuming from" in out and "best.ckpt" in out
+    assert torch.load(last, weights_only=True)["global_step"] == 36
+
+
+def test_no_readable_checkpoint_is_a_clear_error(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    assert newest_checkpoint(tmp_path) is None  # nothing yet: a clean start
+    (folder / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match=f"no checkpoint of {tmp_path} can be read: {folder}"):
+        newest_checkpoint(tmp_path)
+
+
+def test_resume_refuses_changes_to_the_model_and_starts_clean_without_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    code, out = train(
+        tmp_path, "model.beta=2", "debug=fdr", "logger=csv", f"hydra.run.dir={run_dir}"
+    )
+    assert code == 0, out[-3000:]
+    shutil.rmtree(run_dir / "checkpoints")  # as if stopped before the first checkpoint
+    code, out = train(tmp_path, f"resume={run_dir}", "model.latent_dim=3", "logger=csv")
+    assert code == 1
+    assert out.strip().splitlines()[-1] == (
+        f"error: resume={run_dir} cannot change model.latent_dim (8 in the run, 3 now): these "
+        "alter the model, the data or the optimisation; start a new run instead"
+    )
+    code, out = train(tmp_path, f"resume={run_dir}", "logger=csv", "trainer.max_epochs=1")
+    assert code == 0, out[-3000:]
+    assert "No checkpoint in" in out and "starting the run from the beginning" in out
+    config = (run_dir / "config.yaml").read_text()
+    assert "beta: 2\n" in config and "max_epochs: 1" in config  # the run's beta, the new limit

@@ -1,0 +1,77 @@
+"""Runs tracked in W&B, read back from the offline run's own files."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from tests.test_cli import VAELAB_TRAIN, run
+from tests.wandb_records import run_contents
+
+QUICK = ["callbacks.rich_progress_bar=null", "trainer.accelerator=cpu"]
+
+
+def test_offline_run_holds_config_metrics_and_images(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        VAELAB_TRAIN,
+        *QUICK,
+        "logger=wandb",
+        "logger.wandb.tags=[digits,test]",
+        "trainer.max_epochs=3",
+        "callbacks.images.every_n_epochs=1",
+        "+service.api_key=abc123",
+        f"hydra.run.dir={run_dir}",
+    ]
+    # No WANDB_MODE and no credentials: offline, with a one-line notice and no prompt.
+    env = {"WANDB_MODE": None, "WANDB_API_KEY": None, "NETRC": None, "HOME": str(tmp_path)}
+    result = run(args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "W&B: no API key" in result.stdout + result.stderr
+
+    contents = run_contents(run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert contents["id"] == results["wandb_id"] == (run_dir / "wandb_id").read_text().strip()
+
+    # The resolved config, nested as in config.yaml, with the secret masked everywhere.
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert {k: v for k, v in contents["config"].items() if k != "_wandb"} == config
+    assert contents["config"]["model"]["net"]["hidden"] == [512, 256]
+    assert config["service"]["api_key"] == "***"
+    assert "abc123" not in (run_dir / "config.yaml").read_text() + json.dumps(results)
+
+    # Metrics under their names at the steps they belong to.
+    val = [(r["trainer/global_step"], r["val/elbo"]) for r in contents["history"] if "val/elbo" in r]
+    assert [step for step, _ in val] == [11, 23, 35]
+    assert val[-1][1] == results["val/elbo"]
+    assert any("test/elbo" in r for r in contents["history"])
+
+    # Images as uint8 PNGs that are not black.
+    pictures = [r for r in contents["history"] if "images/samples" in r]
+    assert len(pictures) >= 3
+    (filename,) = pictures[-1]["images/samples"]["filenames"]
+    media = contents["dir"] / "files" / filename
+    pixels = np.asarray(Image.open(media))
+    assert pixels.dtype == np.uint8 and pixels.max() > 100
+
+
+def test_each_job_of_a_multirun_has_its_own_wandb_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        VAELAB_TRAIN,
+        "-m",
+        *QUICK,
+        "logger=wandb",
+        "debug=limit",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    ids = [run_contents(job)["id"] for job in jobs]
+    assert len(jobs) == 2 and len(set(ids)) == 2
+    assert ids == [(job / "wandb_id").read_text().strip() for job in jobs]
+    assert [run_contents(job)["config"]["seed"] for job in jobs] == [1, 2]
