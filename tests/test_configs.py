@@ -21,6 +21,7 @@ GROUPS = [
     "debug",
     "paths",
     "hydra",
+    "hydra/launcher",
 ]
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 

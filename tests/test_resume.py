@@ -84,7 +84,9 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
         shutil.move(str(tmp_path / one.name), str(solo / "wandb" / one.name))
         contents = run_contents(solo)
         assert contents["id"] == first_id
-        steps.append([row["trainer/global_step"] for row in contents["history"] if "val/elbo" in row])
+        steps.append(
+            [row["trainer/global_step"] for row in contents["history"] if "val/elbo" in row]
+        )
     assert steps == [[11, 23], [35, 47]]
 
 

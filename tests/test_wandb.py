@@ -1,7 +1,6 @@
 """Runs tracked in W&B, read back from the offline run's own files."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import yaml
@@ -43,7 +42,9 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path):
     assert "abc123" not in (run_dir / "config.yaml").read_text() + json.dumps(results)
 
     # Metrics under their names at the steps they belong to.
-    val = [(r["trainer/global_step"], r["val/elbo"]) for r in contents["history"] if "val/elbo" in r]
+    val = [
+        (r["trainer/global_step"], r["val/elbo"]) for r in contents["history"] if "val/elbo" in r
+    ]
     assert [step for step, _ in val] == [11, 23, 35]
     assert val[-1][1] == results["val/elbo"]
     assert any("test/elbo" in r for r in contents["history"])

@@ -102,7 +102,8 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint of the run that got furthest among those that load; None when there is
     none yet. Unreadable ones are reported and passed over."""
     found, bad = [], []
-    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+    # hpc_ckpt_N.ckpt: what Lightning writes when SLURM signals a pre-emption.
+    for path in [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]:
         checkpoint, problem = _read(path)
         if problem:
             bad.append(f"{path} ({problem})")
