@@ -46,7 +46,13 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.likelihood": _one_of(*LIKELIHOODS),
     "model.sigma": _number(positive=True),
     "model.optimizer.lr": _number(positive=True),
+    "model.free_bits": _number(positive=False),
+    "model.gamma": _number(positive=False),
     "model.kl_schedule.warmup_steps": _int_at_least(1),
+    "model.kl_schedule.cycle_steps": _int_at_least(1),
+    "model.kl_schedule.n_cycles": _int_at_least(1),
+    "model.kl_schedule.capacity": _number(positive=False),
+    "model.kl_schedule.capacity_steps": _int_at_least(1),
     "data.batch_size": _int_at_least(1),
     "trainer.max_epochs": _int_at_least(-1),
 }

@@ -1,3 +1,4 @@
+from vaelab.callbacks.collapse import CollapseMonitor
 from vaelab.callbacks.images import ImageLogger
 
-__all__ = ["ImageLogger"]
+__all__ = ["CollapseMonitor", "ImageLogger"]

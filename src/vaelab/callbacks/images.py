@@ -1,11 +1,13 @@
 """Pictures of what the model does: reconstructions of fixed validation examples and, for a VAE,
-decoded prior samples, as PNG grids in the run directory and in the image-capable loggers."""
+decoded prior samples and the KL of each latent dimension, as PNGs in the run directory and in the
+image-capable loggers."""
 
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from matplotlib.figure import Figure
 from torch import Tensor
 from torch.nn import functional as F
 from torchvision.utils import make_grid, save_image
@@ -55,6 +57,9 @@ class ImageLogger(L.Callback):
             generator = torch.Generator().manual_seed(self.seed)
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
         self.dirpath.mkdir(parents=True, exist_ok=True)
+        kl_dims = getattr(pl_module, "last_kl_per_dim", None)
+        if kl_dims is not None:
+            self._draw_kl(trainer, kl_dims, suffix)
         for name, images in grids.items():
             # Small images (8x8 digits) are enlarged, pixel for pixel, to be seen at all.
             scale = max(1, -(-32 // images.shape[-1]))
@@ -68,3 +73,18 @@ class ImageLogger(L.Callback):
                     # uint8 (H, W, C): wandb renders float images in [0, 1] as black.
                     pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
                     logger.log_image(f"images/{name}", [pixels], step=trainer.global_step)
+
+    def _draw_kl(self, trainer: L.Trainer, kl_dims: Tensor, suffix: str) -> None:
+        """A bar per latent dimension: its KL in nats. Bars near zero are collapsed dimensions."""
+        figure = Figure(figsize=(max(4, 0.25 * len(kl_dims)), 3), layout="constrained")
+        axes = figure.subplots()
+        axes.bar(range(len(kl_dims)), kl_dims.numpy())
+        axes.set(xlabel="latent dimension", ylabel="KL (nats)", title="val KL per dimension")
+        path = self.dirpath / f"kl_per_dim{suffix}.png"
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("images/kl_per_dim", figure, trainer.global_step)
+            elif isinstance(logger, WandbLogger):
+                logger.log_image("images/kl_per_dim", [str(path)], step=trainer.global_step)

@@ -84,16 +84,17 @@ class AutoEncoder(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, _ = batch
         terms = self.terms(x)
-        if split != "train":
-            terms.pop("beta", None)  # beta is the weight in force during training
+        self._log_terms(terms, split, x.shape[0])
+        return terms["loss"]
+
+    def _log_terms(self, terms: dict[str, Tensor | float], split: str, batch_size: int) -> None:
         self.log_dict(
             {f"{split}/{name}": value for name, value in terms.items()},
             on_step=False,
             on_epoch=True,
-            batch_size=x.shape[0],
+            batch_size=batch_size,
             sync_dist=True,
         )
-        return terms["loss"]
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

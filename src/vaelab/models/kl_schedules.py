@@ -2,6 +2,7 @@
 
 Every schedule takes `beta`, the target weight (`model.beta`), so a schedule changes how beta is
 reached, never what it is. Being a function of the step alone, a resumed run continues it exactly.
+A schedule that also has `target(step)` turns the KL term into gamma·|kl − target| (Capacity).
 """
 
 from dataclasses import dataclass
@@ -36,3 +37,55 @@ class LinearWarmup:
     def __call__(self, step: int) -> float:
         progress = min(step / self.warmup_steps, 1.0)
         return self.beta * (self.start + (1.0 - self.start) * progress)
+
+
+@dataclass(frozen=True)
+class Cyclical:
+    """Cyclical annealing (Fu et al. 2019): `n_cycles` cycles of `cycle_steps` steps; in each,
+    beta rises linearly from 0 over the first `ratio` of the cycle, then holds. After the last
+    cycle it stays at beta. Each restart lets the encoder escape a collapsed posterior."""
+
+    beta: float
+    cycle_steps: int
+    n_cycles: int = 4
+    ratio: float = 0.5
+
+    def __post_init__(self):
+        if self.cycle_steps < 1 or self.n_cycles < 1:
+            raise ValueError(
+                f"cycle_steps and n_cycles must be >= 1, got {self.cycle_steps}, {self.n_cycles}"
+            )
+        if not 0.0 < self.ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+
+    def __call__(self, step: int) -> float:
+        if step >= self.n_cycles * self.cycle_steps:
+            return self.beta
+        position = (step % self.cycle_steps) / self.cycle_steps
+        return self.beta * min(position / self.ratio, 1.0)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Capacity annealing (Burgess et al. 2018): the loss becomes recon + gamma·|kl − C(step)|,
+    with C rising linearly from 0 to `capacity` nats over `capacity_steps` steps. The KL is held
+    near a budget that grows, rather than pushed down. Its weight is the model's `gamma` when
+    set, else `beta`."""
+
+    beta: float
+    capacity: float
+    capacity_steps: int
+
+    def __post_init__(self):
+        if self.capacity < 0 or self.capacity_steps < 1:
+            raise ValueError(
+                f"capacity must be >= 0 and capacity_steps >= 1, got {self.capacity}, "
+                f"{self.capacity_steps}"
+            )
+
+    def __call__(self, step: int) -> float:
+        return self.beta
+
+    def target(self, step: int) -> float:
+        """C(step), the KL budget in nats."""
+        return self.capacity * min(step / self.capacity_steps, 1.0)

@@ -6,17 +6,29 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
+from vaelab.metrics import ActiveUnits, KLPerDimension
 from vaelab.models.autoencoder import AutoEncoder
 from vaelab.utils.containers import to_plain
 
 
-def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, diag exp(logvar)) || N(0, I)) in closed form, summed over latents: (B, Z) -> (B,).
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) in closed form, per example and latent: (B, Z).
 
     Computed in float32: under bf16 autocast exp(logvar) loses the precision the KL needs.
     """
     mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(q(z|x) || N(0, I)) summed over latents: (B, Z) -> (B,)."""
+    return kl_per_dimension(mu, logvar).sum(1)
+
+
+def free_bits(kl_dims: Tensor, floor: float) -> Tensor:
+    """sum_j max(floor, mean_b KL_j) (Kingma et al. 2016): below `floor` nats a dimension's KL
+    is not pushed further down, so its gradient is zero and the encoder may use it freely."""
+    return kl_dims.mean(0).clamp(min=floor).sum()
 
 
 class VAE(AutoEncoder):
@@ -24,6 +36,8 @@ class VAE(AutoEncoder):
 
     recon = -log p(x|z) with one sample of z, kl = KL(q(z|x) || N(0, I)); both are summed over
     dimensions and averaged over the batch, so with beta = 1 the loss is the negative ELBO.
+    `free_bits` (nats per dimension) and a capacity schedule change only the loss: the logged
+    kl and elbo are always the true values.
     """
 
     codes_per_latent = 2
@@ -33,19 +47,27 @@ class VAE(AutoEncoder):
         *args: Any,
         beta: float = 1.0,
         kl_schedule: dict | None = None,
+        free_bits: float = 0.0,
+        gamma: float | None = None,
         monitor: str = "val/elbo",
         monitor_mode: str = "max",
         **kwargs: Any,
     ):
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        if beta < 0 or free_bits < 0 or (gamma is not None and gamma < 0):
+            raise ValueError(
+                f"beta, free_bits and gamma must be >= 0: {beta}, {free_bits}, {gamma}"
+            )
         kl_schedule = kl_schedule or {"_target_": "vaelab.models.kl_schedules.Constant"}
         super().__init__(*args, monitor=monitor, monitor_mode=monitor_mode, **kwargs)
-        self.save_hyperparameters(
-            to_plain({**self.hparams, "beta": beta, "kl_schedule": kl_schedule}), logger=False
-        )
+        extra = {"beta": beta, "kl_schedule": kl_schedule, "free_bits": free_bits, "gamma": gamma}
+        self.save_hyperparameters(to_plain({**self.hparams, **extra}), logger=False)
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
+        self.free_bits, self.gamma = free_bits, gamma
         self._eval_generator: torch.Generator | None = None
+        z = self.latent_dim
+        self.val_active_units, self.test_active_units = ActiveUnits(z), ActiveUnits(z)
+        self.val_kl_per_dim = KLPerDimension(z)
+        self.last_kl_per_dim: Tensor | None = None  # of the last validation, for the pictures
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, *shape) -> (mu, logvar), each (B, latent_dim)."""
@@ -58,35 +80,66 @@ class VAE(AutoEncoder):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
+    def forward(self, x: Tensor) -> Tensor:
+        """Decoder output for the posterior mean: a deterministic reconstruction."""
+        return self.decode(self.encode(x)[0])
+
+    def _losses(self, x: Tensor) -> tuple[dict[str, Tensor | float], Tensor, Tensor]:
+        """The loss terms, the posterior means (B, Z) and the per-dimension KL (B, Z)."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, None if self.training else self._eval_generator)
+        recon = -self.likelihood.log_prob(x, self.decode(z))
+        kl_dims = kl_per_dimension(mu, logvar)
+        kl = kl_dims.sum(1)
+        kl_in_loss = free_bits(kl_dims, self.free_bits) if self.free_bits else kl.mean()
+        step = self.global_step
+        beta = self.kl_schedule(step)
+        terms = {"recon": recon.mean(), "kl": kl.mean(), "elbo": -(recon + kl).mean()}
+        if hasattr(self.kl_schedule, "target"):
+            capacity = self.kl_schedule.target(step)
+            beta = self.gamma if self.gamma is not None else beta
+            terms.update(
+                loss=recon.mean() + beta * (kl_in_loss - capacity).abs(), capacity=capacity
+            )
+        else:
+            terms.update(loss=recon.mean() + beta * kl_in_loss)
+        terms["beta"] = beta
+        return terms, mu, kl_dims
+
+    def terms(self, x: Tensor) -> dict[str, Tensor | float]:
+        return self._losses(x)[0]
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        x, _ = batch
+        terms, mu, kl_dims = self._losses(x)
+        if split != "train":
+            # The schedule's weight and capacity are properties of training steps.
+            terms = {k: v for k, v in terms.items() if k not in ("beta", "capacity")}
+            active_units = getattr(self, f"{split}_active_units")
+            active_units.update(mu)
+            self.log(f"{split}/active_units", active_units, on_step=False, on_epoch=True)
+            if split == "val":
+                self.val_kl_per_dim.update(kl_dims)
+        self._log_terms(terms, split, x.shape[0])
+        return terms["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self._reseed_eval_noise()
+
+    def on_validation_epoch_end(self) -> None:
+        kl_dims = self.val_kl_per_dim.compute()
+        self.val_kl_per_dim.reset()
+        self.last_kl_per_dim = kl_dims.cpu()
+        self.log_dict({f"val/kl_dim{j:02d}": v for j, v in enumerate(kl_dims)}, sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._reseed_eval_noise()
+
     def _reseed_eval_noise(self) -> None:
         # Validation and test draw their noise from a generator of their own, reseeded at the
         # start of each pass: their numbers compare across epochs and runs, and evaluating never
         # moves the training random stream (which a resumed run must continue exactly).
         self._eval_generator = torch.Generator(self.device).manual_seed(0)
-
-    def on_validation_epoch_start(self) -> None:
-        self._reseed_eval_noise()
-
-    def on_test_epoch_start(self) -> None:
-        self._reseed_eval_noise()
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Decoder output for the posterior mean: a deterministic reconstruction."""
-        return self.decode(self.encode(x)[0])
-
-    def terms(self, x: Tensor) -> dict[str, Tensor | float]:
-        mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, None if self.training else self._eval_generator)
-        recon = -self.likelihood.log_prob(x, self.decode(z))
-        kl = kl_standard_normal(mu, logvar)
-        beta = self.kl_schedule(self.global_step)
-        return {
-            "loss": (recon + beta * kl).mean(),
-            "recon": recon.mean(),
-            "kl": kl.mean(),
-            "elbo": -(recon + kl).mean(),
-            "beta": beta,
-        }
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -1,0 +1,3 @@
+from vaelab.metrics.latents import ActiveUnits, KLPerDimension
+
+__all__ = ["ActiveUnits", "KLPerDimension"]

@@ -1,0 +1,118 @@
+"""KL control: the schedules, free bits, capacity annealing and the collapse diagnostics."""
+
+import csv
+
+import pytest
+import torch
+
+from tests.test_resume import train as train_cli
+from vaelab.metrics import ActiveUnits, KLPerDimension
+from vaelab.models.kl_schedules import Capacity, Cyclical
+from vaelab.models.vae import free_bits, kl_per_dimension
+from vaelab.train import train
+
+CYCLICAL = Cyclical(beta=2.0, cycle_steps=100, n_cycles=2, ratio=0.5)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [(0, 0.0), (25, 1.0), (50, 2.0), (99, 2.0), (100, 0.0), (125, 1.0), (150, 2.0), (199, 2.0),
+     (200, 2.0), (10_000, 2.0)],
+)  # fmt: skip
+def test_cyclical_schedule(step, expected):
+    assert CYCLICAL(step) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("step", "expected"), [(0, 0.0), (50, 5.0), (100, 10.0), (150, 10.0)])
+def test_capacity_target(step, expected):
+    schedule = Capacity(beta=3.0, capacity=10.0, capacity_steps=100)
+    assert schedule.target(step) == pytest.approx(expected)
+    assert schedule(step) == 3.0
+
+
+def test_free_bits_stop_the_gradient_below_the_floor():
+    mu = torch.tensor([[0.1, 2.0], [-0.1, 1.0]], requires_grad=True)
+    logvar = torch.zeros(2, 2, requires_grad=True)
+    kl_dims = kl_per_dimension(mu, logvar)  # dim 0: 0.005 nats, dim 1: 1.25 nats
+    free_bits(kl_dims, floor=0.5).backward()
+    assert torch.all(mu.grad[:, 0] == 0) and torch.all(mu.grad[:, 1] != 0)
+    assert free_bits(kl_dims.detach(), 0.5) == pytest.approx(0.5 + 1.25)
+
+
+def test_free_bits_change_the_loss_not_the_logged_kl(compose_train):
+    terms = []
+    for floor in (0.0, 2.0):
+        cfg = compose_train(f"model.free_bits={floor}")
+        torch.manual_seed(0)
+        model = __import__("hydra").utils.instantiate(cfg.model, input_shape=[1, 8, 8])
+        model.eval()
+        model._reseed_eval_noise()
+        terms.append(model.terms(torch.rand(32, 1, 8, 8)))
+    assert terms[0]["kl"] == terms[1]["kl"] and terms[0]["elbo"] == terms[1]["elbo"]
+    assert terms[1]["loss"] > terms[0]["loss"]
+
+
+def test_latent_metrics_accumulate_over_batches():
+    torch.manual_seed(0)
+    mu = torch.cat([torch.randn(100, 3), torch.zeros(100, 1)], 1)
+    active = ActiveUnits(latent_dim=4)
+    for part in mu.split(30):
+        active.update(part)
+    assert active.compute() == 3
+    torch.testing.assert_close(active.variance().float(), mu.var(0, unbiased=False))
+    per_dim = KLPerDimension(latent_dim=4)
+    kl = torch.rand(100, 4)
+    for part in kl.split(7):
+        per_dim.update(part)
+    torch.testing.assert_close(per_dim.compute(), kl.mean(0))
+
+
+def test_capacity_annealing_holds_the_kl_at_the_target(compose_train):
+    cfg = compose_train(
+        "model=beta_vae_capacity",
+        "model.kl_schedule.capacity=5",
+        "model.kl_schedule.capacity_steps=300",
+        "model.gamma=100",
+        "data.batch_size=32",
+        "trainer.max_epochs=20",
+    )
+    results, _ = train(cfg)
+    with open(f"{cfg.paths.output_dir}/metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    val_kl = [float(r["val/kl"]) for r in rows if r["val/kl"]]
+    capacity = [float(r["train/capacity"]) for r in rows if r["train/capacity"]]
+    assert capacity[-1] == pytest.approx(5.0)
+    # Once C has reached 5 nats (step 300, epoch 7), the KL stays within 1 nat of it.
+    assert abs(sum(val_kl[-5:]) / 5 - 5.0) < 1.0, val_kl
+    assert results["train/beta"] == 100.0
+
+
+def test_a_larger_beta_leaves_fewer_active_units(compose_train):
+    active = {}
+    for beta in (0.5, 8.0):
+        cfg = compose_train(f"model.beta={beta}", "data.batch_size=32", "trainer.max_epochs=10")
+        results, objects = train(cfg)
+        active[beta] = results["test/active_units"]
+        assert objects["model"].last_kl_per_dim.shape == (8,)
+    assert active[8.0] < active[0.5], active
+    images = __import__("pathlib").Path(cfg.paths.output_dir) / "images"
+    assert (images / "kl_per_dim.png").is_file()
+
+
+def test_a_resume_continues_the_warmup_where_it_stopped(tmp_path):
+    run_dir = tmp_path / "run"
+    warmup = ["model/kl_schedule=linear", "model.kl_schedule.warmup_steps=100", "logger=csv"]
+    code, out = train_cli(tmp_path, *warmup, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert code == 0, out[-3000:]
+    code, out = train_cli(tmp_path, f"resume={run_dir}", "trainer.max_epochs=3")
+    assert code == 0, out[-3000:]
+    with open(run_dir / "metrics.csv") as file:
+        beta = [float(r["train/beta"]) for r in csv.DictReader(file) if r["train/beta"]]
+    # beta = step / 100, averaged over each epoch's 12 steps weighted by batch size (11 batches
+    # of 128, one of 29): steps 0..11, 12..23, then 24..35 after the resume, not 0..11 again.
+    sizes = [128] * 11 + [29]
+    expected = [
+        sum(n * (first + i) for i, n in enumerate(sizes)) / sum(sizes) / 100
+        for first in (0, 12, 24)
+    ]
+    assert beta == pytest.approx(expected)
