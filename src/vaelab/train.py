@@ -75,7 +75,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks = build_group(cfg.get("callbacks"))
     loggers = build_group(cfg.get("logger"))
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
-    write_config(cfg, run_dir)
+    if trainer.is_global_zero:
+        write_config(cfg, run_dir)
     run_config = redact(OmegaConf.to_container(cfg, resolve=True))
     for logger in loggers:
         logger.log_hyperparams(run_config)
@@ -103,7 +104,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
     if (run_dir / ID_FILE).is_file():
         results["wandb_id"] = (run_dir / ID_FILE).read_text().strip()
-    write_results(run_dir, results)
+    if trainer.is_global_zero:
+        write_results(run_dir, results)
     objects = dict(datamodule=datamodule, model=model, trainer=trainer)
     return results, objects
 

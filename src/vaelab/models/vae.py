@@ -72,7 +72,9 @@ class VAE(AutoEncoder):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, *shape) -> (mu, logvar), each (B, latent_dim)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
+        # exp(logvar) overflows fp16 and bf16 for logvar > 11; the bounds keep sigma in
+        # [3e-7, 2e4], far outside anything a trained encoder uses.
+        return mu, logvar.clamp(-30.0, 20.0)
 
     def reparameterize(
         self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
