@@ -4,6 +4,7 @@ import os
 import signal
 
 import lightning as L
+import torch
 
 
 class KillAt(L.Callback):
@@ -16,3 +17,17 @@ class KillAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordBatches(L.Callback):
+    """Writes every training example this rank saw, as rows of x, to <folder>/rank<N>.pt."""
+
+    def __init__(self, folder: str):
+        self.folder, self.rows = folder, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.rows.append(batch[0].flatten(1).cpu())
+
+    def on_train_end(self, trainer, pl_module):
+        os.makedirs(self.folder, exist_ok=True)
+        torch.save(torch.cat(self.rows), os.path.join(self.folder, f"rank{trainer.global_rank}.pt"))

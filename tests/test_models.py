@@ -107,3 +107,11 @@ def test_optimizer_and_scheduler_are_partials(compose_train):
     assert isinstance(
         config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR
     )
+
+
+@pytest.mark.parametrize("model_name", ["ae", "vae"])
+def test_bf16_mixed_precision_on_cpu(compose_train, model_name):
+    cfg = compose_train(f"model={model_name}", "trainer.precision=bf16-mixed", "debug=limit")
+    results, objects = train(cfg)
+    assert objects["trainer"].precision == "bf16-mixed"
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in results.items() if k.startswith("test/"))

@@ -67,3 +67,22 @@ def validate(cfg: DictConfig) -> None:
         problem = rule(value)
         if problem:
             raise ConfigError(f"{key}={value!r}: {problem}")
+
+
+def refuse_ddp_in_multirun(cfg: DictConfig, launcher: str) -> None:
+    """Lightning's `ddp` strategy starts the other ranks by re-running the command line; inside a
+    multirun job that would re-run the sweep. A SLURM launcher gives each rank its own task."""
+    strategy = OmegaConf.select(cfg, "trainer.strategy", default="auto")
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    spawned = not isinstance(strategy, str) or "spawn" in strategy
+    if (
+        str(strategy).startswith("ddp")
+        and not spawned
+        and devices != 1
+        and "submitit" not in launcher
+    ):
+        raise ConfigError(
+            f"trainer.strategy={strategy} cannot run inside a multirun job with this launcher: "
+            f"Lightning would re-run the whole command for each rank; use hydra/launcher=slurm, "
+            f"trainer.strategy=ddp_spawn, or run the jobs one at a time"
+        )

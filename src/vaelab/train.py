@@ -11,18 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import hydra_main
-from vaelab.schema import validate
+from vaelab.schema import refuse_ddp_in_multirun, validate
 
 log = logging.getLogger(__name__)
 
 
 def _this_command_line() -> list[str] | None:
     """The overrides typed for this invocation, when Hydra started it."""
-    from hydra.core.hydra_config import HydraConfig
-
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
 
 
@@ -114,6 +114,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, and hand the sweeper the value of `optimized_metric`."""
     validate(cfg)
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        refuse_ddp_in_multirun(cfg, hydra_cfg.launcher._target_)
     results, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:

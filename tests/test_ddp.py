@@ -1,0 +1,59 @@
+"""Data-parallel training on two CPU processes, through the real CLI: Lightning's `ddp` launcher
+starts the second rank by re-running the command line."""
+
+import csv
+from collections import Counter
+
+import pytest
+import torch
+
+from tests.test_cli import VAELAB_TRAIN, run
+from tests.test_resume import ROOT
+from vaelab.data import DigitsDataModule
+
+COMMON = [
+    "model=ae",  # no sampling noise: one process and two must agree
+    "trainer.max_epochs=1",
+    "+trainer.val_check_interval=2",
+    "callbacks.rich_progress_bar=null",
+]
+
+
+def first_val_recon(run_dir) -> float:
+    with open(run_dir / "metrics.csv") as file:
+        return next(float(r["val/recon"]) for r in csv.DictReader(file) if r["val/recon"])
+
+
+def test_two_cpu_ranks_match_one_process_and_share_the_epoch(tmp_path):
+    record = ["+callbacks.record._target_=tests.helpers.RecordBatches"]
+    runs = {}
+    for trainer in ("ddp_cpu", "cpu"):
+        run_dir = tmp_path / trainer
+        args = [VAELAB_TRAIN, *COMMON, f"trainer={trainer}", f"hydra.run.dir={run_dir}", *record]
+        args.append(f"+callbacks.record.folder={tmp_path / trainer / 'seen'}")
+        result = run(args, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[trainer] = run_dir
+
+    # Validation after two optimizer steps of the same global batch (128 = 2 x 64).
+    assert first_val_recon(runs["ddp_cpu"]) == pytest.approx(first_val_recon(runs["cpu"]), abs=1e-4)
+
+    # Each training example seen once across the ranks; 1437 % 2 = 1 left out of the epoch.
+    seen = [torch.load(tmp_path / "ddp_cpu" / "seen" / f"rank{r}.pt") for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 718
+    dm = DigitsDataModule()
+    dm.setup()
+    as_counts = lambda x: Counter(map(tuple, x.flatten(1).tolist()))  # noqa: E731
+    seen_counts, train_counts = as_counts(torch.cat(seen)), as_counts(dm.splits["train"][0])
+    assert seen_counts <= train_counts and (train_counts - seen_counts).total() == 1
+    # Only rank zero wrote the run's files.
+    assert not list(runs["ddp_cpu"].glob("rank1*")) and (runs["ddp_cpu"] / "results.json").is_file()
+
+
+def test_ddp_inside_a_multirun_job_is_refused(tmp_path):
+    args = [VAELAB_TRAIN, "-m", "trainer=ddp_cpu", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: trainer.strategy=ddp cannot run inside a multirun job with this launcher"
+    )
