@@ -54,6 +54,10 @@ def test_ddp_inside_a_multirun_job_is_refused(tmp_path):
     args = [VAELAB_TRAIN, "-m", "trainer=ddp_cpu", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
     result = run(args, cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: trainer.strategy=ddp cannot run inside a multirun job with this launcher"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: trainer.strategy=ddp cannot run inside a multirun job with this launcher"
+        )
     )

@@ -75,4 +75,8 @@ def test_each_job_of_a_multirun_has_its_own_wandb_run(tmp_path):
     ids = [run_contents(job)["id"] for job in jobs]
     assert len(jobs) == 2 and len(set(ids)) == 2
     assert ids == [(job / "wandb_id").read_text().strip() for job in jobs]
-    assert [run_contents(job)["config"]["seed"] for job in jobs] == [1, 2]
+    configs = [run_contents(job)["config"] for job in jobs]
+    assert [c["seed"] for c in configs] == [1, 2]
+    # The jobs of one sweep share a W&B group named after it.
+    assert configs[0]["logger"]["wandb"]["group"] == configs[1]["logger"]["wandb"]["group"]
+    assert configs[0]["logger"]["wandb"]["group"] == f"train-{sweep.name}"

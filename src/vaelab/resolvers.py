@@ -1,5 +1,6 @@
 """OmegaConf resolvers that vaelab's configs use; registered when vaelab is imported."""
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -10,6 +11,18 @@ def _if_set(value: Any, then: Any, otherwise: Any) -> Any:
     return then if value not in (None, "") else otherwise
 
 
+def _sweep_name() -> str | None:
+    """${sweep_name:}: names the sweep a multirun job belongs to (its W&B group); None otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra = HydraConfig.get()
+    return f"{hydra.job.name}-{Path(hydra.sweep.dir).name}"
+
+
 def register() -> None:
-    if not OmegaConf.has_resolver("if_set"):
-        OmegaConf.register_new_resolver("if_set", _if_set)
+    for name, resolver in (("if_set", _if_set), ("sweep_name", _sweep_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

@@ -1,0 +1,89 @@
+"""Multiruns: launchers, the sweep summary, and failed jobs."""
+
+import csv
+import os
+from pathlib import Path
+
+from tests.test_cli import VAELAB_TRAIN, run
+
+QUICK = ["callbacks.rich_progress_bar=null", "trainer.accelerator=cpu"]
+
+
+def rows(sweep: Path) -> list[dict]:
+    with open(sweep / "sweep.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        VAELAB_TRAIN,
+        "-m",
+        *QUICK,
+        "hydra/launcher=joblib",
+        "model.beta=0.5,8",
+        "seed=1,2",
+        "data.batch_size=32",
+        "trainer.max_epochs=6",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    summary = rows(sweep)
+    assert [(r["model.beta"], r["seed"], r["status"]) for r in summary] == [
+        ("0.5", "1", "COMPLETED"),
+        ("0.5", "2", "COMPLETED"),
+        ("8", "1", "COMPLETED"),
+        ("8", "2", "COMPLETED"),
+    ]
+    kl = {
+        beta: [float(r["test/kl"]) for r in summary if r["model.beta"] == beta]
+        for beta in ("0.5", "8")
+    }
+    assert max(kl["8"]) < min(kl["0.5"])  # the KL falls as beta rises
+    assert (sweep / "rate_distortion.png").stat().st_size > 1000
+
+    # The script rebuilds both files from the job directories.
+    (sweep / "sweep.csv").unlink()
+    (sweep / "rate_distortion.png").unlink()
+    script = run(
+        [str(Path(VAELAB_TRAIN).parent / "python"), "-m", "vaelab.sweep", str(sweep)], cwd=tmp_path
+    )
+    assert script.returncode == 0, script.stderr
+    assert [r["test/kl"] for r in rows(sweep)] == [r["test/kl"] for r in summary]
+    assert (sweep / "rate_distortion.png").is_file()
+
+
+def test_a_failed_job_is_recorded_and_raises(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        VAELAB_TRAIN,
+        "-m",
+        *QUICK,
+        "model.latent_dim=0,2",
+        "debug=fdr",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 1
+    (row, *_) = rows(sweep)
+    assert row["status"] == "FAILED" and "model.latent_dim=0" in row["error"]
+
+
+def test_submitit_local_runs_each_job_in_its_own_process(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        VAELAB_TRAIN,
+        "-m",
+        *QUICK,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "debug=fdr",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run(args, cwd=tmp_path, env={"PYTHONPATH": os.getcwd()})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
+    assert all((sweep / job / "results.json").is_file() for job in ("0", "1"))
