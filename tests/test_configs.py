@@ -22,6 +22,7 @@ GROUPS = [
     "paths",
     "hydra",
     "hydra/launcher",
+    "hparams_search",
 ]
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 

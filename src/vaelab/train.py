@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,14 @@ def _finish_wandb(failed: bool) -> None:
         wandb.finish(exit_code=1 if failed else 0)
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def train(
+    cfg: DictConfig, extra_callbacks: Sequence[Any] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build data, model, callbacks, loggers and trainer from `cfg`; fit; test the best checkpoint.
 
-    With `cfg.resume` set, the run in that directory is continued instead. Returns the results
-    written to results.json and the objects built.
+    With `cfg.resume` set, the run in that directory is continued instead. `extra_callbacks` join
+    those of the config (a search adds its pruning). Returns the results written to
+    results.json and the objects built.
     """
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
@@ -72,7 +76,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = build(cfg.model, input_shape=list(datamodule.shape))
 
     log.info("Callbacks, loggers, trainer")
-    callbacks = build_group(cfg.get("callbacks"))
+    callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks]
     loggers = build_group(cfg.get("logger"))
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
@@ -117,6 +121,10 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         refuse_ddp_in_multirun(cfg, hydra_cfg.launcher._target_)
+    if cfg.get("hparams_search"):
+        from vaelab.search import search
+
+        return search(cfg)
     results, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:

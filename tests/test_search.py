@@ -1,0 +1,41 @@
+"""Optuna search through the CLI: a persistent study that a second invocation continues."""
+
+import optuna
+
+from tests.test_cli import VAELAB_TRAIN, run
+
+
+def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    common = [
+        VAELAB_TRAIN,
+        "hparams_search=vae_optuna",
+        f"hparams_search.storage={storage}",
+        "hparams_search.pruner.n_startup_trials=1",
+        "hparams_search.pruner.n_warmup_steps=1",
+        "trainer.max_epochs=3",
+        "callbacks.rich_progress_bar=null",
+        "trainer.accelerator=cpu",
+    ]
+    first = run([*common, "hparams_search.n_trials=3", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = optuna.load_study(study_name="vae_digits", storage=storage)
+    assert len(study.trials) == 3
+    assert sorted(p.name for p in (tmp_path / "a").glob("trial_*")) == [
+        "trial_000",
+        "trial_001",
+        "trial_002",
+    ]
+    finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert {t.state for t in study.trials} <= finished
+
+    second = run(
+        [*common, "hparams_search.n_trials=5", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    study = optuna.load_study(study_name="vae_digits", storage=storage)
+    assert len(study.trials) == 5 and {t.state for t in study.trials} <= finished
+    assert sorted(p.name for p in (tmp_path / "b").glob("trial_*")) == ["trial_003", "trial_004"]
+    assert set(study.best_params) == {"model.beta", "model.optimizer.lr", "model.latent_dim"}
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(t.value < 0 for t in completed)  # val/elbo, maximised
