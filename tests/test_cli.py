@@ -58,7 +58,7 @@ def test_default_run_writes_the_whole_run_directory(tmp_path):
         val = [float(row["val/elbo"]) for row in csv.DictReader(file) if row["val/elbo"]]
     assert len(val) == 6 and val[-1] > val[0]
 
-    for name in ("reconstructions.png", "samples.png", "samples_epoch004.png"):
+    for name in ("reconstructions.png", "samples.png", "samples_epoch004.png", "traversals.png"):
         with Image.open(run_dir / "images" / name) as image:
             image.verify()
         with Image.open(run_dir / "images" / name) as image:

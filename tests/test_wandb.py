@@ -50,6 +50,8 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path):
     assert any("test/elbo" in r for r in contents["history"])
 
     # Images as uint8 PNGs that are not black.
+    for name in ("reconstructions", "traversals", "kl_per_dim"):
+        assert any(f"images/{name}" in r for r in contents["history"]), name
     pictures = [r for r in contents["history"] if "images/samples" in r]
     assert len(pictures) >= 3
     (filename,) = pictures[-1]["images/samples"]["filenames"]

@@ -1,6 +1,6 @@
 """Pictures of what the model does: reconstructions of fixed validation examples and, for a VAE,
-decoded prior samples and the KL of each latent dimension, as PNGs in the run directory and in the
-image-capable loggers."""
+decoded prior samples, latent traversals and the KL of each latent dimension, as PNGs in the run
+directory and in the image-capable loggers."""
 
 from pathlib import Path
 
@@ -21,11 +21,13 @@ class ImageLogger(L.Callback):
     never moves the training random stream.
     """
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 5, n: int = 64, seed: int = 0):
+    def __init__(
+        self, dirpath: str, every_n_epochs: int = 5, n: int = 64, seed: int = 0, max_dims: int = 10
+    ):
         if every_n_epochs < 1 or n < 1:
             raise ValueError(f"every_n_epochs and n must be >= 1, got {every_n_epochs} and {n}")
         self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
-        self.n, self.seed = n, seed
+        self.n, self.seed, self.max_dims = n, seed, max_dims
         self._examples: Tensor | None = None
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
@@ -56,6 +58,7 @@ class ImageLogger(L.Callback):
         if hasattr(pl_module, "sample"):
             generator = torch.Generator().manual_seed(self.seed)
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
+            grids["traversals"] = self._traversals(pl_module, x[:1], cols)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         kl_dims = getattr(pl_module, "last_kl_per_dim", None)
         if kl_dims is not None:
@@ -73,6 +76,18 @@ class ImageLogger(L.Callback):
                     # uint8 (H, W, C): wandb renders float images in [0, 1] as black.
                     pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
                     logger.log_image(f"images/{name}", [pixels], step=trainer.global_step)
+
+    @torch.no_grad()
+    def _traversals(self, pl_module: L.LightningModule, x: Tensor, steps: int) -> Tensor:
+        """Row j: the first example's posterior mean with z_j swept over [-3, 3], decoded; for
+        the first `max_dims` latent dimensions. A row that does not change is an unused one."""
+        mu, _ = pl_module.encode(x)  # (1, Z)
+        dims = min(pl_module.latent_dim, self.max_dims)
+        z = mu.repeat(dims * steps, 1)  # (dims * steps, Z)
+        values = torch.linspace(-3, 3, steps, device=z.device)
+        for j in range(dims):
+            z[j * steps : (j + 1) * steps, j] = values
+        return pl_module.likelihood.mean(pl_module.decode(z)).float().clamp(0, 1)
 
     def _draw_kl(self, trainer: L.Trainer, kl_dims: Tensor, suffix: str) -> None:
         """A bar per latent dimension: its KL in nats. Bars near zero are collapsed dimensions."""
