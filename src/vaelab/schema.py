@@ -41,6 +41,7 @@ def _one_of(*allowed: str) -> Callable[[Any], str | None]:
 # Keys absent from a config (beta for an AE, say) are not checked.
 RULES: dict[str, Callable[[Any], str | None]] = {
     "seed": _int_at_least(0),
+    "iw_samples": _int_at_least(1),
     "model.latent_dim": _int_at_least(1),
     "model.beta": _number(positive=False),
     "model.likelihood": _one_of(*LIKELIHOODS),

@@ -79,7 +79,9 @@ class InMemoryDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() before reading the datamodule's shape")
         return tuple(self.splits["train"][0].shape[1:])
 
-    def _batches(self, split: str, train: bool) -> TensorBatches:
+    def loader(self, split: str, train: bool = False) -> TensorBatches:
+        """Batches of a split: shuffled per epoch (and with drop_last) when `train`, else in the
+        split's fixed order, as for embedding or testing a whole split."""
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if self.batch_size % world:
@@ -99,10 +101,10 @@ class InMemoryDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", train=True)
+        return self.loader("train", train=True)
 
     def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", train=False)
+        return self.loader("val")
 
     def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", train=False)
+        return self.loader("test")

@@ -1,3 +1,4 @@
 from vaelab.metrics.latents import ActiveUnits, KLPerDimension
+from vaelab.metrics.likelihood import ImportanceWeightedNLL, iw_log_likelihood
 
-__all__ = ["ActiveUnits", "KLPerDimension"]
+__all__ = ["ActiveUnits", "ImportanceWeightedNLL", "KLPerDimension", "iw_log_likelihood"]

@@ -6,7 +6,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
-from vaelab.metrics import ActiveUnits, KLPerDimension
+from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, iw_log_likelihood
 from vaelab.models.autoencoder import AutoEncoder
 from vaelab.utils.containers import to_plain
 
@@ -49,6 +49,7 @@ class VAE(AutoEncoder):
         kl_schedule: dict | None = None,
         free_bits: float = 0.0,
         gamma: float | None = None,
+        iw_samples: int = 100,
         monitor: str = "val/elbo",
         monitor_mode: str = "max",
         **kwargs: Any,
@@ -59,14 +60,18 @@ class VAE(AutoEncoder):
             )
         kl_schedule = kl_schedule or {"_target_": "vaelab.models.kl_schedules.Constant"}
         super().__init__(*args, monitor=monitor, monitor_mode=monitor_mode, **kwargs)
+        if iw_samples < 1:
+            raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
         extra = {"beta": beta, "kl_schedule": kl_schedule, "free_bits": free_bits, "gamma": gamma}
+        extra["iw_samples"] = iw_samples
         self.save_hyperparameters(to_plain({**self.hparams, **extra}), logger=False)
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
-        self.free_bits, self.gamma = free_bits, gamma
+        self.free_bits, self.gamma, self.iw_samples = free_bits, gamma, iw_samples
         self._eval_generator: torch.Generator | None = None
         z = self.latent_dim
         self.val_active_units, self.test_active_units = ActiveUnits(z), ActiveUnits(z)
         self.val_kl_per_dim = KLPerDimension(z)
+        self.test_nll_iw = ImportanceWeightedNLL()
         self.last_kl_per_dim: Tensor | None = None  # of the last validation, for the pictures
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,6 +127,10 @@ class VAE(AutoEncoder):
             self.log(f"{split}/active_units", active_units, on_step=False, on_epoch=True)
             if split == "val":
                 self.val_kl_per_dim.update(kl_dims)
+            if split == "test":
+                log_px = iw_log_likelihood(self, x, self.iw_samples, self._eval_generator)
+                self.test_nll_iw.update(log_px)
+                self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
         self._log_terms(terms, split, x.shape[0])
         return terms["loss"]
 

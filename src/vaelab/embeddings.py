@@ -1,0 +1,34 @@
+"""Embeddings of a dataset split (mu for a VAE, h for an AE), and how useful they are."""
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+@torch.no_grad()
+def embed(model, batches) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (N, Z) float32, labels (N,) int64) over an iterable of (x, y) batches."""
+    model.eval()
+    codes, labels = [], []
+    for x, y in batches:
+        code = model.encode(x.to(model.device))
+        codes.append((code[0] if isinstance(code, tuple) else code).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(codes).numpy(), torch.cat(labels).numpy()
+
+
+def probe_accuracies(train: tuple, test: tuple, k: int = 5) -> dict[str, float]:
+    """Test accuracy of a linear classifier (logistic regression on standardised embeddings)
+    and of k-nearest neighbours, both fitted on the training embeddings; {} without labels."""
+    (z_train, y_train), (z_test, y_test) = train, test
+    if (y_train < 0).any() or (y_test < 0).any() or len(np.unique(y_train)) < 2:
+        return {}
+    linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    knn = KNeighborsClassifier(n_neighbors=k)
+    return {
+        "linear_probe_acc": float(linear.fit(z_train, y_train).score(z_test, y_test)),
+        "knn_acc": float(knn.fit(z_train, y_train).score(z_test, y_test)),
+    }

@@ -1,0 +1,82 @@
+"""vaelab-eval: the test metrics of a checkpoint, with the model and data rebuilt from the
+training run's own config.yaml.
+
+    vaelab-eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt iw_samples=1000
+"""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.cli import hydra_main
+from vaelab.errors import ConfigError
+from vaelab.schema import validate
+
+log = logging.getLogger(__name__)
+
+
+def training_config(ckpt_path: Path) -> DictConfig:
+    """The config.yaml of the run a checkpoint belongs to (found in a folder above it)."""
+    for folder in ckpt_path.resolve().parents:
+        if (folder / "config.yaml").is_file():
+            return OmegaConf.load(folder / "config.yaml")
+    raise ConfigError(
+        f"ckpt_path={ckpt_path}: no config.yaml of a vaelab-train run in the folders above it"
+    )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test the checkpoint on the run's data (or `cfg.data`); probe its embeddings."""
+    import lightning as L
+    from hydra.utils import get_class
+
+    from vaelab.embeddings import embed, probe_accuracies
+    from vaelab.utils.instantiate import build
+    from vaelab.utils.resume import check_checkpoint
+    from vaelab.utils.run_dir import provenance, write_results
+
+    logging.getLogger("lightning").handlers.clear()
+    ckpt_path = Path(check_checkpoint(cfg.ckpt_path))
+    run_cfg = training_config(ckpt_path)
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed)
+
+    datamodule = build(cfg.get("data") or run_cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    model = get_class(run_cfg.model._target_).load_from_checkpoint(ckpt_path, weights_only=True)
+    if hasattr(model, "iw_samples"):
+        model.iw_samples = cfg.iw_samples
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=output_dir,
+        enable_model_summary=False,
+    )
+    (metrics,) = trainer.test(model, datamodule=datamodule, weights_only=True)
+    train_codes = embed(model, datamodule.loader("train"))
+    test_codes = embed(model, datamodule.test_dataloader())
+    probes = probe_accuracies(train_codes, test_codes)
+    for name, value in probes.items():
+        log.info(f"test/{name}: {value:.4f}")
+
+    results = {name: float(value) for name, value in metrics.items()}
+    results.update({f"test/{name}": value for name, value in probes.items()})
+    results.update(ckpt_path=str(ckpt_path), run_dir=str(output_dir), **provenance())
+    results["iw_samples"] = cfg.iw_samples
+    write_results(output_dir, results)
+    return results
+
+
+@hydra_main("eval")
+def main(cfg: DictConfig) -> None:
+    validate(cfg)
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""vaelab-eval rebuilds a run's model and data from its checkpoint and config.yaml."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from tests.test_cli import VAELAB_TRAIN, run
+
+VAELAB_EVAL = shutil.which("vaelab-eval", path=str(Path(sys.executable).parent))
+
+
+def test_eval_reproduces_the_training_runs_test_metrics(tmp_path):
+    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
+    args = [
+        VAELAB_TRAIN,
+        "data.batch_size=32",
+        "trainer.max_epochs=25",
+        "trainer.accelerator=cpu",
+        "iw_samples=50",
+        "callbacks.rich_progress_bar=null",
+        f"hydra.run.dir={train_dir}",
+    ]
+    trained = run(args, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    before = (train_dir / "results.json").read_text()
+    results = json.loads(before)
+
+    args = [
+        VAELAB_EVAL,
+        f"ckpt_path={results['best_ckpt']}",
+        "iw_samples=50",
+        "accelerator=cpu",
+        f"hydra.run.dir={eval_dir}",
+    ]
+    evaluated = run(args, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads((eval_dir / "results.json").read_text())
+    for name in ("loss", "recon", "kl", "elbo", "nll_iw", "active_units"):
+        assert abs(metrics[f"test/{name}"] - results[f"test/{name}"]) < 1e-4, name
+    assert metrics["test/linear_probe_acc"] > 0.85 and metrics["test/knn_acc"] > 0.85
+    assert (train_dir / "results.json").read_text() == before  # eval writes only its own dir
+
+
+def test_eval_without_a_checkpoint_is_a_one_line_error(tmp_path):
+    result = run([VAELAB_EVAL, f"ckpt_path={tmp_path / 'none.ckpt'}"], cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: ckpt_path={tmp_path / 'none.ckpt'}: no such file"
+    ]
