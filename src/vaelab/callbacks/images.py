@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 from torch import Tensor
-from torch.nn import functional as F
-from torchvision.utils import make_grid, save_image
+
+from vaelab import pictures
 
 
 class ImageLogger(L.Callback):
@@ -50,44 +50,24 @@ class ImageLogger(L.Callback):
             return
         x = self._examples.to(pl_module.device)
         cols = min(8, len(x))
-        x = x[: len(x) // cols * cols]
-        recon = pl_module.reconstruct(x).float().clamp(0, 1)
-        # Each row of originals is followed by the row of their reconstructions.
-        rows = torch.stack([x.float().unflatten(0, (-1, cols)), recon.unflatten(0, (-1, cols))], 1)
-        grids = {"reconstructions": rows.flatten(0, 2)}
+        grids = {"reconstructions": pictures.reconstructions(pl_module, x, cols)}
         if hasattr(pl_module, "sample"):
             generator = torch.Generator().manual_seed(self.seed)
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
-            grids["traversals"] = self._traversals(pl_module, x[:1], cols)
-        self.dirpath.mkdir(parents=True, exist_ok=True)
+            grids["traversals"] = pictures.traversals(pl_module, x, cols, self.max_dims)
         kl_dims = getattr(pl_module, "last_kl_per_dim", None)
         if kl_dims is not None:
             self._draw_kl(trainer, kl_dims, suffix)
         for name, images in grids.items():
-            # Small images (8x8 digits) are enlarged, pixel for pixel, to be seen at all.
-            scale = max(1, -(-32 // images.shape[-1]))
-            images = F.interpolate(images.cpu(), scale_factor=scale, mode="nearest")
-            grid = make_grid(images, nrow=cols, pad_value=1.0)
-            save_image(grid, self.dirpath / f"{name}{suffix}.png")
+            picture = pictures.grid(images, cols)
+            pictures.save(picture, self.dirpath / f"{name}{suffix}.png")
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(f"images/{name}", grid, trainer.global_step)
+                    logger.experiment.add_image(f"images/{name}", picture, trainer.global_step)
                 elif isinstance(logger, WandbLogger):
                     # uint8 (H, W, C): wandb renders float images in [0, 1] as black.
-                    pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+                    pixels = picture.mul(255).round().byte().permute(1, 2, 0).numpy()
                     logger.log_image(f"images/{name}", [pixels], step=trainer.global_step)
-
-    @torch.no_grad()
-    def _traversals(self, pl_module: L.LightningModule, x: Tensor, steps: int) -> Tensor:
-        """Row j: the first example's posterior mean with z_j swept over [-3, 3], decoded; for
-        the first `max_dims` latent dimensions. A row that does not change is an unused one."""
-        mu, _ = pl_module.encode(x)  # (1, Z)
-        dims = min(pl_module.latent_dim, self.max_dims)
-        z = mu.repeat(dims * steps, 1)  # (dims * steps, Z)
-        values = torch.linspace(-3, 3, steps, device=z.device)
-        for j in range(dims):
-            z[j * steps : (j + 1) * steps, j] = values
-        return pl_module.likelihood.mean(pl_module.decode(z)).float().clamp(0, 1)
 
     def _draw_kl(self, trainer: L.Trainer, kl_dims: Tensor, suffix: str) -> None:
         """A bar per latent dimension: its KL in nats. Bars near zero are collapsed dimensions."""

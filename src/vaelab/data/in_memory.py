@@ -47,6 +47,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.seed, self.drop_last = seed, drop_last
         self.likelihood, self.latent_dim = likelihood, latent_dim
         self.splits: dict[str, Arrays] = {}
+        # Each split's examples as positions in the data `read()` returned ("train" and "test"
+        # of the source count separately): how exported embeddings point back to their rows.
+        self.indices: dict[str, Tensor] = {}
 
     def read(self) -> dict[str, Arrays]:
         """The data as tensors: {"train": ...} and, where the dataset fixes one, {"test": ...}."""
@@ -71,6 +74,9 @@ class InMemoryDataModule(L.LightningDataModule):
                 "train": order[n_val + n_test :],
             }
         self.splits.update({name: (x[index], y[index]) for name, index in cuts.items()})
+        self.indices.update(cuts)
+        if "test" in arrays:
+            self.indices["test"] = torch.arange(len(arrays["test"][0]))
 
     @property
     def shape(self) -> tuple[int, ...]:

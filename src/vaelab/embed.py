@@ -1,0 +1,108 @@
+"""vaelab-embed: the embeddings of a split (mu for a VAE, h for an AE) with labels and example
+indices, and a 2-D picture of them, in this command's own run directory.
+
+    vaelab-embed ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt split=all format=csv
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from vaelab.cli import hydra_main
+from vaelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+FORMATS = ("npy", "csv", "parquet")
+
+
+def _table(z: np.ndarray, labels: np.ndarray, index: np.ndarray, split: np.ndarray) -> dict:
+    columns = {"index": index, "split": split, "label": labels}
+    columns.update({f"z{j}": z[:, j] for j in range(z.shape[1])})
+    return columns
+
+
+def write_embeddings(out: Path, fmt: str, z, labels, index, split) -> Path:
+    """npy: embeddings.npy with labels.npy, indices.npy and splits.npy beside it; csv and
+    parquet: one table with the columns index, split, label, z0, z1, ..."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "npy":
+        np.save(out / "embeddings.npy", z)
+        for name, values in (("labels", labels), ("indices", index), ("splits", split)):
+            np.save(out / f"{name}.npy", values)
+        return out / "embeddings.npy"
+    table = _table(z, labels, index, split)
+    if fmt == "csv":
+        import csv
+
+        with open(out / "embeddings.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(table)
+            writer.writerows(zip(*table.values(), strict=True))
+        return out / "embeddings.csv"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(table), out / "embeddings.parquet")
+    return out / "embeddings.parquet"
+
+
+def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray) -> None:
+    """The first two principal components, coloured by label."""
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
+    xy = (
+        PCA(n_components=2).fit_transform(z)
+        if z.shape[1] > 2
+        else np.pad(z, ((0, 0), (0, 2 - z.shape[1])))
+    )
+    figure = Figure(figsize=(5.5, 5), layout="constrained")
+    axes = figure.subplots()
+    points = axes.scatter(xy[:, 0], xy[:, 1], c=labels, s=4, cmap="tab10")
+    if (labels >= 0).any():
+        figure.colorbar(points, ax=axes, label="label")
+    axes.set(xlabel="PC 1", ylabel="PC 2", title=f"embeddings ({len(z)} examples), PCA")
+    figure.savefig(path, dpi=120)
+
+
+def export(cfg: DictConfig) -> Path:
+    from hydra.utils import get_class
+
+    from vaelab.embeddings import embed
+    from vaelab.evaluate import training_config
+    from vaelab.utils.instantiate import build
+    from vaelab.utils.resume import check_checkpoint
+
+    if cfg.split not in (*SPLITS, "all"):
+        raise ConfigError(f"split={cfg.split}: use train, val, test or all")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format}: use {', '.join(FORMATS)}")
+    ckpt_path = Path(check_checkpoint(cfg.ckpt_path))
+    run_cfg = training_config(ckpt_path)
+    datamodule = build(cfg.get("data") or run_cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    model = get_class(run_cfg.model._target_).load_from_checkpoint(ckpt_path, weights_only=True)
+    parts = []
+    for split in SPLITS if cfg.split == "all" else (cfg.split,):
+        z, labels = embed(model, datamodule.loader(split))
+        parts.append((z, labels, datamodule.indices[split].numpy(), np.full(len(z), split)))
+    z, labels, index, split = (np.concatenate(p) for p in zip(*parts, strict=True))
+    out = Path(cfg.paths.output_dir)
+    path = write_embeddings(out, cfg.format, z, labels, index, split)
+    plot_embeddings(out / "embeddings.png", z, labels)
+    log.info(f"Wrote {len(z)} embeddings of size {z.shape[1]} to {path}")
+    return path
+
+
+@hydra_main("embed")
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

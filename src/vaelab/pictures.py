@@ -1,0 +1,53 @@
+"""Image grids of what a model does, shared by the image callback and vaelab-sample.
+
+Each function returns images (N, C, H, W) in [0, 1], laid out to be shown `cols` to a row.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torchvision.utils import make_grid, save_image
+
+
+@torch.no_grad()
+def reconstructions(model, x: Tensor, cols: int) -> Tensor:
+    """Each row of originals followed by the row of their reconstructions (means of p(x|x'))."""
+    x = x[: len(x) // cols * cols]
+    recon = model.reconstruct(x).float().clamp(0, 1)
+    rows = torch.stack([x.float().unflatten(0, (-1, cols)), recon.unflatten(0, (-1, cols))], 1)
+    return rows.flatten(0, 2)
+
+
+@torch.no_grad()
+def traversals(model, x: Tensor, steps: int, max_dims: int) -> Tensor:
+    """Row j: the posterior mean of x (1 example) with z_j swept over [-3, 3], decoded; for the
+    first `max_dims` latent dimensions. A row that does not change is an unused dimension."""
+    mu, _ = model.encode(x[:1])  # (1, Z)
+    dims = min(model.latent_dim, max_dims)
+    z = mu.repeat(dims * steps, 1)  # (dims * steps, Z)
+    values = torch.linspace(-3, 3, steps, device=z.device)
+    for j in range(dims):
+        z[j * steps : (j + 1) * steps, j] = values
+    return model.likelihood.mean(model.decode(z)).float().clamp(0, 1)
+
+
+@torch.no_grad()
+def interpolation(model, x_a: Tensor, x_b: Tensor, steps: int) -> Tensor:
+    """The decoded straight line between the posterior means of two examples, ends included."""
+    z_a, z_b = model.encode(x_a[:1])[0], model.encode(x_b[:1])[0]
+    t = torch.linspace(0, 1, steps, device=z_a.device)[:, None]
+    return model.likelihood.mean(model.decode((1 - t) * z_a + t * z_b)).float().clamp(0, 1)
+
+
+def grid(images: Tensor, cols: int) -> Tensor:
+    """One (3, H, W) picture; small images (8x8 digits) are enlarged pixel for pixel."""
+    scale = max(1, -(-32 // images.shape[-1]))
+    images = F.interpolate(images.detach().cpu().float(), scale_factor=scale, mode="nearest")
+    return make_grid(images, nrow=cols, pad_value=1.0)
+
+
+def save(picture: Tensor, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(picture, path)

@@ -1,0 +1,59 @@
+"""vaelab-sample: prior samples, an interpolation between two test examples and latent
+traversals of a checkpoint, as PNG grids in this command's own run directory.
+
+    vaelab-sample ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n=64
+"""
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from vaelab.cli import hydra_main
+from vaelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def draw(cfg: DictConfig) -> list[Path]:
+    import torch
+    from hydra.utils import get_class
+
+    from vaelab import pictures
+    from vaelab.evaluate import training_config
+    from vaelab.utils.instantiate import build
+    from vaelab.utils.resume import check_checkpoint
+
+    if cfg.n < 1 or cfg.steps < 2:
+        raise ConfigError(f"n={cfg.n}, steps={cfg.steps}: need n >= 1 and steps >= 2")
+    ckpt_path = Path(check_checkpoint(cfg.ckpt_path))
+    run_cfg = training_config(ckpt_path)
+    model = get_class(run_cfg.model._target_).load_from_checkpoint(ckpt_path, weights_only=True)
+    model.eval()
+    if not hasattr(model, "sample"):
+        raise ConfigError(f"ckpt_path={ckpt_path} is an {type(model).__name__}: it has no prior")
+    datamodule = build(run_cfg.data)
+    datamodule.setup("test")
+    x = next(iter(datamodule.loader("test")))[0][:2].to(model.device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    grids = {
+        "samples": (model.sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
+        "interpolation": (pictures.interpolation(model, x[:1], x[1:2], cfg.steps), cfg.steps),
+        "traversals": (pictures.traversals(model, x, cfg.steps, cfg.max_dims), cfg.steps),
+    }
+    out = Path(cfg.paths.output_dir) / "images"
+    written = []
+    for name, (images, cols) in grids.items():
+        pictures.save(pictures.grid(images, cols), out / f"{name}.png")
+        written.append(out / f"{name}.png")
+    log.info(f"Wrote {', '.join(p.name for p in written)} to {out}")
+    return written
+
+
+@hydra_main("sample")
+def main(cfg: DictConfig) -> None:
+    draw(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""vaelab-embed and vaelab-sample on the checkpoint of a short digits run."""
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from tests.test_cli import VAELAB_TRAIN, run
+from vaelab.data import DigitsDataModule
+from vaelab.embed import write_embeddings
+from vaelab.models import VAE
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    args = [
+        VAELAB_TRAIN,
+        "trainer.max_epochs=3",
+        "callbacks.images=null",
+        "callbacks.rich_progress_bar=null",
+    ]
+    args.append(f"hydra.run.dir={tmp / 'run'}")
+    result = run(args, cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(json.loads((tmp / "run" / "results.json").read_text())["best_ckpt"])
+
+
+def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
+    out = tmp_path / "embed"
+    args = [shutil.which("vaelab-embed", path=str(BIN)), f"ckpt_path={checkpoint}", "split=all"]
+    result = run([*args, "format=csv", f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "embeddings.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 1797 and list(rows[0])[:4] == ["index", "split", "label", "z0"]
+
+    dm = DigitsDataModule()
+    dm.setup()
+    model = VAE.load_from_checkpoint(checkpoint).eval()
+    test_rows = [r for r in rows if r["split"] == "test"]
+    x, y = dm.splits["test"]
+    assert [int(r["index"]) for r in test_rows] == dm.indices["test"].tolist()
+    assert [int(r["label"]) for r in test_rows] == y.tolist()
+    mu = model.encode(x)[0].detach().numpy()
+    np.testing.assert_allclose(
+        [[float(r[f"z{j}"]) for j in range(8)] for r in test_rows], mu, rtol=1e-5, atol=1e-6
+    )
+    # Indices point back into the source data: the rows of sklearn's digits.
+    from sklearn.datasets import load_digits
+
+    source = torch.as_tensor(load_digits().images, dtype=torch.float32).div(16)
+    train_rows = [r for r in rows if r["split"] == "train"]
+    first = train_rows[0]
+    torch.testing.assert_close(source[int(first["index"])], dm.splits["train"][0][0, 0])
+    assert Image.open(out / "embeddings.png").size[0] > 100
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet"])
+def test_embedding_formats_round_trip(tmp_path, fmt):
+    z = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    labels, index, split = np.arange(5), np.array([4, 0, 3, 1, 2]), np.array(["test"] * 5)
+    path = write_embeddings(tmp_path, fmt, z, labels, index, split)
+    if fmt == "npy":
+        np.testing.assert_array_equal(np.load(path), z)
+        np.testing.assert_array_equal(np.load(tmp_path / "indices.npy"), index)
+        np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), labels)
+    else:
+        table = pq.read_table(path).to_pydict()
+        assert table["index"] == index.tolist() and table["label"] == labels.tolist()
+        np.testing.assert_array_equal(np.array([table[f"z{j}"] for j in range(3)]).T, z)
+
+
+def test_sample_writes_its_pictures_in_its_own_directory(checkpoint, tmp_path):
+    out = tmp_path / "sample"
+    args = [shutil.which("vaelab-sample", path=str(BIN)), f"ckpt_path={checkpoint}", "n=16"]
+    result = run([*args, f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("samples", "interpolation", "traversals"):
+        with Image.open(out / "images" / f"{name}.png") as image:
+            assert image.mode == "RGB" and min(image.size) >= 32
+    assert not (checkpoint.parent.parent / "images").exists()  # no image callback: nothing there
