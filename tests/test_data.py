@@ -172,3 +172,34 @@ def test_download_goes_through_torchvision(tmp_path, monkeypatch, http_mirror):
     assert (data_dir / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     dm.setup()
     assert len(dm.splits["train"][0]) == 290
+
+
+def test_binarization_protocols(tmp_path):
+    write_mnist_like(tmp_path)
+    made = {}
+    for mode in ("none", "dynamic", "static"):
+        dm = MNISTDataModule(data_dir=str(tmp_path), val_size=30, binarize=mode, batch_size=300)
+        dm.setup()
+        loader = dm.train_dataloader()
+        first = next(iter(loader))[0]
+        loader.sampler.set_epoch(1)
+        second = next(iter(loader))[0]
+        made[mode] = (dm, first, second)
+    grey = made["none"][1]
+    assert len(grey.unique()) > 2
+    for mode in ("dynamic", "static"):
+        dm, first, second = made[mode]
+        assert set(first.unique().tolist()) <= {0.0, 1.0}
+        val = next(iter(dm.val_dataloader()))[0]
+        assert set(val.unique().tolist()) <= {0.0, 1.0}
+        # val and test are one fixed draw, the same every time the data is set up
+        again = MNISTDataModule(data_dir=str(tmp_path), val_size=30, binarize=mode)
+        again.setup()
+        assert torch.equal(again.splits["test"][0], dm.splits["test"][0])
+    # dynamic: each epoch draws anew; static: the same draw each epoch (order aside)
+    dyn_dm, dyn_first, dyn_second = made["dynamic"]
+    stat_dm, stat_first, stat_second = made["static"]
+    assert torch.equal(stat_first.sum(0), stat_second.sum(0))
+    assert not torch.equal(dyn_first.sum(0), dyn_second.sum(0))
+    # Averaged over the draws, a binarised pixel is its grey value.
+    assert abs(dyn_first.mean() - grey.mean()) < 0.01

@@ -1,6 +1,8 @@
 """The LightningModules built from composed configs: one batch each, the loss identity, and the
 checkpoint round trip."""
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -115,3 +117,10 @@ def test_bf16_mixed_precision_on_cpu(compose_train, model_name):
     results, objects = train(cfg)
     assert objects["trainer"].precision == "bf16-mixed"
     assert all(torch.isfinite(torch.tensor(v)) for k, v in results.items() if k.startswith("test/"))
+
+
+def test_binarised_data_reports_bits_per_dimension(compose_train):
+    results, _ = train(compose_train("data.binarize=dynamic", "debug=limit"))
+    assert results["test/bpd"] == pytest.approx(results["test/nll_iw"] / (64 * math.log(2)))
+    grey, _ = train(compose_train("debug=limit"))
+    assert "test/bpd" not in grey

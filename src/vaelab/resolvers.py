@@ -11,6 +11,11 @@ def _if_set(value: Any, then: Any, otherwise: Any) -> Any:
     return then if value not in (None, "") else otherwise
 
 
+def _ne(a: Any, b: Any) -> bool:
+    """${ne:A,B}: whether A differs from B."""
+    return a != b
+
+
 def _sweep_name() -> str | None:
     """${sweep_name:}: names the sweep a multirun job belongs to (its W&B group); None otherwise."""
     from hydra.core.hydra_config import HydraConfig
@@ -23,6 +28,6 @@ def _sweep_name() -> str | None:
 
 
 def register() -> None:
-    for name, resolver in (("if_set", _if_set), ("sweep_name", _sweep_name)):
+    for name, resolver in (("if_set", _if_set), ("ne", _ne), ("sweep_name", _sweep_name)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -55,8 +55,10 @@ class TensorBatches:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        binarize: bool = False,
     ):
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
+        self.binarize, self.seed = binarize, seed
         self.sampler = EpochShuffle(len(x), shuffle, seed, rank, world_size)
         self._taken = 0  # batches of the current epoch handed over
         self._skip: dict[str, int] | None = None  # where a restored epoch resumes
@@ -74,7 +76,14 @@ class TensorBatches:
         for k in range(start, len(self)):
             self._taken = k + 1
             index = order[k * self.batch_size : (k + 1) * self.batch_size]
-            yield to_float(self.x[index]), self.y[index]
+            x = to_float(self.x[index])
+            if self.binarize:
+                # A fresh draw x ~ Bernoulli(grey value) per batch and epoch (dynamic
+                # binarisation), from (seed, epoch, batch) alone, so a resume redraws the same.
+                key = (self.seed * 100_003 + self.sampler.epoch) * 100_003 + k
+                key = key * self.sampler.world_size + self.sampler.rank
+                x = torch.bernoulli(x, generator=torch.Generator().manual_seed(key))
+            yield x, self.y[index]
 
     # Lightning saves these in the checkpoint and restores them on resume (its `_Stateful`
     # protocol), so a run stopped mid-epoch continues with the very next batch of the same order.

@@ -4,9 +4,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from vaelab.data.batches import TensorBatches
+from vaelab.data.batches import TensorBatches, to_float
 from vaelab.errors import ConfigError
 
+BINARIZE = ("none", "dynamic", "static")
 Arrays = tuple[Tensor, Tensor]  # x (N, *shape) uint8 or float32; y (N,) int64, -1 where unlabelled
 
 
@@ -23,7 +24,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     `batch_size` is the global batch: under DDP each of the world's ranks gets an equal share.
     `likelihood` and `latent_dim` describe what a model of this data uses by default; the model
-    config reads them from here.
+    config reads them from here. `binarize` turns grey values in [0, 1] into 0/1 draws.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class InMemoryDataModule(L.LightningDataModule):
         seed: int = 0,
         download: bool = False,
         drop_last: bool = False,
+        binarize: str = "none",
         likelihood: str = "bernoulli",
         latent_dim: int = 16,
     ):
@@ -45,6 +47,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.data_dir, self.batch_size, self.download = data_dir, batch_size, download
         self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
         self.seed, self.drop_last = seed, drop_last
+        if binarize not in BINARIZE:
+            raise ConfigError(f"data.binarize={binarize}: use {', '.join(BINARIZE)}")
+        self.binarize = binarize
         self.likelihood, self.latent_dim = likelihood, latent_dim
         self.splits: dict[str, Arrays] = {}
         # Each split's examples as positions in the data `read()` returned ("train" and "test"
@@ -77,6 +82,15 @@ class InMemoryDataModule(L.LightningDataModule):
         self.indices.update(cuts)
         if "test" in arrays:
             self.indices["test"] = torch.arange(len(arrays["test"][0]))
+        # Binarisation (Burda et al. 2016): grey values become x ~ Bernoulli(grey). A fixed draw
+        # for the splits it applies to, from split_seed; `dynamic` redraws training per batch.
+        fixed = ("val", "test") if self.binarize == "dynamic" else ("train", "val", "test")
+        if self.binarize != "none":
+            generator = torch.Generator().manual_seed(self.split_seed)
+            for name in fixed:
+                x, y = self.splits[name]
+                drawn = torch.bernoulli(to_float(x), generator=generator).to(torch.uint8) * 255
+                self.splits[name] = (drawn, y)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -104,6 +118,7 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            binarize=train and self.binarize == "dynamic",
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -1,5 +1,6 @@
 """The variational autoencoder (Kingma & Welling 2014), beta-weighted (Higgins et al. 2017)."""
 
+import math
 from typing import Any
 
 import torch
@@ -50,6 +51,7 @@ class VAE(AutoEncoder):
         free_bits: float = 0.0,
         gamma: float | None = None,
         iw_samples: int = 100,
+        report_bpd: bool = False,
         monitor: str = "val/elbo",
         monitor_mode: str = "max",
         **kwargs: Any,
@@ -63,10 +65,11 @@ class VAE(AutoEncoder):
         if iw_samples < 1:
             raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
         extra = {"beta": beta, "kl_schedule": kl_schedule, "free_bits": free_bits, "gamma": gamma}
-        extra["iw_samples"] = iw_samples
+        extra.update(iw_samples=iw_samples, report_bpd=report_bpd)
         self.save_hyperparameters(to_plain({**self.hparams, **extra}), logger=False)
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
         self.free_bits, self.gamma, self.iw_samples = free_bits, gamma, iw_samples
+        self.report_bpd = report_bpd
         self._eval_generator: torch.Generator | None = None
         z = self.latent_dim
         self.val_active_units, self.test_active_units = ActiveUnits(z), ActiveUnits(z)
@@ -145,6 +148,11 @@ class VAE(AutoEncoder):
 
     def on_test_epoch_start(self) -> None:
         self._reseed_eval_noise()
+
+    def on_test_epoch_end(self) -> None:
+        if self.report_bpd:  # a likelihood in bits only means something for binary data
+            dims = math.prod(self.input_shape)
+            self.log("test/bpd", self.test_nll_iw.compute() / (dims * math.log(2)), sync_dist=True)
 
     def _reseed_eval_noise(self) -> None:
         # Validation and test draw their noise from a generator of their own, reseeded at the
