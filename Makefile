@@ -18,9 +18,8 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/vaelab-train experiment=digits $(ARGS)
 
-# Two worker processes, each test file on one of them (module fixtures are computed once).
 test: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile $(ARGS)
+	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts
