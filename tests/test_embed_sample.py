@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from tests.test_cli import VAELAB_TRAIN, run
+from tests.wandb_records import run_contents
 from vaelab.data import DigitsDataModule
 from vaelab.embed import write_embeddings
 from vaelab.models import VAE
@@ -38,7 +39,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
     out = tmp_path / "embed"
     args = [shutil.which("vaelab-embed", path=str(BIN)), f"ckpt_path={checkpoint}", "split=all"]
-    result = run([*args, "format=csv", f"hydra.run.dir={out}"], cwd=tmp_path)
+    result = run([*args, "format=csv", "projections=[tsne]", f"hydra.run.dir={out}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "embeddings.csv") as file:
         rows = list(csv.DictReader(file))
@@ -62,7 +63,8 @@ def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
     train_rows = [r for r in rows if r["split"] == "train"]
     first = train_rows[0]
     torch.testing.assert_close(source[int(first["index"])], dm.splits["train"][0][0, 0])
-    assert Image.open(out / "embeddings.png").size[0] > 100
+    for picture in ("embeddings.png", "embeddings_tsne.png"):
+        assert Image.open(out / picture).size[0] > 100
 
 
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
@@ -89,3 +91,18 @@ def test_sample_writes_its_pictures_in_its_own_directory(checkpoint, tmp_path):
         with Image.open(out / "images" / f"{name}.png") as image:
             assert image.mode == "RGB" and min(image.size) >= 32
     assert not (checkpoint.parent.parent / "images").exists()  # no image callback: nothing there
+
+
+def test_sample_adds_its_pictures_to_the_training_runs_wandb_run(tmp_path):
+    train_dir, out = tmp_path / "train", tmp_path / "sample"
+    args = [VAELAB_TRAIN, "logger=wandb", "debug=limit", "callbacks.rich_progress_bar=null"]
+    trained = run([*args, f"hydra.run.dir={train_dir}"], cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    sample = shutil.which("vaelab-sample", path=str(BIN))
+    args = [sample, f"ckpt_path={train_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={out}"]
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    contents = run_contents(out)
+    assert contents["id"] == (train_dir / "wandb_id").read_text().strip()
+    logged = {k for row in contents["history"] for k in row}
+    assert {"sample/samples", "sample/interpolation", "sample/traversals"} <= logged

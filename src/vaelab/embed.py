@@ -50,22 +50,36 @@ def write_embeddings(out: Path, fmt: str, z, labels, index, split) -> Path:
     return out / "embeddings.parquet"
 
 
-def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray) -> None:
-    """The first two principal components, coloured by label."""
-    from matplotlib.figure import Figure
-    from sklearn.decomposition import PCA
+def project(z: np.ndarray, method: str) -> np.ndarray:
+    """(N, Z) -> (N, 2) by PCA, t-SNE (scikit-learn) or UMAP (umap-learn, when installed)."""
+    if z.shape[1] <= 2:
+        return np.pad(z, ((0, 0), (0, 2 - z.shape[1])))
+    if method == "pca":
+        from sklearn.decomposition import PCA
 
-    xy = (
-        PCA(n_components=2).fit_transform(z)
-        if z.shape[1] > 2
-        else np.pad(z, ((0, 0), (0, 2 - z.shape[1])))
-    )
+        return PCA(n_components=2).fit_transform(z)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, init="pca", random_state=0).fit_transform(z)
+    try:
+        import umap
+    except ImportError:
+        raise ConfigError("projections=[umap] needs umap-learn: pip install umap-learn") from None
+    return umap.UMAP(n_components=2, random_state=0).fit_transform(z)
+
+
+def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str = "pca") -> None:
+    """A 2-D view of the embeddings, coloured by label."""
+    from matplotlib.figure import Figure
+
+    xy = project(z, method)
     figure = Figure(figsize=(5.5, 5), layout="constrained")
     axes = figure.subplots()
     points = axes.scatter(xy[:, 0], xy[:, 1], c=labels, s=4, cmap="tab10")
     if (labels >= 0).any():
         figure.colorbar(points, ax=axes, label="label")
-    axes.set(xlabel="PC 1", ylabel="PC 2", title=f"embeddings ({len(z)} examples), PCA")
+    axes.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=f"embeddings ({len(z)}), {method}")
     figure.savefig(path, dpi=120)
 
 
@@ -95,6 +109,10 @@ def export(cfg: DictConfig) -> Path:
     out = Path(cfg.paths.output_dir)
     path = write_embeddings(out, cfg.format, z, labels, index, split)
     plot_embeddings(out / "embeddings.png", z, labels)
+    for method in cfg.projections:
+        if method not in ("tsne", "umap"):
+            raise ConfigError(f"projections=[{method}]: use tsne or umap (PCA is always drawn)")
+        plot_embeddings(out / f"embeddings_{method}.png", z, labels, method)
     log.info(f"Wrote {len(z)} embeddings of size {z.shape[1]} to {path}")
     return path
 

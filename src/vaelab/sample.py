@@ -47,7 +47,27 @@ def draw(cfg: DictConfig) -> list[Path]:
         pictures.save(pictures.grid(images, cols), out / f"{name}.png")
         written.append(out / f"{name}.png")
     log.info(f"Wrote {', '.join(p.name for p in written)} to {out}")
+    _to_wandb(run_cfg, ckpt_path, Path(cfg.paths.output_dir), written)
     return written
+
+
+def _to_wandb(run_cfg: DictConfig, ckpt_path: Path, out: Path, written: list[Path]) -> None:
+    """When the training run logged to W&B, add the pictures to that W&B run."""
+    wandb_cfg = run_cfg.get("logger", {}).get("wandb") if run_cfg.get("logger") else None
+    id_file = Path(run_cfg.paths.output_dir) / "wandb_id"
+    if not wandb_cfg or not id_file.is_file():
+        return
+    import wandb
+
+    from vaelab.loggers import WandbLogger
+
+    keep = ("project", "entity", "group", "mode")
+    settings = {k: wandb_cfg[k] for k in keep if wandb_cfg.get(k) is not None}
+    logger = WandbLogger(save_dir=str(out), run_id=id_file.read_text().strip(), **settings)
+    for path in written:
+        logger.log_image(f"sample/{path.stem}", [str(path)])
+    wandb.finish()
+    log.info(f"Logged the pictures to the W&B run {logger.version} of {ckpt_path}")
 
 
 @hydra_main("sample")

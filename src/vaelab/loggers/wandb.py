@@ -36,7 +36,9 @@ def api_key_configured() -> bool:
 
 
 class WandbLogger(LightningWandbLogger):
-    def __init__(self, save_dir: str, mode: str | None = "online", **kwargs: Any):
+    def __init__(
+        self, save_dir: str, mode: str | None = "online", run_id: str | None = None, **kwargs: Any
+    ):
         mode = mode or "online"  # WANDB_MODE set but empty
         if mode not in ("online", "offline", "disabled"):
             raise ConfigError(f"logger.wandb.mode={mode!r}: use online, offline or disabled")
@@ -47,7 +49,9 @@ class WandbLogger(LightningWandbLogger):
             )
             mode = "offline"
         id_file = Path(save_dir) / ID_FILE
-        if id_file.is_file():
+        if run_id is not None:  # a given run, e.g. the training run that vaelab-sample adds to
+            resume = "allow"
+        elif id_file.is_file():
             run_id = id_file.read_text().strip()
             # An offline run cannot ask the server whether the run exists; sync appends to it.
             resume = "must" if mode == "online" else "allow"
