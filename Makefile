@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check src tests notebooks
 
 clean:
 	rm -rf $(VENV) logs .pytest_cache .ruff_cache
