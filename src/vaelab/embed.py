@@ -84,23 +84,18 @@ def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str =
 
 
 def export(cfg: DictConfig) -> Path:
-    from hydra.utils import get_class
-
     from vaelab.embeddings import embed
-    from vaelab.evaluate import training_config
     from vaelab.utils.instantiate import build
-    from vaelab.utils.resume import check_checkpoint
+    from vaelab.utils.trained import load_trained
 
     if cfg.split not in (*SPLITS, "all"):
         raise ConfigError(f"split={cfg.split}: use train, val, test or all")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: use {', '.join(FORMATS)}")
-    ckpt_path = Path(check_checkpoint(cfg.ckpt_path))
-    run_cfg = training_config(ckpt_path)
+    model, run_cfg, _ = load_trained(cfg.ckpt_path)
     datamodule = build(cfg.get("data") or run_cfg.data)
     datamodule.prepare_data()
     datamodule.setup()
-    model = get_class(run_cfg.model._target_).load_from_checkpoint(ckpt_path, weights_only=True)
     parts = []
     for split in SPLITS if cfg.split == "all" else (cfg.split,):
         z, labels = embed(model, datamodule.loader(split))

@@ -8,45 +8,31 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vaelab.cli import hydra_main
-from vaelab.errors import ConfigError
 from vaelab.schema import validate
 
 log = logging.getLogger(__name__)
 
 
-def training_config(ckpt_path: Path) -> DictConfig:
-    """The config.yaml of the run a checkpoint belongs to (found in a folder above it)."""
-    for folder in ckpt_path.resolve().parents:
-        if (folder / "config.yaml").is_file():
-            return OmegaConf.load(folder / "config.yaml")
-    raise ConfigError(
-        f"ckpt_path={ckpt_path}: no config.yaml of a vaelab-train run in the folders above it"
-    )
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint on the run's data (or `cfg.data`); probe its embeddings."""
     import lightning as L
-    from hydra.utils import get_class
 
     from vaelab.embeddings import embed, probe_accuracies
     from vaelab.utils.instantiate import build
-    from vaelab.utils.resume import check_checkpoint
     from vaelab.utils.run_dir import provenance, write_results
+    from vaelab.utils.trained import load_trained
 
     logging.getLogger("lightning").handlers.clear()
-    ckpt_path = Path(check_checkpoint(cfg.ckpt_path))
-    run_cfg = training_config(ckpt_path)
-    output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed)
+    model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
+    output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build(cfg.get("data") or run_cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
-    model = get_class(run_cfg.model._target_).load_from_checkpoint(ckpt_path, weights_only=True)
     if hasattr(model, "iw_samples"):
         model.iw_samples = cfg.iw_samples
     trainer = L.Trainer(

@@ -17,19 +17,14 @@ log = logging.getLogger(__name__)
 
 def draw(cfg: DictConfig) -> list[Path]:
     import torch
-    from hydra.utils import get_class
 
     from vaelab import pictures
-    from vaelab.evaluate import training_config
     from vaelab.utils.instantiate import build
-    from vaelab.utils.resume import check_checkpoint
+    from vaelab.utils.trained import load_trained
 
     if cfg.n < 1 or cfg.steps < 2:
         raise ConfigError(f"n={cfg.n}, steps={cfg.steps}: need n >= 1 and steps >= 2")
-    ckpt_path = Path(check_checkpoint(cfg.ckpt_path))
-    run_cfg = training_config(ckpt_path)
-    model = get_class(run_cfg.model._target_).load_from_checkpoint(ckpt_path, weights_only=True)
-    model.eval()
+    model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
     if not hasattr(model, "sample"):
         raise ConfigError(f"ckpt_path={ckpt_path} is an {type(model).__name__}: it has no prior")
     datamodule = build(run_cfg.data)
