@@ -80,3 +80,19 @@ def fashion_mnist_debian() -> Path:
             pytest.fail(f"{FASHION_MNIST_DEBIAN} is missing: .ci/run must install it")
         pytest.skip("apt-get install dataset-fashion-mnist to run the full Fashion-MNIST checks")
     return FASHION_MNIST_DEBIAN
+
+
+@pytest.fixture
+def http_mirror(tmp_path):
+    """A folder served over HTTP on localhost, as a dataset mirror is."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()

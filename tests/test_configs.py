@@ -3,8 +3,10 @@
 import lightning as L
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from tests.conftest import CONF, group_options
+from tests.conftest import CONF, group_options, write_mnist_like
+from tests.datasets import expression_matrix, write_celeba_like, write_cifar_like, write_table
 from vaelab.utils.instantiate import build, build_group
 
 GROUPS = [
@@ -24,6 +26,36 @@ GROUPS = [
     "hydra/launcher",
     "hparams_search",
 ]
+
+
+def _data_for(group: str, option: str, tmp_path) -> list[str]:
+    """Overrides that give a case data it can run on: its own dataset's files in the real
+    format; 28x28 images elsewhere, so that every net, the conv included, can take them."""
+    name = {"conv_32x32": "cifar10", "conv_64x64": "celeba"}.get(option, "fashion_mnist")
+    if group in ("data", "experiment"):
+        composed = OmegaConf.load(CONF / group / f"{option}.yaml")
+        chosen = [
+            d["override /data"] for d in composed.get("defaults", []) if "override /data" in d
+        ]
+        name = option if group == "data" else (chosen or ["digits"])[0]
+    choice = [] if group in ("data", "experiment") else [f"data={name}"]
+    if name in ("mnist", "fashion_mnist"):
+        return [
+            *choice,
+            f"data.data_dir={write_mnist_like(tmp_path / 'mnist')}",
+            "data.val_size=50",
+        ]
+    if name == "cifar10":
+        return [*choice, f"data.data_dir={write_cifar_like(tmp_path)}", "data.val_size=10"]
+    if name == "celeba":
+        return [*choice, f"data.data_dir={write_celeba_like(tmp_path)}"]
+    if name == "tabular":
+        counts, kinds, ids = expression_matrix()
+        path = write_table(tmp_path / "m.csv", counts, kinds, ids)
+        return [*choice, f"data.path={path}", "data.label_column=cell_type", "data.id_column=cell"]
+    return choice
+
+
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 
 
@@ -33,9 +65,8 @@ def test_every_group_folder_is_covered():
 
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
-def test_option_composes_and_instantiates(compose_train, mnist_dir, group, option):
-    # 28x28 data, so that every net, the conv included, can take it.
-    data = ["data=fashion_mnist", f"data.data_dir={mnist_dir}", "data.val_size=50"]
+def test_option_composes_and_instantiates(compose_train, tmp_path, group, option):
+    data = _data_for(group, option, tmp_path)
     cfg = compose_train(*data, f"{group}={option}", quick=False)
 
     datamodule = build(cfg.data)

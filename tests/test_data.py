@@ -133,22 +133,6 @@ def test_fashion_mnist_from_the_debian_package(fashion_mnist_debian, tmp_path):
     torch.testing.assert_close(unpacked.splits["val"][0], dm.splits["val"][0])
 
 
-@pytest.fixture
-def http_mirror(tmp_path):
-    """A folder served over HTTP on localhost, as a dataset mirror is."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-
-
 def test_download_goes_through_torchvision(tmp_path, monkeypatch, http_mirror):
     """The real torchvision download path, from a local mirror of files in the real format
     (their checksums replace torchvision's list, which only the official files match)."""

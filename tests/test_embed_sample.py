@@ -43,14 +43,16 @@ def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "embeddings.csv") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 1797 and list(rows[0])[:4] == ["index", "split", "label", "z0"]
+    assert list(rows[0])[:4] == ["index", "split", "label", "z0"]
+    # Every example once, in the order of the data itself.
+    assert [int(r["index"]) for r in rows] == list(range(1797))
 
     dm = DigitsDataModule()
     dm.setup()
     model = VAE.load_from_checkpoint(checkpoint).eval()
-    test_rows = [r for r in rows if r["split"] == "test"]
+    test_rows = [rows[i] for i in dm.indices["test"].tolist()]
+    assert {r["split"] for r in test_rows} == {"test"}
     x, y = dm.splits["test"]
-    assert [int(r["index"]) for r in test_rows] == dm.indices["test"].tolist()
     assert [int(r["label"]) for r in test_rows] == y.tolist()
     mu = model.encode(x)[0].detach().numpy()
     np.testing.assert_allclose(
@@ -60,9 +62,9 @@ def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
     from sklearn.datasets import load_digits
 
     source = torch.as_tensor(load_digits().images, dtype=torch.float32).div(16)
-    train_rows = [r for r in rows if r["split"] == "train"]
-    first = train_rows[0]
-    torch.testing.assert_close(source[int(first["index"])], dm.splits["train"][0][0, 0])
+    first = int(dm.indices["train"][0])
+    assert rows[first]["split"] == "train"
+    torch.testing.assert_close(source[first], dm.splits["train"][0][0, 0])
     for picture in ("embeddings.png", "embeddings_tsne.png"):
         assert Image.open(out / picture).size[0] > 100
 
@@ -71,7 +73,7 @@ def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
 def test_embedding_formats_round_trip(tmp_path, fmt):
     z = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     labels, index, split = np.arange(5), np.array([4, 0, 3, 1, 2]), np.array(["test"] * 5)
-    path = write_embeddings(tmp_path, fmt, z, labels, index, split)
+    path = write_embeddings(tmp_path, fmt, z, {"index": index, "split": split, "label": labels})
     if fmt == "npy":
         np.testing.assert_array_equal(np.load(path), z)
         np.testing.assert_array_equal(np.load(tmp_path / "indices.npy"), index)

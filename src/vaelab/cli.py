@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from vaelab.errors import UserError
 from vaelab.utils.config_dir import config_dir
@@ -18,8 +18,14 @@ from vaelab.utils.config_dir import config_dir
 # OmegaConf appends these lines to its messages; they repeat what the first line said.
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
 
-# What Hydra raises for a bad command line: an unknown option or key, a malformed override.
-_COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
+# What Hydra raises for a bad command line: an unknown option or key, a malformed override; and
+# OmegaConf's error for a required key (`???`) left unset.
+_COMPOSITION_ERRORS = (
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+    MissingMandatoryValue,
+)
 
 
 def _user_error(error: BaseException) -> BaseException | None:
@@ -63,8 +69,14 @@ def _exit_if_user_error(error: Exception) -> None:
     sys.exit(1)
 
 
-def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+def hydra_main(
+    config_name: str, data_from_run: bool = False
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate `task(cfg)` into a console script on conf/<config_name>.yaml.
+
+    With `data_from_run`, the command works on a trained run's data config, which its own config
+    does not hold: `data.path=new.csv` is passed to Hydra as `++data.path=new.csv` (add or
+    override), and the task merges what it gets onto the run's data config.
 
     A user error ends the process with `error: <one line>` on stderr and exit status 1. In a
     single run it is caught inside the job, before Hydra adds its "Error executing job" line; in
@@ -90,6 +102,8 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 os.environ["VAELAB_TRACEBACKS"] = "1"
             os.environ["HYDRA_FULL_ERROR"] = "1"
+            if data_from_run:
+                sys.argv = [f"++{a}" if a.startswith("data.") else a for a in sys.argv]
             try:
                 return hydra_job()
             except Exception as error:

@@ -19,22 +19,16 @@ SPLITS = ("train", "val", "test")
 FORMATS = ("npy", "csv", "parquet")
 
 
-def _table(z: np.ndarray, labels: np.ndarray, index: np.ndarray, split: np.ndarray) -> dict:
-    columns = {"index": index, "split": split, "label": labels}
-    columns.update({f"z{j}": z[:, j] for j in range(z.shape[1])})
-    return columns
-
-
-def write_embeddings(out: Path, fmt: str, z, labels, index, split) -> Path:
-    """npy: embeddings.npy with labels.npy, indices.npy and splits.npy beside it; csv and
-    parquet: one table with the columns index, split, label, z0, z1, ..."""
+def write_embeddings(out: Path, fmt: str, z: np.ndarray, columns: dict[str, np.ndarray]) -> Path:
+    """npy: embeddings.npy with <column>s.npy beside it (labels.npy, indices.npy, ...); csv and
+    parquet: one table of the columns, then z0, z1, ..."""
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "npy":
         np.save(out / "embeddings.npy", z)
-        for name, values in (("labels", labels), ("indices", index), ("splits", split)):
-            np.save(out / f"{name}.npy", values)
+        for name, values in columns.items():
+            np.save(out / f"{'indices' if name == 'index' else name + 's'}.npy", values)
         return out / "embeddings.npy"
-    table = _table(z, labels, index, split)
+    table = {**columns, **{f"z{j}": z[:, j] for j in range(z.shape[1])}}
     if fmt == "csv":
         import csv
 
@@ -85,24 +79,39 @@ def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str =
 
 def export(cfg: DictConfig) -> Path:
     from vaelab.embeddings import embed
-    from vaelab.utils.instantiate import build
-    from vaelab.utils.trained import load_trained
+    from vaelab.utils.trained import load_trained, trained_data
 
     if cfg.split not in (*SPLITS, "all"):
         raise ConfigError(f"split={cfg.split}: use train, val, test or all")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: use {', '.join(FORMATS)}")
-    model, run_cfg, _ = load_trained(cfg.ckpt_path)
-    datamodule = build(cfg.get("data") or run_cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup()
+    model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
+    datamodule = trained_data(cfg.get("data"), run_cfg, ckpt_path, "predict")
+    splits = SPLITS if cfg.split == "all" else (cfg.split,)
     parts = []
-    for split in SPLITS if cfg.split == "all" else (cfg.split,):
+    for split in splits:
         z, labels = embed(model, datamodule.loader(split))
-        parts.append((z, labels, datamodule.indices[split].numpy(), np.full(len(z), split)))
-    z, labels, index, split = (np.concatenate(p) for p in zip(*parts, strict=True))
+        part = {
+            "index": datamodule.indices[split].numpy(),
+            "source": np.full(len(z), datamodule.sources[split]),
+            "split": np.full(len(z), split),
+            "id": datamodule.row_ids(split),
+            "label": labels,
+        }
+        parts.append((z, part))
+    z = np.concatenate([p[0] for p in parts])
+    columns = {
+        name: np.concatenate([p[1][name] for p in parts])
+        for name in parts[0][1]
+        if parts[0][1][name] is not None
+    }
+    # Rows in the order of the data's own files: a table's rows come out as the file has them.
+    source = [SPLITS.index(name) for name in columns.pop("source")]
+    order = np.lexsort((columns["index"], source))
+    z, columns = z[order], {name: values[order] for name, values in columns.items()}
     out = Path(cfg.paths.output_dir)
-    path = write_embeddings(out, cfg.format, z, labels, index, split)
+    path = write_embeddings(out, cfg.format, z, columns)
+    labels = columns["label"]
     plot_embeddings(out / "embeddings.png", z, labels)
     for method in cfg.projections:
         if method not in ("tsne", "umap"):
@@ -112,7 +121,7 @@ def export(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra_main("embed")
+@hydra_main("embed", data_from_run=True)
 def main(cfg: DictConfig) -> None:
     export(cfg)
 

@@ -21,18 +21,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from vaelab.embeddings import embed, probe_accuracies
-    from vaelab.utils.instantiate import build
     from vaelab.utils.run_dir import provenance, write_results
-    from vaelab.utils.trained import load_trained
+    from vaelab.utils.trained import load_trained, trained_data
 
     logging.getLogger("lightning").handlers.clear()
     L.seed_everything(cfg.seed)
     model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = build(cfg.get("data") or run_cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = trained_data(cfg.get("data"), run_cfg, ckpt_path, "test")
     if hasattr(model, "iw_samples"):
         model.iw_samples = cfg.iw_samples
     trainer = L.Trainer(
@@ -58,7 +55,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@hydra_main("eval")
+@hydra_main("eval", data_from_run=True)
 def main(cfg: DictConfig) -> None:
     validate(cfg)
     evaluate(cfg)

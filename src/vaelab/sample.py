@@ -1,5 +1,6 @@
 """vaelab-sample: prior samples, an interpolation between two test examples and latent
-traversals of a checkpoint, as PNG grids in this command's own run directory.
+traversals of a checkpoint, as PNG grids in this command's own run directory; for a table, the
+prior samples as samples.csv, in the units of the training file.
 
     vaelab-sample ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n=64
 """
@@ -19,18 +20,18 @@ def draw(cfg: DictConfig) -> list[Path]:
     import torch
 
     from vaelab import pictures
-    from vaelab.utils.instantiate import build
-    from vaelab.utils.trained import load_trained
+    from vaelab.utils.trained import load_trained, trained_data
 
     if cfg.n < 1 or cfg.steps < 2:
         raise ConfigError(f"n={cfg.n}, steps={cfg.steps}: need n >= 1 and steps >= 2")
     model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
     if not hasattr(model, "sample"):
         raise ConfigError(f"ckpt_path={ckpt_path} is an {type(model).__name__}: it has no prior")
-    datamodule = build(run_cfg.data)
-    datamodule.setup("test")
-    x = next(iter(datamodule.loader("test")))[0][:2].to(model.device)
+    datamodule = trained_data(cfg.get("data"), run_cfg, ckpt_path, "test")
     generator = torch.Generator().manual_seed(cfg.seed)
+    if len(datamodule.shape) != 3:
+        return [_write_table(cfg, model, datamodule, generator)]
+    x = next(iter(datamodule.loader("test")))[0][:2].to(model.device)
     grids = {
         "samples": (model.sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
         "interpolation": (pictures.interpolation(model, x[:1], x[1:2], cfg.steps), cfg.steps),
@@ -44,6 +45,21 @@ def draw(cfg: DictConfig) -> list[Path]:
     log.info(f"Wrote {', '.join(p.name for p in written)} to {out}")
     _to_wandb(run_cfg, ckpt_path, Path(cfg.paths.output_dir), written)
     return written
+
+
+def _write_table(cfg: DictConfig, model, datamodule, generator) -> Path:
+    """Prior samples of a table's model as rows of a CSV with the table's feature names."""
+    import csv
+
+    samples = datamodule.to_file_units(model.sample(cfg.n, generator=generator).float().cpu())
+    path = Path(cfg.paths.output_dir) / "samples.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(datamodule.fitted["features"])
+        writer.writerows(samples.tolist())
+    log.info(f"Wrote {cfg.n} samples to {path}")
+    return path
 
 
 def _to_wandb(run_cfg: DictConfig, ckpt_path: Path, out: Path, written: list[Path]) -> None:
@@ -65,7 +81,7 @@ def _to_wandb(run_cfg: DictConfig, ckpt_path: Path, out: Path, written: list[Pat
     log.info(f"Logged the pictures to the W&B run {logger.version} of {ckpt_path}")
 
 
-@hydra_main("sample")
+@hydra_main("sample", data_from_run=True)
 def main(cfg: DictConfig) -> None:
     draw(cfg)
 

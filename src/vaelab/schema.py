@@ -60,7 +60,11 @@ RULES: dict[str, Callable[[Any], str | None]] = {
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first key whose value breaks its rule."""
+    """Raise ConfigError for required keys left unset, then for the first key whose value breaks
+    its rule."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value>")
     for key, rule in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:
@@ -68,6 +72,15 @@ def validate(cfg: DictConfig) -> None:
         problem = rule(value)
         if problem:
             raise ConfigError(f"{key}={value!r}: {problem}")
+    if (
+        OmegaConf.select(cfg, "model.likelihood", default=None) == "bernoulli"
+        and OmegaConf.select(cfg, "data.standardize", default=False) is True
+    ):
+        raise ConfigError(
+            "model.likelihood=bernoulli needs values in [0, 1], but data.standardize=true makes "
+            "them any real number (the loss would have no lower bound); for 0/1 data set "
+            "data.standardize=false, else use model.likelihood=gaussian"
+        )
 
 
 def refuse_ddp_in_multirun(cfg: DictConfig, launcher: str) -> None:

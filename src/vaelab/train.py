@@ -71,6 +71,8 @@ def train(
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if hasattr(datamodule, "check_likelihood"):  # a user's own datamodule may not have it
+        datamodule.check_likelihood(cfg.model.get("likelihood"))
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))

@@ -1,6 +1,7 @@
 """The base of every datamodule whose data fits in memory: read once, split once, cut by index."""
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -12,8 +13,8 @@ Arrays = tuple[Tensor, Tensor]  # x (N, *shape) uint8 or float32; y (N,) int64, 
 
 
 def _count(size: float, n: int, key: str) -> int:
-    """A split size given as a fraction (< 1) or a count of examples."""
-    count = round(size * n) if size < 1 else int(size)
+    """A split size given as a fraction (< 1; never rounded down to nothing) or a count."""
+    count = max(1, round(size * n)) if size < 1 else int(size)
     if not 0 < count < n:
         raise ConfigError(f"data.{key}={size}: gives {count} of {n} examples; need 0 < size < {n}")
     return count
@@ -52,36 +53,47 @@ class InMemoryDataModule(L.LightningDataModule):
         self.binarize = binarize
         self.likelihood, self.latent_dim = likelihood, latent_dim
         self.splits: dict[str, Arrays] = {}
-        # Each split's examples as positions in the data `read()` returned ("train" and "test"
-        # of the source count separately): how exported embeddings point back to their rows.
+        # Each split's examples as positions in one part of what `read()` returned (its
+        # `sources` entry): how exported embeddings point back to their rows.
+        self.sources: dict[str, str] = {}
         self.indices: dict[str, Tensor] = {}
+        # Row names per part of `read()`'s data, where the data has them (a table's id column).
+        self.ids: dict[str, np.ndarray] = {}
 
     def read(self) -> dict[str, Arrays]:
-        """The data as tensors: {"train": ...} and, where the dataset fixes one, {"test": ...}."""
+        """The data as tensors: {"train": ...} and, where the dataset fixes them, "val" and
+        "test"; a split that is not given is cut from "train"."""
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         arrays = self.read()
-        x, y = arrays["train"]
+        n = len(arrays["train"][0])
         # A generator of its own: the split never depends on the run's seed or on what ran before.
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
-        n_val = _count(self.val_size, len(x), "val_size")
-        if "test" in arrays:
-            cuts = {"val": order[:n_val], "train": order[n_val:]}
-            self.splits["test"] = arrays["test"]
-        else:
-            n_test = _count(self.test_size, len(x), "test_size")
-            cuts = {
-                "val": order[:n_val],
-                "test": order[n_val : n_val + n_test],
-                "train": order[n_val + n_test :],
-            }
-        self.splits.update({name: (x[index], y[index]) for name, index in cuts.items()})
-        self.indices.update(cuts)
-        if "test" in arrays:
-            self.indices["test"] = torch.arange(len(arrays["test"][0]))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+        start = 0
+        for split, size in (("val", self.val_size), ("test", self.test_size)):
+            if split in arrays:
+                self.sources[split], self.indices[split] = (
+                    split,
+                    torch.arange(len(arrays[split][0])),
+                )
+                continue
+            count = _count(size, n, f"{split}_size")
+            self.sources[split], self.indices[split] = "train", order[start : start + count]
+            start += count
+        if start >= n:
+            raise ConfigError(
+                f"data.val_size={self.val_size} and data.test_size={self.test_size} leave none "
+                f"of the {n} examples for training"
+            )
+        self.sources["train"], self.indices["train"] = "train", order[start:]
+        for split, source in self.sources.items():
+            x, y = arrays[source]
+            if split != source or split == "train":  # a given val or test split is used whole
+                x, y = x[self.indices[split]], y[self.indices[split]]
+            self.splits[split] = (x, y)
         # Binarisation (Burda et al. 2016): grey values become x ~ Bernoulli(grey). A fixed draw
         # for the splits it applies to, from split_seed; `dynamic` redraws training per batch.
         fixed = ("val", "test") if self.binarize == "dynamic" else ("train", "val", "test")
@@ -91,6 +103,23 @@ class InMemoryDataModule(L.LightningDataModule):
                 x, y = self.splits[name]
                 drawn = torch.bernoulli(to_float(x), generator=generator).to(torch.uint8) * 255
                 self.splits[name] = (drawn, y)
+
+    def check_likelihood(self, likelihood: str) -> None:
+        """Refuse a Bernoulli likelihood on values outside [0, 1], where its loss is unbounded."""
+        x = self.splits["train"][0]
+        if likelihood != "bernoulli" or x.dtype == torch.uint8:
+            return
+        low, high = x.min().item(), x.max().item()
+        if low < 0 or high > 1:
+            raise ConfigError(
+                f"model.likelihood=bernoulli needs data in [0, 1], but the training data spans "
+                f"[{low:.3g}, {high:.3g}]; use model.likelihood=gaussian or rescale the data"
+            )
+
+    def row_ids(self, split: str) -> np.ndarray | None:
+        """The ids of a split's rows, where the data names its rows."""
+        ids = self.ids.get(self.sources[split])
+        return None if ids is None else ids[self.indices[split].numpy()]
 
     @property
     def shape(self) -> tuple[int, ...]:

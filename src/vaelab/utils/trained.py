@@ -3,6 +3,7 @@ vaelab-eval, vaelab-embed and vaelab-sample start from."""
 
 from pathlib import Path
 
+import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,3 +28,24 @@ def load_trained(ckpt_path: str):
     run_cfg = training_config(path)
     model = get_class(run_cfg.model._target_).load_from_checkpoint(path, weights_only=True)
     return model.eval(), run_cfg, path
+
+
+def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, ckpt_path: Path, stage: str):
+    """The datamodule set up as the run had it, with the state that the checkpoint saved (a
+    table's fitted standardisation), so that new data goes through the same transform.
+
+    `data_cfg` is the command's own `data`: a whole data config when the user chose one
+    (`data=mnist`), else the keys the user set (`data.path=new.csv`) on top of the run's.
+    """
+    from vaelab.utils.instantiate import build
+
+    if data_cfg is None or "_target_" not in data_cfg:
+        data_cfg = OmegaConf.merge(run_cfg.data, data_cfg or {})
+    datamodule = build(data_cfg)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state:
+        datamodule.load_state_dict(state)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return datamodule

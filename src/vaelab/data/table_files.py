@@ -1,0 +1,189 @@
+"""A data matrix from a file: CSV or TSV, .npy or .npz, Parquet, or AnnData .h5ad.
+
+Every format becomes one `Table`: float32 features with NaN where a value is missing, the feature
+names, and the raw label and id columns where asked for. What is wrong with a file is a DataError
+that names the file (and the column, and the row, where there is one).
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vaelab.errors import ConfigError, DataError
+
+SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".npz", ".parquet", ".h5ad")
+# Cells of a text table that mean "no value".
+MISSING = {"", "na", "nan", "n/a", "null", "none", "?"}
+
+
+@dataclass
+class Table:
+    x: np.ndarray  # (N, D) float32, NaN where a value is missing
+    features: list[str]
+    labels: np.ndarray | None  # (N,) as in the file: numbers or strings
+    ids: np.ndarray | None  # (N,) strings
+
+
+def _to_float(path: Path, name: str, values: np.ndarray) -> np.ndarray:
+    """A column as float32; text cells in MISSING become NaN, any other text is refused."""
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float32)
+    text = np.char.strip(values.astype(str))
+    text = np.where(np.isin(np.char.lower(text), list(MISSING)), "nan", text)
+    try:
+        return text.astype(np.float32)
+    except ValueError:
+        for row, cell in enumerate(text.tolist()):
+            try:
+                float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: column {name!r} is not numeric (row {row + 1}: {cell!r}); "
+                    f"list the numeric columns in data.feature_columns, or name this one in "
+                    f"data.label_column or data.id_column"
+                ) from None
+        raise
+
+
+def _column(path: Path, columns: dict[str, np.ndarray], key: str, name: str | None):
+    """The column that data.<key> names, or None when it names none."""
+    if name is None:
+        return None
+    if name not in columns:
+        raise DataError(
+            f"{path} has no column {name!r} (data.{key}); its columns: {name_list(list(columns))}"
+        )
+    return columns[name]
+
+
+def name_list(names: list[str], limit: int = 8) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(map(str, names[:limit])) + more
+
+
+def _select(path: Path, columns: dict[str, np.ndarray], feature_columns, label_column, id_column):
+    """Features, labels and ids from named columns (CSV, Parquet, an .npz's arrays)."""
+    labels = _column(path, columns, "label_column", label_column)
+    ids = _column(path, columns, "id_column", id_column)
+    if feature_columns is None:
+        feature_columns = [n for n in columns if n not in (label_column, id_column)]
+    absent = [n for n in feature_columns if n not in columns]
+    if absent:
+        raise DataError(f"{path} lacks the feature columns {name_list(absent)}")
+    if not feature_columns:
+        raise DataError(f"{path} has no feature columns")
+    x = np.stack([_to_float(path, n, columns[n]) for n in feature_columns], axis=1)
+    ids = None if ids is None else ids.astype(str)
+    return Table(x, [str(n) for n in feature_columns], labels, ids)
+
+
+def _read_text(path: Path) -> dict[str, np.ndarray]:
+    delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file, delimiter=delimiter))
+    rows = [row for row in rows if row]
+    if len(rows) < 2:
+        raise DataError(f"{path} is empty: expected a header line and one row per example")
+    header, body = rows[0], rows[1:]
+    for number, row in enumerate(body, 2):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}, line {number}: {len(row)} fields where the header has {len(header)}"
+            )
+    if len(set(header)) != len(header):
+        raise DataError(f"{path}: the header names a column twice")
+    cells = np.asarray(body, dtype=str)
+    return {name: cells[:, j] for j, name in enumerate(header)}
+
+
+def _read_parquet(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("Parquet tables need pyarrow: pip install 'vaelab[parquet]'") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow's errors have no common base of their own
+        raise DataError(f"cannot read {path} as Parquet: {error}") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path} is empty: no rows")
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _read_h5ad(path: Path, feature_columns, label_column, id_column) -> Table:
+    try:
+        import anndata
+    except ImportError:
+        raise ConfigError(".h5ad files need anndata: pip install 'vaelab[anndata]'") from None
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as error:  # h5py and anndata raise many kinds
+        raise DataError(f"cannot read {path} as AnnData: {error}") from None
+    if adata.n_obs == 0:
+        raise DataError(f"{path} is empty: no observations")
+    features = list(map(str, adata.var_names))
+    if feature_columns is not None:
+        absent = [n for n in feature_columns if n not in set(features)]
+        if absent:
+            raise DataError(f"{path} lacks the features (var_names) {name_list(absent)}")
+        adata = adata[:, list(feature_columns)]
+        features = list(feature_columns)
+    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    obs = {str(name): adata.obs[name].to_numpy() for name in adata.obs.columns}
+    labels = _column(path, obs, "label_column", label_column)
+    ids = _column(path, obs, "id_column", id_column)
+    ids = np.asarray(adata.obs_names if ids is None else ids).astype(str)
+    return Table(x.astype(np.float32), features, labels, ids)
+
+
+def _read_numpy(path: Path, feature_columns, label_column, id_column) -> Table:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    if isinstance(loaded, np.ndarray):
+        arrays = {"x": loaded}
+        if label_column is not None or id_column is not None:
+            raise ConfigError(
+                f"{path} is one array with no label or id columns: save an .npz with the "
+                f"arrays x, and labels and ids under the names data.label_column and "
+                f"data.id_column give"
+            )
+    else:
+        with loaded:
+            arrays = dict(loaded)
+    key = "x" if "x" in arrays else "X"
+    if key not in arrays:
+        raise DataError(f"{path} has no array named x (its arrays: {', '.join(arrays)})")
+    x = arrays[key]
+    if x.ndim != 2 or x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: x must be a 2-D numeric array (N, D), got {x.dtype} {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{path} is empty: no rows")
+    names = [f"x{j}" for j in range(x.shape[1])]
+    columns = {name: x[:, j] for j, name in enumerate(names)}
+    for name in (label_column, id_column):
+        if name in arrays:
+            if len(arrays[name]) != len(x):
+                raise DataError(f"{path}: {name!r} has {len(arrays[name])} rows, x has {len(x)}")
+            columns[name] = arrays[name]
+    return _select(path, columns, feature_columns or names, label_column, id_column)
+
+
+def read_table(path: str, feature_columns=None, label_column=None, id_column=None) -> Table:
+    """The table in `path`, by its suffix."""
+    file = Path(path).expanduser()
+    if file.suffix not in SUFFIXES:
+        raise ConfigError(f"data.path={path}: use a file ending in {', '.join(SUFFIXES)}")
+    if not file.is_file():
+        raise DataError(f"data.path={path}: no such file")
+    if feature_columns is not None:
+        feature_columns = list(feature_columns)
+    if file.suffix in (".npy", ".npz"):
+        return _read_numpy(file, feature_columns, label_column, id_column)
+    if file.suffix == ".h5ad":
+        return _read_h5ad(file, feature_columns, label_column, id_column)
+    columns = _read_parquet(file) if file.suffix == ".parquet" else _read_text(file)
+    return _select(file, columns, feature_columns, label_column, id_column)
