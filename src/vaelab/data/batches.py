@@ -68,7 +68,9 @@ class TensorBatches:
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self.sampler.indices()
+        # With the data on an accelerator the batches are cut there: one copy of the epoch's
+        # order per epoch, and no host-to-device copy per batch.
+        order = self.sampler.indices().to(self.x.device)
         start = 0
         if self._skip is not None and self._skip["epoch"] == self.sampler.epoch:
             start = self._skip["taken"]
@@ -79,10 +81,12 @@ class TensorBatches:
             x = to_float(self.x[index])
             if self.binarize:
                 # A fresh draw x ~ Bernoulli(grey value) per batch and epoch (dynamic
-                # binarisation), from (seed, epoch, batch) alone, so a resume redraws the same.
+                # binarisation), from (seed, epoch, batch) alone, so a resume redraws the same
+                # (on an accelerator its own generator draws, so the draws differ from the host's).
                 key = (self.seed * 100_003 + self.sampler.epoch) * 100_003 + k
                 key = key * self.sampler.world_size + self.sampler.rank
-                x = torch.bernoulli(x, generator=torch.Generator().manual_seed(key))
+                generator = torch.Generator(x.device).manual_seed(key)
+                x = torch.bernoulli(x, generator=generator)
             yield x, self.y[index]
 
     # Lightning saves these in the checkpoint and restores them on resume (its `_Stateful`

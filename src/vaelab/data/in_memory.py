@@ -41,6 +41,7 @@ class InMemoryDataModule(L.LightningDataModule):
         binarize: str = "none",
         likelihood: str = "bernoulli",
         latent_dim: int = 16,
+        on_device: bool | str = "auto",
     ):
         super().__init__()
         if batch_size < 1:
@@ -52,6 +53,9 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"data.binarize={binarize}: use {', '.join(BINARIZE)}")
         self.binarize = binarize
         self.likelihood, self.latent_dim = likelihood, latent_dim
+        if on_device not in (True, False, "auto"):
+            raise ConfigError(f"data.on_device={on_device}: use true, false or auto")
+        self.on_device = on_device
         self.splits: dict[str, Arrays] = {}
         # Each split's examples as positions in one part of what `read()` returned (its
         # `sources` entry): how exported embeddings point back to their rows.
@@ -138,6 +142,9 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} is not divisible by the {world} devices"
             )
         x, y = self.splits[split]
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if self._keep_on(device):
+            x, y = x.to(device), y.to(device)
         return TensorBatches(
             x,
             y,
@@ -149,6 +156,18 @@ class InMemoryDataModule(L.LightningDataModule):
             world_size=world,
             binarize=train and self.binarize == "dynamic",
         )
+
+    def _keep_on(self, device: torch.device) -> bool:
+        """Whether the data should live on `device`: always when on_device=true; with auto,
+        on a CUDA device when all splits take at most a quarter of its memory."""
+        if device.type == "cpu" or self.on_device is False:
+            return False
+        if self.on_device is True:
+            return True
+        if device.type != "cuda":
+            return False
+        size = sum(t.nbytes for pair in self.splits.values() for t in pair)
+        return size <= torch.cuda.get_device_properties(device).total_memory // 4
 
     def train_dataloader(self) -> TensorBatches:
         return self.loader("train", train=True)

@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from vaelab.models.likelihoods import make_likelihood
+from vaelab.models.running_means import RunningMeans
 from vaelab.utils.containers import to_plain
 from vaelab.utils.rng import rng_states, set_rng_states
 
@@ -30,6 +31,8 @@ class AutoEncoder(L.LightningModule):
         scheduler: dict | None = None,
         monitor: str = "val/recon",
         monitor_mode: str = "min",
+        compile: bool = False,
+        compile_mode: str = "default",
     ):
         super().__init__()
         if latent_dim < 1:
@@ -46,6 +49,8 @@ class AutoEncoder(L.LightningModule):
                     scheduler=scheduler,
                     monitor=monitor,
                     monitor_mode=monitor_mode,
+                    compile=compile,
+                    compile_mode=compile_mode,
                 )
             ),
             logger=False,  # the loggers get the whole run config instead
@@ -59,6 +64,8 @@ class AutoEncoder(L.LightningModule):
             latent_dim=latent_dim,
         )
         self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
+        self.core = self._core  # torch.compile'd while fitting, with model.compile=true
+        self.train_means = RunningMeans()
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, *shape) -> h, (B, latent_dim)."""
@@ -76,9 +83,14 @@ class AutoEncoder(L.LightningModule):
         """The mean of p(x|x'), deterministic: what a picture of the reconstruction shows."""
         return self.likelihood.mean(self(x))
 
+    def _core(self, x: Tensor) -> dict[str, Tensor]:
+        """The network math of one batch, per example: only tensors in and out, so that
+        torch.compile sees the same graph at every step."""
+        return {"recon": -self.likelihood.log_prob(x, self(x))}
+
     def terms(self, x: Tensor) -> dict[str, Tensor | float]:
         """The loss and what it is made of, each averaged over the batch (nats per example)."""
-        recon = -self.likelihood.log_prob(x, self(x)).mean()
+        recon = self.core(x)["recon"].mean()
         return {"loss": recon, "recon": recon}
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
@@ -88,6 +100,9 @@ class AutoEncoder(L.LightningModule):
         return terms["loss"]
 
     def _log_terms(self, terms: dict[str, Tensor | float], split: str, batch_size: int) -> None:
+        if split == "train":
+            self._log_train(terms, batch_size)
+            return
         self.log_dict(
             {f"{split}/{name}": value for name, value in terms.items()},
             on_step=False,
@@ -95,6 +110,27 @@ class AutoEncoder(L.LightningModule):
             batch_size=batch_size,
             sync_dist=True,
         )
+
+    def _log_train(self, terms: dict[str, Tensor | float], batch_size: int) -> None:
+        """Training terms are summed on the device and read every `log_every_n_steps` steps
+        (their mean since the last read) and at the end of each epoch (the epoch's mean). A
+        `self.log` per step would cost more host time than the step's math on a small model."""
+        self.train_means.add(terms, batch_size)
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            means = self.train_means.read("window")
+            self.log_dict({f"train/{k}": v for k, v in means.items()}, on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self) -> None:
+        means = self.train_means.read("epoch")
+        if means:
+            self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True)
+
+    def on_fit_start(self) -> None:
+        if self.hparams.get("compile"):
+            self.core = torch.compile(self._core, mode=self.hparams.compile_mode, dynamic=False)
+
+    def on_fit_end(self) -> None:
+        self.core = self._core  # testing and inference run eager, on any batch size
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -94,12 +94,20 @@ class VAE(AutoEncoder):
         """Decoder output for the posterior mean: a deterministic reconstruction."""
         return self.decode(self.encode(x)[0])
 
+    def _core(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
+        """recon (B,), kl_dims (B, Z) and mu (B, Z) of one batch, with z = mu + sigma·eps.
+        The noise comes in from outside, so the compiled graph holds no random generator."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        recon = -self.likelihood.log_prob(x, self.decode(z))
+        return {"recon": recon, "kl_dims": kl_per_dimension(mu, logvar), "mu": mu}
+
     def _losses(self, x: Tensor) -> tuple[dict[str, Tensor | float], Tensor, Tensor]:
         """The loss terms, the posterior means (B, Z) and the per-dimension KL (B, Z)."""
-        mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, None if self.training else self._eval_generator)
-        recon = -self.likelihood.log_prob(x, self.decode(z))
-        kl_dims = kl_per_dimension(mu, logvar)
+        generator = None if self.training else self._eval_generator
+        eps = torch.randn(x.shape[0], self.latent_dim, generator=generator, device=x.device)
+        out = self.core(x, eps)
+        recon, kl_dims = out["recon"], out["kl_dims"]
         kl = kl_dims.sum(1)
         kl_in_loss = free_bits(kl_dims, self.free_bits) if self.free_bits else kl.mean()
         step = self.global_step
@@ -114,7 +122,7 @@ class VAE(AutoEncoder):
         else:
             terms.update(loss=recon.mean() + beta * kl_in_loss)
         terms["beta"] = beta
-        return terms, mu, kl_dims
+        return terms, out["mu"], kl_dims
 
     def terms(self, x: Tensor) -> dict[str, Tensor | float]:
         return self._losses(x)[0]

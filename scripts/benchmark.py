@@ -1,0 +1,388 @@
+"""Training speed of vaelab against a hand-written PyTorch loop, in one process, on the same
+device, data, model, loss, optimizer and batch size; pythae too when it is installed.
+
+    python scripts/benchmark.py                      # Fashion-MNIST (Debian's folder) or digits
+    python scripts/benchmark.py --device cuda --epochs 5 --out benchmark.json
+
+The model is the MLP VAE of experiment=fashion_mnist: 784-512-256, z = 32, Bernoulli, Adam 1e-3.
+Variants:
+  plain            a hand-written loop, the data on the device, batches cut there
+  plain_compiled   the same loop with its loss torch.compile'd (--compile-mode)
+  vaelab           vaelab-train's own path (Hydra config, Lightning Trainer, its callbacks,
+                   validation every epoch) with the default config
+  vaelab_compiled  the same with model.compile=true
+  pythae           pythae's VAE and BaseTrainer around the same networks (when installed)
+Speed is training images per second over the epochs after the first (validation not counted);
+each variant's test ELBO (nats, one posterior sample per image) shows that none of them did less.
+"""
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+HIDDEN, LATENT, LR, SEED = [512, 256], 32, 1e-3, 0
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device: str) -> float:
+    """The variant's peak of allocated CUDA memory; on a CPU the process's peak RSS so far."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def data_overrides(data_dir: str | None) -> list[str]:
+    """The dataset as vaelab config overrides: the given IDX folder, Debian's Fashion-MNIST, or
+    the bundled digits."""
+    folder = Path(data_dir) if data_dir else FASHION_MNIST
+    if (folder / "train-images-idx3-ubyte.gz").is_file() or (
+        folder / "train-images-idx3-ubyte"
+    ).is_file():
+        return ["data=fashion_mnist", f"data.data_dir={folder}"]
+    if data_dir:
+        sys.exit(f"error: no Fashion-MNIST IDX files in {data_dir}")
+    return ["data=digits"]
+
+
+def compose(overrides: list[str], run_dir: Path):
+    """vaelab's train config, composed by Hydra exactly as `vaelab-train` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from vaelab.utils.config_dir import config_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+def model_overrides(args) -> list[str]:
+    return [
+        "model=vae",
+        "model/net=mlp",
+        f"model.net.hidden=[{','.join(map(str, HIDDEN))}]",
+        f"data.latent_dim={LATENT}",
+        "data.likelihood=bernoulli",
+        f"model.optimizer.lr={LR}",
+        f"data.batch_size={args.batch_size}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+        f"seed={SEED}",
+        "iw_samples=1",  # test/nll_iw is not what is compared; 100 samples would dominate
+    ]
+
+
+def load_splits(args):
+    """(train x, test x) as the vaelab datamodule holds them (uint8 images or float)."""
+    from vaelab.utils.instantiate import build
+
+    cfg = compose([*data_overrides(args.data_dir), *model_overrides(args)], Path("unused"))
+    datamodule = build(cfg.data)
+    datamodule.setup()
+    return datamodule.splits["train"][0], datamodule.splits["test"][0]
+
+
+def batches_per_epoch(n_train: int, args) -> int:
+    limit = min(args.limit or n_train, n_train)
+    return max(1, limit // args.batch_size)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def make_nets(shape):
+    from vaelab.models.nets import mlp
+
+    torch.manual_seed(SEED)
+    return mlp(tuple(shape), 2 * LATENT, LATENT, HIDDEN)
+
+
+def neg_elbo(encoder, decoder, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """recon + KL per example, Bernoulli likelihood, summed over dimensions."""
+    mu, logvar = encoder(x).chunk(2, dim=1)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    logits = decoder(z)
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+    return recon + kl
+
+
+@torch.no_grad()
+def test_elbo(encoder, decoder, test_x: torch.Tensor, device: str) -> float:
+    """The mean ELBO over the test images, one posterior sample each (fixed noise)."""
+    encoder.eval(), decoder.eval()
+    generator = torch.Generator().manual_seed(0)
+    total = 0.0
+    for start in range(0, len(test_x), 1000):
+        x = _as_float(test_x[start : start + 1000]).to(device)
+        eps = torch.randn(len(x), LATENT, generator=generator).to(device)
+        total += neg_elbo(encoder, decoder, x, eps).sum().item()
+    return -total / len(test_x)
+
+
+def run_plain(train_x, test_x, args, compiled: bool) -> dict:
+    """The hand-written loop: data on the device, a fresh permutation per epoch, batches cut by
+    index there, one optimizer step per batch, no logging."""
+    device = args.device
+    encoder, decoder = (net.to(device) for net in make_nets(train_x.shape[1:]))
+    params = [*encoder.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adam(params, lr=LR)
+
+    def loss_of(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return neg_elbo(encoder, decoder, x, eps).mean()
+
+    if compiled:
+        loss_of = torch.compile(loss_of, mode=args.compile_mode, dynamic=False)
+    x_all = train_x.to(device)
+    n_batches = batches_per_epoch(len(x_all), args)
+    b = args.batch_size
+    generator = torch.Generator(device).manual_seed(SEED)
+    times = []
+    for _ in range(args.epochs):
+        _sync(device)
+        start = time.perf_counter()
+        order = torch.randperm(len(x_all), device=device, generator=generator)
+        for k in range(n_batches):
+            x = _as_float(x_all[order[k * b : (k + 1) * b]])
+            eps = torch.randn(len(x), LATENT, device=device)
+            loss = loss_of(x, eps)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return {
+        "times": times,
+        "images": n_batches * b,
+        "test_elbo": test_elbo(encoder, decoder, test_x, device),
+    }
+
+
+def run_vaelab(args, compiled: bool) -> dict:
+    """vaelab's train(): the default config but for the benchmark's model, data and budget."""
+    import lightning as L
+
+    from vaelab.train import train
+
+    class EpochTimer(L.Callback):
+        """From the start of an epoch to the end of its last training batch: Lightning runs the
+        epoch's validation before on_train_epoch_end, and validation is not counted."""
+
+        def __init__(self):
+            self.times, self.start = [], 0.0
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            _sync(args.device)
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == trainer.num_training_batches - 1:
+                _sync(args.device)
+                self.times.append(time.perf_counter() - self.start)
+
+    overrides = [*data_overrides(args.data_dir), *model_overrides(args)]
+    overrides.append("trainer.enable_model_summary=false")
+    if args.limit:
+        overrides.append(f"trainer.limit_train_batches={batches_per_epoch(10**9, args)}")
+    if compiled:
+        overrides += ["model.compile=true", f"model.compile_mode={args.compile_mode}"]
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = compose(overrides, Path(run_dir))
+        results, objects = train(cfg, extra_callbacks=[timer])
+        n_batches = objects["trainer"].num_training_batches
+    return {
+        "times": timer.times,
+        "images": n_batches * args.batch_size,
+        "test_elbo": results["test/elbo"],
+    }
+
+
+def run_pythae(train_x, test_x, args) -> dict | None:
+    """pythae 0.1.x: its VAE (BCE on sigmoid outputs, the same loss) and BaseTrainer, around the
+    same networks, fed the same images in [0, 1]."""
+    try:
+        from pythae.data.datasets import BaseDataset
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.trainers import BaseTrainer, BaseTrainerConfig
+        from pythae.trainers.training_callbacks import TrainingCallback
+    except ImportError:
+        return None
+    encoder_net, decoder_net = make_nets(train_x.shape[1:])
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = encoder_net
+
+        def forward(self, x):
+            mu, logvar = self.net(x).chunk(2, dim=1)
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = decoder_net
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    class EpochTimer(TrainingCallback):
+        def __init__(self):
+            self.times, self.start = [], 0.0
+
+        def on_epoch_begin(self, training_config, **kwargs):
+            _sync(args.device)
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, training_config, **kwargs):
+            _sync(args.device)
+            self.times.append(time.perf_counter() - self.start)
+
+    n_images = batches_per_epoch(len(train_x), args) * args.batch_size
+    images = _as_float(train_x[torch.randperm(len(train_x))[:n_images]])
+    config = VAEConfig(
+        input_dim=tuple(train_x.shape[1:]), latent_dim=LATENT, reconstruction_loss="bce"
+    )
+    model = VAE(config, encoder=Encoder(), decoder=Decoder())
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as out:
+        training = BaseTrainerConfig(
+            output_dir=out,
+            num_epochs=args.epochs,
+            learning_rate=LR,
+            per_device_train_batch_size=args.batch_size,
+            optimizer_cls="Adam",
+            no_cuda=args.device != "cuda",
+        )
+        dataset = BaseDataset(images, torch.zeros(len(images)))
+        BaseTrainer(model, dataset, training_config=training, callbacks=[timer]).train()
+    encoder, decoder = encoder_net.to(args.device), decoder_net.to(args.device)
+    return {
+        "times": timer.times,
+        "images": n_images,
+        "test_elbo": test_elbo(encoder, decoder, test_x, args.device),
+    }
+
+
+def summarise(runs: dict[str, dict]) -> dict[str, dict]:
+    """images/s over the steady epochs (all but the first; their median, which a busy machine
+    disturbs least) and the ratios to the plain loops."""
+    table = {}
+    for name, run in runs.items():
+        steady = run["times"][1:]
+        table[name] = {
+            "img_per_s": run["images"] / statistics.median(steady),
+            "peak_mem_mb": run["peak_mem_mb"],
+            "test_elbo": run["test_elbo"],
+        }
+    for name, row in table.items():
+        row["ratio_to_plain"] = row["img_per_s"] / table["plain"]["img_per_s"]
+        if name.endswith("compiled") and "plain_compiled" in table:
+            row["ratio_to_plain_compiled"] = row["img_per_s"] / table["plain_compiled"]["img_per_s"]
+    return table
+
+
+def markdown(table: dict[str, dict], machine: str) -> str:
+    lines = [
+        f"Machine: {machine}",
+        "",
+        "| variant | images/s | vs plain | vs plain compiled | peak MB | test ELBO |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in table.items():
+        compiled = row.get("ratio_to_plain_compiled")
+        lines.append(
+            f"| {name} | {row['img_per_s']:,.0f} | {row['ratio_to_plain']:.2f} | "
+            f"{'' if compiled is None else f'{compiled:.2f}'} | {row['peak_mem_mb']:,.0f} | "
+            f"{row['test_elbo']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def machine(device: str) -> str:
+    import platform
+
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument("--data-dir", help="a folder of Fashion-MNIST IDX files")
+    parser.add_argument("--limit", type=int, help="training images per epoch (default: all)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--compile-mode", help="torch.compile mode (default: reduce-overhead on CUDA)"
+    )
+    parser.add_argument("--variants", default="plain,plain_compiled,vaelab,vaelab_compiled,pythae")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the first epoch is warm-up and not timed")
+    args.compile_mode = args.compile_mode or (
+        "reduce-overhead" if args.device == "cuda" else "default"
+    )
+    wanted = args.variants.split(",")
+    if "plain" not in wanted:
+        parser.error("--variants must include plain, the reference of every ratio")
+
+    train_x, test_x = load_splits(args)
+    variants = {
+        "plain": lambda: run_plain(train_x, test_x, args, compiled=False),
+        "plain_compiled": lambda: run_plain(train_x, test_x, args, compiled=True),
+        "vaelab": lambda: run_vaelab(args, compiled=False),
+        "vaelab_compiled": lambda: run_vaelab(args, compiled=True),
+        "pythae": lambda: run_pythae(train_x, test_x, args),
+    }
+    runs = {}
+    for name in wanted:
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        run = variants[name]()
+        if run is None:
+            print(f"{name}: not installed, left out", file=sys.stderr)
+            continue
+        runs[name] = {**run, "peak_mem_mb": _peak_mb(args.device)}
+    table = summarise(runs)
+    print(markdown(table, machine(args.device)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(table, indent=2) + "\n")
+    assert all(math.isfinite(row["test_elbo"]) for row in table.values())
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The speed machinery: the benchmark script end to end (its ratios are printed, not asserted),
+batches cut on the device, and training terms accumulated on the device."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaelab.data import DigitsDataModule
+from vaelab.data.batches import TensorBatches
+from vaelab.models.running_means import RunningMeans
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path):
+    out = tmp_path / "benchmark.json"
+    args = ["--device", "cpu", "--limit", "1280", "--epochs", "2", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(result.stdout)  # the table, for whoever reads the log
+    table = json.loads(out.read_text())
+    expected = {"plain", "plain_compiled", "vaelab", "vaelab_compiled"}
+    assert expected <= set(table) and set(table) <= expected | {"pythae"}
+    plain = table["plain"]["test_elbo"]
+    for name, row in table.items():
+        assert row["img_per_s"] > 0 and row["peak_mem_mb"] > 0
+        assert row["ratio_to_plain"] == pytest.approx(
+            row["img_per_s"] / table["plain"]["img_per_s"]
+        )
+        # Same model, data, loss and number of steps: speed may not come from doing less.
+        assert abs(row["test_elbo"] - plain) < 0.02 * abs(plain), (name, row["test_elbo"], plain)
+    assert "| vaelab |" in result.stdout and "Machine:" in result.stdout
+
+
+def test_batches_cut_on_the_device_are_the_host_batches():
+    dm = DigitsDataModule(batch_size=64, binarize="none", seed=3)
+    dm.setup()
+    x, y = dm.splits["train"]
+    host = TensorBatches(x, y, 64, shuffle=True, drop_last=True, seed=3)
+    device = TensorBatches(x.to(DEVICE), y.to(DEVICE), 64, shuffle=True, drop_last=True, seed=3)
+    for epoch in (0, 1):
+        host.sampler.set_epoch(epoch)
+        device.sampler.set_epoch(epoch)
+        pairs = list(zip(host, device, strict=True))
+        assert len(pairs) == len(x) // 64
+        for (hx, hy), (dx, dy) in pairs:
+            assert dx.device.type == DEVICE.type and dx.dtype == torch.float32
+            assert torch.equal(hx, dx.cpu()) and torch.equal(hy, dy.cpu())
+
+
+def test_on_device_choice():
+    dm = DigitsDataModule()
+    dm.setup()
+    # On a CPU there is nothing to move; `true` keeps the data on any accelerator.
+    assert not dm._keep_on(torch.device("cpu"))
+    assert DigitsDataModule(on_device=True)._keep_on(torch.device("cuda"))
+    assert not DigitsDataModule(on_device=False)._keep_on(torch.device("cuda"))
+    with pytest.raises(Exception, match="data.on_device=sometimes: use true, false or auto"):
+        DigitsDataModule(on_device="sometimes")
+
+
+def test_running_means_weight_by_batch_size_and_restart_on_read():
+    means = RunningMeans()
+    batches = [(torch.tensor(1.0), 0.5, 10), (torch.tensor(4.0), 0.6, 30)]
+    for loss, beta, size in batches:
+        means.add({"loss": loss, "beta": beta}, size)
+    window = means.read("window")
+    assert window["loss"].item() == pytest.approx((1 * 10 + 4 * 30) / 40)
+    assert window["beta"] == 0.6  # a schedule's value: the latest, not a mean
+    means.add({"loss": torch.tensor(2.0), "beta": 0.7}, 40)
+    assert means.read("window")["loss"].item() == pytest.approx(2.0)
+    assert means.read("epoch")["loss"].item() == pytest.approx((10 + 120 + 80) / 80)
+    assert means.read("epoch") == {}
