@@ -31,3 +31,16 @@ class RecordBatches(L.Callback):
     def on_train_end(self, trainer, pl_module):
         os.makedirs(self.folder, exist_ok=True)
         torch.save(torch.cat(self.rows), os.path.join(self.folder, f"rank{trainer.global_rank}.pt"))
+
+
+class PoisonWeights(L.Callback):
+    """Sets the first weight tensor to NaN after the optimizer step that reaches `step`: what an
+    exploding update does, at a known point."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))

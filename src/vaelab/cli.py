@@ -1,6 +1,8 @@
 """The console scripts' shell: Hydra composes the config, errors a user can fix end in one line."""
 
+import difflib
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -59,13 +61,47 @@ def one_line(error: BaseException) -> str:
     return " ".join(parts)
 
 
-def _exit_if_user_error(error: Exception) -> None:
+def suggest(key: str, config_name: str, overrides: list[str]) -> str | None:
+    """The config key nearest to a mistyped one, in the config these overrides compose."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    others = [o for o in overrides if "=" in o and not o.lstrip("+~").startswith(f"{key}=")]
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name, overrides=[o for o in others if not o.startswith("hydra")])
+    except Exception:  # the other overrides are broken too: no suggestion then
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    keys = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for name in node.keys() if isinstance(node, DictConfig) else ():
+            path = f"{prefix}{name}"
+            keys.append(path)
+            walk(node._get_node(name), f"{path}.")
+
+    walk(cfg, "")
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
     """Print a user error as `error: <one line>` and exit 1; return for anything else (a bug),
     and for everything when the user set HYDRA_FULL_ERROR=1 and wants tracebacks."""
     user_error = _user_error(error)
     if user_error is None or os.environ.get("VAELAB_TRACEBACKS") == "1":
         return
-    sys.stderr.write(f"error: {one_line(user_error)}\n")
+    message = one_line(user_error)
+    unknown = re.match(r"Could not override '([\w.]+)'", message)
+    if unknown and config_name:
+        key = unknown.group(1)
+        near = suggest(key, config_name, sys.argv[1:])
+        hint = f": did you mean {near}?" if near else ""
+        message = f"{key} is not a config key{hint} (to add a new key use +{key}=...)"
+    sys.stderr.write(f"error: {message}\n")
     sys.exit(1)
 
 
@@ -107,7 +143,7 @@ def hydra_main(
             try:
                 return hydra_job()
             except Exception as error:
-                _exit_if_user_error(error)
+                _exit_if_user_error(error, config_name)
                 raise
 
         return main

@@ -17,3 +17,7 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, OSError):
     """Data that is missing or cannot be read; the message names the file or folder."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The loss or the weights stopped being finite; the message says what to change."""

@@ -9,6 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.errors import ConfigError
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+# What Lightning's Trainer(precision=...) accepts, less the Transformer Engine plugins.
+PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+PRECISIONS_SHORT = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
 def _int_at_least(low: int) -> Callable[[Any], str | None]:
@@ -38,7 +41,18 @@ def _one_of(*allowed: str) -> Callable[[Any], str | None]:
     return check
 
 
-# Keys absent from a config (beta for an AE, say) are not checked.
+def _or_null(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value is None else rule(value)
+
+    return check
+
+
+def _flag_or_auto(value: Any) -> str | None:
+    return None if value in (True, False, "auto") else "must be true, false or auto"
+
+
+# Keys absent from a config (beta for an AE, say) are not checked; a key set to null is.
 RULES: dict[str, Callable[[Any], str | None]] = {
     "seed": _int_at_least(0),
     "iw_samples": _int_at_least(1),
@@ -48,15 +62,22 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.sigma": _number(positive=True),
     "model.optimizer.lr": _number(positive=True),
     "model.free_bits": _number(positive=False),
-    "model.gamma": _number(positive=False),
+    "model.gamma": _or_null(_number(positive=False)),  # null: beta weighs |KL - C|
     "model.kl_schedule.warmup_steps": _int_at_least(1),
     "model.kl_schedule.cycle_steps": _int_at_least(1),
     "model.kl_schedule.n_cycles": _int_at_least(1),
     "model.kl_schedule.capacity": _number(positive=False),
     "model.kl_schedule.capacity_steps": _int_at_least(1),
     "data.batch_size": _int_at_least(1),
+    "data.val_size": _number(positive=True),
+    "data.test_size": _number(positive=True),
+    "data.binarize": _one_of("none", "dynamic", "static"),
+    "data.on_device": _flag_or_auto,
     "trainer.max_epochs": _int_at_least(-1),
 }
+
+
+_ABSENT = object()
 
 
 def validate(cfg: DictConfig) -> None:
@@ -66,12 +87,13 @@ def validate(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value>")
     for key, rule in RULES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
             continue
         problem = rule(value)
         if problem:
             raise ConfigError(f"{key}={value!r}: {problem}")
+    _check_device(cfg)
     if (
         OmegaConf.select(cfg, "model.likelihood", default=None) == "bernoulli"
         and OmegaConf.select(cfg, "data.standardize", default=False) is True
@@ -80,6 +102,33 @@ def validate(cfg: DictConfig) -> None:
             "model.likelihood=bernoulli needs values in [0, 1], but data.standardize=true makes "
             "them any real number (the loss would have no lower bound); for 0/1 data set "
             "data.standardize=false, else use model.likelihood=gaussian"
+        )
+
+
+def _check_device(cfg: DictConfig) -> None:
+    """A precision Lightning knows and the device supports, on a device that is there."""
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    if precision is None:
+        return
+    name = PRECISIONS_SHORT.get(str(precision), str(precision))
+    if name not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision}: must be one of {', '.join(PRECISIONS)}")
+    wants_gpu = accelerator in ("gpu", "cuda")
+    if not (wants_gpu or name.startswith("16")) or accelerator in ("mps", "tpu"):
+        return
+    import torch  # only now: most configs never need to ask
+
+    has_gpu = torch.cuda.is_available()
+    if wants_gpu and not has_gpu:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}, but no CUDA GPU is visible; use trainer=cpu"
+        )
+    if name.startswith("16") and (accelerator == "cpu" or not has_gpu):
+        # Lightning would quietly train in bf16 instead.
+        raise ConfigError(
+            f"trainer.precision={precision} needs a GPU, and this run is on the CPU; use "
+            f"trainer.precision=bf16-mixed or 32-true"
         )
 
 

@@ -45,10 +45,11 @@ def train(
     """
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.utils.instantiate import build, build_group
-    from vaelab.utils.resume import check_checkpoint, newest_checkpoint, resume_config
+    from vaelab.utils.resume import check_checkpoint, check_fits, newest_checkpoint, resume_config
     from vaelab.utils.run_dir import provenance, write_config, write_results
     from vaelab.utils.secrets import redact
 
@@ -76,10 +77,14 @@ def train(
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))
+    if ckpt_path:
+        check_fits(model, ckpt_path)
 
     log.info("Callbacks, loggers, trainer")
     callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks]
     loggers = build_group(cfg.get("logger"))
+    if not loggers:  # Lightning refuses an LR monitor with nothing to log to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)

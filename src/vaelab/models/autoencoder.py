@@ -1,10 +1,13 @@
 """The deterministic autoencoder, and the training plumbing the VAE inherits from it."""
 
+import math
+
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
+from vaelab.errors import TrainingDiverged
 from vaelab.models.likelihoods import make_likelihood
 from vaelab.models.running_means import RunningMeans
 from vaelab.utils.containers import to_plain
@@ -118,12 +121,36 @@ class AutoEncoder(L.LightningModule):
         self.train_means.add(terms, batch_size)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             means = self.train_means.read("window")
+            self._refuse_divergence(means)
             self.log_dict({f"train/{k}": v for k, v in means.items()}, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self) -> None:
         means = self.train_means.read("epoch")
         if means:
+            self._refuse_divergence(means)
             self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True)
+
+    def _refuse_divergence(self, means: dict[str, Tensor | float]) -> None:
+        """Stop the run when a training term is no longer finite: the step, the last finite
+        values, the checkpoint that is still good and what to change. Checked where the terms
+        are read anyway, so the check adds no wait for the device."""
+        values = {name: float(value) for name, value in means.items()}
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if not bad:
+            self._last_finite = values
+            return
+        last = ", ".join(f"train/{k}={v:.4g}" for k, v in getattr(self, "_last_finite", {}).items())
+        raise self._diverged(f"train/{bad[0]} is {values[bad[0]]} (last finite: {last or 'none'})")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        callback = self.trainer.checkpoint_callback
+        paths = [callback.best_model_path, callback.last_model_path] if callback else []
+        good = next((p for p in paths if p), "none written yet")
+        return TrainingDiverged(
+            f"training diverged by step {self.global_step}: {what}; the last good checkpoint: "
+            f"{good}; try a lower model.optimizer.lr, a KL warm-up (model/kl_schedule=linear), "
+            f"or trainer.gradient_clip_val=1.0"
+        )
 
     def on_fit_start(self) -> None:
         if self.hparams.get("compile"):
@@ -142,6 +169,9 @@ class AutoEncoder(L.LightningModule):
         self._step(batch, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Never let diverged weights replace a good checkpoint (last.ckpt or the best).
+        if not all(torch.isfinite(p).all() for p in self.parameters()):
+            raise self._diverged("the weights are no longer finite, so no checkpoint was written")
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -34,9 +34,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         except BaseException as error:
             tmp.unlink(missing_ok=True)
-            if isinstance(error, OSError):  # a full disk, a vanished folder
+            # A full disk or a vanished folder; torch.save reports a failed write inside its
+            # zip writer as a RuntimeError.
+            if isinstance(error, (OSError, RuntimeError)):
+                reason = getattr(error, "strerror", None) or "the write failed (is the disk full?)"
                 raise DataError(
-                    f"cannot write checkpoint {path}: {error.strerror or error}; "
-                    f"the previous {path.name} is untouched"
+                    f"cannot write checkpoint {path}: {reason}; the previous {path.name} is "
+                    f"untouched"
                 ) from error
             raise

@@ -1,12 +1,13 @@
 """Objects from `_target_` configs, with errors a user can fix left unwrapped."""
 
+import re
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vaelab.errors import UserError
+from vaelab.errors import ConfigError, UserError
 
 
 def build(cfg: DictConfig, **kwargs: Any) -> Any:
@@ -18,6 +19,12 @@ def build(cfg: DictConfig, **kwargs: Any) -> Any:
     except InstantiationException as error:
         cause = error.__cause__
         while cause is not None and not isinstance(cause, UserError):
+            unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+            if isinstance(cause, TypeError) and unexpected:
+                raise ConfigError(
+                    f"{cfg.get('_target_')} takes no argument {unexpected.group(1)!r}: remove "
+                    f"that key from the config (or fix its spelling)"
+                ) from None
             cause = cause.__cause__
         if cause is None:
             raise

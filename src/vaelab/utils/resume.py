@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError, DataError
+from vaelab.utils.containers import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +126,28 @@ def check_checkpoint(path: str) -> str:
     if problem:
         raise DataError(f"ckpt_path={path} cannot be resumed from: {problem}")
     return path
+
+
+def check_fits(model: torch.nn.Module, path: str) -> None:
+    """A checkpoint of another model, latent size or net is refused with the settings that
+    differ, rather than with a page of mismatched tensor shapes."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    theirs = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
+    ours = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    if theirs == ours:
+        return
+    saved = _leaves(to_plain(checkpoint.get("hyper_parameters", {})))
+    current = _leaves(to_plain(dict(model.hparams)))
+    settings = [
+        f"model.{key} is {saved.get(key)!r} there, {current.get(key)!r} here"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key) and not key.startswith(("monitor", "iw_samples"))
+    ]
+    tensors = [
+        name for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)
+    ]
+    differences = settings[:4] or [f"the weights {', '.join(tensors[:4])} differ"]
+    raise ConfigError(
+        f"ckpt_path={path} does not fit this model: {'; '.join(differences)}; use the "
+        f"checkpoint's settings, or leave ckpt_path out"
+    )
