@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 VAELAB_TRAIN = shutil.which("vaelab-train", path=str(Path(sys.executable).parent))
@@ -18,7 +17,9 @@ def run(
     args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run a command as a user would; `env` adds variables, or removes those set to None."""
-    env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    # Another test may have run a console script in-process, which sets HYDRA_FULL_ERROR.
+    quiet = {"HYDRA_FULL_ERROR": None, "VAELAB_TRACEBACKS": None}
+    env = {**os.environ, "WANDB_MODE": "offline", **quiet, **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -80,26 +81,6 @@ def test_python_dash_m_and_the_written_config_is_resolved(tmp_path):
     config = (run_dir / "config.yaml").read_text()
     assert "${" not in config and "vaelab.models.AutoEncoder" in config
     assert json.loads((run_dir / "results.json").read_text())["test/recon"] > 0
-
-
-BAD_INPUTS = [
-    (["model=nonesuch"], "Could not find 'model/nonesuch'"),
-    (["model.latent_dimm=3"], "Could not override 'model.latent_dimm'"),
-    (["model.latent_dim=0"], "model.latent_dim=0: must be an integer >= 1"),
-    (["model.beta=-1"], "model.beta=-1: must be >= 0"),
-    (["model.likelihood=poisson"], "model.likelihood='poisson': must be one of bernoulli"),
-    (["data=fashion_mnist", "data.data_dir=/nonexistent"], "FashionMNIST not found: looked in"),
-    (["model/net=conv"], "needs height and width divisible by 4"),
-]
-
-
-@pytest.mark.parametrize(("overrides", "fragment"), BAD_INPUTS, ids=[b[1][:30] for b in BAD_INPUTS])
-def test_bad_input_ends_in_one_line(tmp_path, overrides, fragment):
-    result = run([VAELAB_TRAIN, *overrides, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    assert result.returncode != 0
-    errors = result.stderr.strip().splitlines()
-    assert errors == [errors[-1]] and errors[-1].startswith("error: "), result.stderr[-3000:]
-    assert fragment in errors[-1]
 
 
 def test_own_configs_through_hydra_searchpath(tmp_path):

@@ -21,7 +21,7 @@ from tests.helpers import PoisonWeights
 from tests.test_cli import VAELAB_TRAIN, run
 from vaelab.cli import _user_error, one_line
 from vaelab.embed import main as embed_main
-from vaelab.errors import ConfigError, TrainingDiverged
+from vaelab.errors import ConfigError, DataError, TrainingDiverged
 from vaelab.evaluate import main as eval_main
 from vaelab.sample import main as sample_main
 from vaelab.schema import validate
@@ -110,6 +110,7 @@ def test_the_table_has_enough_rows(tmp_path):
 def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment):
     result = run([VAELAB_TRAIN, *args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     _assert_one_line_error(result, fragment)
+    assert len(result.stderr.strip().splitlines()) == 1  # that line and nothing else
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -200,29 +201,30 @@ def test_a_checkpoint_of_another_model_names_the_settings_that_differ(compose_tr
 # --- a full disk ------------------------------------------------------------------------------
 
 
-def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path):
-    """Train once; then continue with the file size limit (RLIMIT_FSIZE) below a checkpoint's
-    size, which fails every write as a full disk does: one clear line, and last.ckpt and
-    results.json of the first run unchanged."""
-    run_dir = tmp_path / "run"
-    first = run([VAELAB_TRAIN, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_a_full_disk_leaves_the_previous_checkpoint_intact(compose_train):
+    """Train one epoch; then continue it with the file size limit (RLIMIT_FSIZE) below a
+    checkpoint's size, which fails every large write as a full disk does: a clear error, and the
+    first epoch's checkpoints and results.json unchanged."""
+    cfg = compose_train("trainer.max_epochs=1", "callbacks.images=null")
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
     before = {p: p.read_bytes() for p in (run_dir / "checkpoints").glob("*.ckpt")}
     results = (run_dir / "results.json").read_bytes()
     limit = min(len(b) for b in before.values()) // 2
-
-    def small_files():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    result = subprocess.run(
-        [VAELAB_TRAIN, f"resume={run_dir}", "trainer.max_epochs=2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, preexec_fn=small_files,
-        timeout=300, check=False,
-    )  # fmt: skip
-    _assert_one_line_error(result, "cannot write checkpoint")
-    assert "is untouched" in result.stderr
+    again = compose_train(f"resume={run_dir}", "trainer.max_epochs=2", "callbacks.images=null")
+    again.paths.output_dir = str(run_dir)  # as hydra.run.dir is for a resume on the CLI
+    old_limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limits[1]))
+    try:
+        with pytest.raises(DataError) as caught:
+            train(again)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limits)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    message = str(caught.value)
+    assert "cannot write checkpoint" in message and "is untouched" in message
+    assert "\n" not in message
     assert {p: p.read_bytes() for p in before} == before
     assert (run_dir / "results.json").read_bytes() == results
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))

@@ -87,3 +87,27 @@ def test_submitit_local_runs_each_job_in_its_own_process(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
     assert all((sweep / job / "results.json").is_file() for job in ("0", "1"))
+
+
+def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(tmp_path):
+    """Job 1 is killed at step 15 (after its epoch-0 checkpoint); the same sweep started again
+    in the same sweep dir keeps job 0 as it was and continues job 1 from its checkpoint."""
+    sweep = tmp_path / "sweep"
+    kill = "+callbacks.kill._target_=tests.helpers.KillAt"
+    common = [VAELAB_TRAIN, "-m", *QUICK, "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}"]
+    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
+    first = run([*common, kill, "+callbacks.kill.step=1000,15"], cwd=tmp_path, env=env)
+    assert first.returncode == -9  # killed mid-sweep
+    done = (sweep / "0" / "results.json").read_bytes()
+    assert not (sweep / "1" / "results.json").exists()
+
+    again = run([*common, kill, "+callbacks.kill.step=1000,1001"], cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (sweep / "0" / "results.json").read_bytes() == done  # not run again
+    log = again.stdout + again.stderr
+    assert "finished in an earlier run of this sweep" in log
+    assert "Continuing the unfinished job" in log
+    with open(sweep / "1" / "metrics.csv") as file:
+        steps = [int(r["step"]) for r in csv.DictReader(file) if r["val/elbo"]]
+    assert steps == [11, 23]  # epoch 0 once, from the first run; epoch 1 after the restart
+    assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]

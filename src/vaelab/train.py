@@ -14,7 +14,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.cli import hydra_main
 from vaelab.schema import refuse_ddp_in_multirun, validate
@@ -121,18 +121,41 @@ def train(
     return results, objects
 
 
+def _continue_sweep_job(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
+    """A multirun started again in the same sweep dir (`hydra.sweep.dir=<dir of an interrupted
+    sweep>`) re-runs only what is unfinished: a job whose directory holds results.json keeps
+    them (returned here), one that holds a run continues from its newest checkpoint."""
+    from vaelab.utils.resume import resume_config
+
+    job_dir = Path(cfg.paths.output_dir)
+    if cfg.get("resume") or not (job_dir / "config.yaml").is_file():
+        return cfg, None
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.resume = str(job_dir)
+    resume_config(cfg, _this_command_line())  # refuses a job dir that holds another setting
+    if (job_dir / "results.json").is_file():
+        log.info(f"{job_dir} finished in an earlier run of this sweep: its results stand")
+        return cfg, json.loads((job_dir / "results.json").read_text())
+    log.info(f"Continuing the unfinished job in {job_dir}")
+    return cfg, None
+
+
 @hydra_main("train")
 def main(cfg: DictConfig) -> float | None:
     """Validate, train, and hand the sweeper the value of `optimized_metric`."""
     validate(cfg)
     hydra_cfg = HydraConfig.get()
+    finished = None
     if hydra_cfg.mode == RunMode.MULTIRUN:
         refuse_ddp_in_multirun(cfg, hydra_cfg.launcher._target_)
+        if not cfg.get("hparams_search"):
+            cfg, finished = _continue_sweep_job(cfg)
     if cfg.get("hparams_search"):
         from vaelab.search import search
 
         return search(cfg)
-    results, _ = train(cfg)
+    results = finished or train(cfg)[0]
     name = cfg.get("optimized_metric")
     if not name:
         return None
