@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU paths in one run, for a machine with a CUDA GPU (the suite runs on CPUs only):
+#   bash scripts/gpu_check.sh [OUT_DIR]
+# Data: $DATA_DIR (Fashion-MNIST IDX files) when set, else Debian's folder, else digits.
+set -euo pipefail
+out=${1:-${OUT:-gpu_check}}
+mkdir -p "$out"
+data_dir=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+if [ -f "$data_dir/train-images-idx3-ubyte.gz" ] || [ -f "$data_dir/train-images-idx3-ubyte" ]; then
+  data=(experiment=fashion_mnist "data.data_dir=$data_dir")
+  bench=(--data-dir "$data_dir")
+else
+  data=(experiment=digits)
+  bench=()
+fi
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
+# Batches cut on the GPU are the host's batches.
+python -m pytest -q -p no:cacheprovider tests/test_speed.py -k "device" | tee "$out/pytest.txt"
+# bf16-mixed with the data on the device, then 16-mixed, then compiled with CUDA graphs.
+for extra in "trainer.precision=bf16-mixed" "trainer.precision=16-mixed" \
+             "model.compile=true model.compile_mode=reduce-overhead"; do
+  name=$(echo "$extra" | tr ' =.' '___')
+  # shellcheck disable=SC2086
+  vaelab-train "${data[@]}" trainer=gpu trainer.max_epochs=2 data.on_device=true $extra \
+    "hydra.run.dir=$out/$name" 2>&1 | tail -3
+  python -c "import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[1], r['test/elbo'])" \
+    "$out/$name/results.json" | tee -a "$out/elbos.txt"
+done
+python scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 \
+  --out "$out/benchmark_cuda.json" | tee "$out/benchmark_cuda.md"
