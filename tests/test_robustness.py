@@ -61,6 +61,8 @@ CONFIG_ERRORS = [
     (["hydra/launcher=nope"], "Could not find 'hydra/launcher/nope'"),
     (["model.beta=1)"], "Error parsing override 'model.beta=1)'"),
     (["data=tabular"], "data.path must be set: add data.path=<value>"),
+    (["callbacks.images.dirpath=/tmp/elsewhere"], "is outside the run directory"),
+    (["logger.csv.save_dir=../.."], "logger.csv.save_dir=../.. is outside the run directory"),
     (
         ["experiment=tabular", "data.path=x.csv", "model.likelihood=bernoulli"],
         "data.standardize=true makes them any real number",

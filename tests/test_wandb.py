@@ -40,6 +40,9 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path):
     assert contents["config"]["model"]["net"]["hidden"] == [512, 256]
     assert config["service"]["api_key"] == "***"
     assert "abc123" not in (run_dir / "config.yaml").read_text() + json.dumps(results)
+    # Nor anywhere else in the run directory: Hydra's record, W&B's files, the logs.
+    leaked = [p for p in run_dir.rglob("*") if p.is_file() and b"abc123" in p.read_bytes()]
+    assert leaked == []
 
     # Metrics under their names at the steps they belong to.
     val = [

@@ -2,6 +2,7 @@
 costs a second and a one-line message that names the key and what it allows."""
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -94,6 +95,7 @@ def validate(cfg: DictConfig) -> None:
         if problem:
             raise ConfigError(f"{key}={value!r}: {problem}")
     _check_device(cfg)
+    _check_outputs(cfg)
     if (
         OmegaConf.select(cfg, "model.likelihood", default=None) == "bernoulli"
         and OmegaConf.select(cfg, "data.standardize", default=False) is True
@@ -103,6 +105,25 @@ def validate(cfg: DictConfig) -> None:
             "them any real number (the loss would have no lower bound); for 0/1 data set "
             "data.standardize=false, else use model.likelihood=gaussian"
         )
+
+
+def _check_outputs(cfg: DictConfig) -> None:
+    """Everything a run writes stays inside its run directory (hydra.run.dir places that)."""
+    run_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    if run_dir is None:
+        return
+    targets = {"trainer.default_root_dir": OmegaConf.select(cfg, "trainer.default_root_dir")}
+    for group, key in (("callbacks", "dirpath"), ("logger", "save_dir")):
+        for name, entry in (cfg.get(group) or {}).items():
+            if isinstance(entry, DictConfig) and entry.get(key) is not None:
+                targets[f"{group}.{name}.{key}"] = entry.get(key)
+    root = Path(run_dir).expanduser().resolve()
+    for key, value in targets.items():
+        if value is not None and not Path(value).expanduser().resolve().is_relative_to(root):
+            raise ConfigError(
+                f"{key}={value} is outside the run directory {run_dir}: a run writes only "
+                f"inside its own directory; place that with hydra.run.dir"
+            )
 
 
 def _check_device(cfg: DictConfig) -> None:

@@ -50,7 +50,7 @@ def train(
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.utils.instantiate import build, build_group
     from vaelab.utils.resume import check_checkpoint, check_fits, newest_checkpoint, resume_config
-    from vaelab.utils.run_dir import provenance, write_config, write_results
+    from vaelab.utils.run_dir import provenance, redact_hydra_record, write_config, write_results
     from vaelab.utils.secrets import redact
 
     # Lightning gives its logger a console handler of its own; under Hydra's logging setup
@@ -88,6 +88,8 @@ def train(
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)
+        if HydraConfig.initialized() and HydraConfig.get().output_subdir:
+            redact_hydra_record(run_dir / HydraConfig.get().output_subdir)
     run_config = redact(OmegaConf.to_container(cfg, resolve=True))
     for logger in loggers:
         logger.log_hyperparams(run_config)

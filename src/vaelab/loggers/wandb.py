@@ -4,11 +4,13 @@
   that already has an id is a run being resumed, and its W&B run is continued.
 - Without an API key it logs offline with a one-line notice, never a login prompt; `wandb sync`
   uploads the run later.
+- Secret-looking values typed on the command line are masked in what W&B records of it.
 """
 
 import logging
 import netrc
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from vaelab.errors import ConfigError
+from vaelab.utils.secrets import redact_argument
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +64,13 @@ class WandbLogger(LightningWandbLogger):
                 id_file.parent.mkdir(parents=True, exist_ok=True)
                 id_file.write_text(run_id + "\n")
         super().__init__(save_dir=save_dir, id=run_id, resume=resume, mode=mode, **kwargs)
+
+    @property
+    def experiment(self):
+        # W&B keeps the command line in the run's metadata: a secret typed there must not be.
+        argv = sys.argv
+        sys.argv = [argv[0], *map(redact_argument, argv[1:])]
+        try:
+            return super().experiment
+        finally:
+            sys.argv = argv

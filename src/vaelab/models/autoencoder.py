@@ -69,6 +69,7 @@ class AutoEncoder(L.LightningModule):
         self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
         self.core = self._core  # torch.compile'd while fitting, with model.compile=true
         self.train_means = RunningMeans()
+        self._last_finite: dict[str, float] = {}  # training means at the last check
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, *shape) -> h, (B, latent_dim)."""
@@ -139,7 +140,7 @@ class AutoEncoder(L.LightningModule):
         if not bad:
             self._last_finite = values
             return
-        last = ", ".join(f"train/{k}={v:.4g}" for k, v in getattr(self, "_last_finite", {}).items())
+        last = ", ".join(f"train/{k}={v:.4g}" for k, v in self._last_finite.items())
         raise self._diverged(f"train/{bad[0]} is {values[bad[0]]} (last finite: {last or 'none'})")
 
     def _diverged(self, what: str) -> TrainingDiverged:

@@ -33,6 +33,17 @@ def write_config(cfg: DictConfig, run_dir: Path) -> None:
     _atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
 
 
+def redact_hydra_record(folder: Path) -> None:
+    """Mask secret-looking values in what Hydra wrote for this invocation (.hydra/config.yaml,
+    overrides.yaml, hydra.yaml hold the command line as typed); files without any stay as
+    they are."""
+    for path in folder.glob("*.yaml"):
+        original = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        masked = redact(original)
+        if masked != original:
+            _atomic_write(path, OmegaConf.to_yaml(OmegaConf.create(masked)))
+
+
 def _git_commit() -> str | None:
     """The commit of the vaelab source in use, when it runs from a git checkout."""
     try:

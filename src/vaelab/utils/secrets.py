@@ -15,6 +15,8 @@ def redact(config: Any) -> Any:
         }
     if isinstance(config, list):
         return [redact(v) for v in config]
+    if isinstance(config, str) and "=" in config:  # overrides, or Hydra's comma-joined list
+        return ",".join(redact_argument(part) for part in config.split(","))
     return config
 
 
