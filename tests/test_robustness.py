@@ -232,6 +232,17 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(compose_train):
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
 
+def test_a_failed_results_write_is_one_clear_error_and_leaves_no_partial_file(tmp_path):
+    from vaelab.utils.run_dir import write_results
+
+    write_results(tmp_path, {"test/elbo": -1.0})
+    before = (tmp_path / "results.json").read_bytes()
+    (tmp_path / ".results.json.tmp").mkdir()  # the temporary file cannot be created
+    with pytest.raises(DataError, match=r"cannot write .*results.json: .*is untouched"):
+        write_results(tmp_path, {"test/elbo": -2.0})
+    assert (tmp_path / "results.json").read_bytes() == before
+
+
 # --- random overrides -------------------------------------------------------------------------
 
 OVERRIDES = {

@@ -14,17 +14,27 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.errors import DataError
 from vaelab.utils.secrets import redact, redact_argument
 
 _PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write beside the target and rename over it, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write beside the target and rename over it, so a crash or a full disk never leaves half
+    a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"cannot write {path}: {error.strerror or error}; the previous {path.name}, if any, "
+            f"is untouched"
+        ) from error
 
 
 def write_config(cfg: DictConfig, run_dir: Path) -> None:
