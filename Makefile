@@ -18,12 +18,13 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/vaelab-train experiment=digits $(ARGS)
 
+# One pytest worker per core (pytest-xdist); each worker and the commands it starts use one thread.
 test: $(STAMP)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n auto $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check src tests notebooks
+	$(BIN)/ruff format --check src tests notebooks scripts
 
 clean:
 	rm -rf $(VENV) logs .pytest_cache .ruff_cache

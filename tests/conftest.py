@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,6 +16,11 @@ from vaelab.data.idx import write_idx
 from vaelab.utils.config_dir import config_dir
 
 os.environ.setdefault("WANDB_MODE", "offline")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one thread each, also in the commands the tests start, or the
+    # workers' thread pools fight over the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 CONF = Path(config_dir())
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")

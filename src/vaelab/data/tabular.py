@@ -111,6 +111,7 @@ class TabularDataModule(InMemoryDataModule):
             fill = torch.nanmean(x, 0)
         elif self.impute == "median":
             fill = torch.nanmedian(x, 0).values
+        fill = torch.nan_to_num(fill)  # a column missing from the whole split is filled with 0
         x = torch.where(torch.isnan(x), fill, x)
         mean, std = x.mean(0), x.std(0)
         # A constant feature has no spread to divide by; it becomes zeros.
@@ -119,7 +120,7 @@ class TabularDataModule(InMemoryDataModule):
             **self._columns,
             "log1p": self.log1p,
             "standardize": self.standardize,
-            "fill": torch.nan_to_num(fill),  # an all-missing column is filled with 0
+            "fill": fill,
             "mean": mean,
             "std": std,
         }
