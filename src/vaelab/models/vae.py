@@ -84,12 +84,6 @@ class VAE(AutoEncoder):
         # [3e-7, 2e4], far outside anything a trained encoder uses.
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def reparameterize(
-        self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
-    ) -> Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
     def forward(self, x: Tensor) -> Tensor:
         """Decoder output for the posterior mean: a deterministic reconstruction."""
         return self.decode(self.encode(x)[0])
