@@ -49,7 +49,7 @@ def train(
 
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.utils.instantiate import build, build_group
-    from vaelab.utils.resume import check_checkpoint, check_fits, newest_checkpoint, resume_config
+    from vaelab.utils.resume import check_fits, newest_checkpoint, read_checkpoint, resume_config
     from vaelab.utils.run_dir import provenance, redact_hydra_record, write_config, write_results
     from vaelab.utils.secrets import redact
 
@@ -57,7 +57,9 @@ def train(
     # every line would print twice.
     logging.getLogger("lightning").handlers.clear()
 
-    ckpt_path = cfg.get("ckpt_path") and check_checkpoint(cfg.ckpt_path)
+    # A checkpoint the user names is read once here: checked now, and against the model below.
+    given = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume"):
         cfg = resume_config(cfg, _this_command_line())
         ckpt_path = newest_checkpoint(Path(cfg.paths.output_dir))
@@ -77,8 +79,8 @@ def train(
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))
-    if ckpt_path:
-        check_fits(model, ckpt_path)
+    if given is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
+        check_fits(model, given, ckpt_path)
 
     log.info("Callbacks, loggers, trainer")
     callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks]

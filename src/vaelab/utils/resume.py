@@ -118,20 +118,25 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     return max(found)[-1] if found else None
 
 
-def check_checkpoint(path: str) -> str:
+def read_checkpoint(path: str) -> dict:
     """A checkpoint given as ckpt_path=, refused with its problem when it cannot be read."""
     if not Path(path).is_file():
         raise DataError(f"ckpt_path={path}: no such file")
-    _, problem = _read(Path(path))
+    checkpoint, problem = _read(Path(path))
     if problem:
         raise DataError(f"ckpt_path={path} cannot be resumed from: {problem}")
+    return checkpoint
+
+
+def check_checkpoint(path: str) -> str:
+    """`read_checkpoint`, for callers that want the path back."""
+    read_checkpoint(path)
     return path
 
 
-def check_fits(model: torch.nn.Module, path: str) -> None:
+def check_fits(model: torch.nn.Module, checkpoint: dict, path: str) -> None:
     """A checkpoint of another model, latent size or net is refused with the settings that
     differ, rather than with a page of mismatched tensor shapes."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     theirs = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
     ours = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     if theirs == ours:
