@@ -48,6 +48,10 @@ CONFIG_ERRORS = [
     (["iw_samples=0"], "iw_samples=0: must be an integer >= 1"),
     (["trainer.max_epochs=-5"], "trainer.max_epochs=-5: must be an integer >= -1"),
     (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
+    (
+        ["trainer.precision=16", "trainer.gradient_clip_val=1"],
+        "trainer.gradient_clip_val with trainer.precision=16 needs an optimizer that is not fused",
+    ),
     (["trainer.precision=8"], "trainer.precision=8: must be one of 64-true"),
     (["trainer=gpu"], "trainer.accelerator=gpu, but no CUDA GPU is visible"),
     (["model/kl_schedule=linear", "model.kl_schedule.warmup_steps=0"], "warmup_steps=0"),

@@ -94,6 +94,7 @@ def validate(cfg: DictConfig) -> None:
         problem = rule(value)
         if problem:
             raise ConfigError(f"{key}={value!r}: {problem}")
+    _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
     if (
@@ -124,6 +125,21 @@ def _check_outputs(cfg: DictConfig) -> None:
                 f"{key}={value} is outside the run directory {run_dir}: a run writes only "
                 f"inside its own directory; place that with hydra.run.dir"
             )
+
+
+def _check_clipping(cfg: DictConfig) -> None:
+    """Under 16-mixed a fused optimizer unscales the gradients inside its own step, after any
+    point where they could be clipped; Lightning would fail at the first step."""
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default=None))
+    if (
+        PRECISIONS_SHORT.get(precision, precision) == "16-mixed"
+        and OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None)
+        and OmegaConf.select(cfg, "model.optimizer.fused", default=False)
+    ):
+        raise ConfigError(
+            f"trainer.gradient_clip_val with trainer.precision={precision} needs an optimizer "
+            f"that is not fused: add model.optimizer.fused=false"
+        )
 
 
 def _check_device(cfg: DictConfig) -> None:
