@@ -85,8 +85,8 @@ def export(cfg: DictConfig) -> Path:
         raise ConfigError(f"split={cfg.split}: use train, val, test or all")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: use {', '.join(FORMATS)}")
-    model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
-    datamodule = trained_data(cfg.get("data"), run_cfg, ckpt_path, "predict")
+    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
+    datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
     parts = []
     for split in splits:

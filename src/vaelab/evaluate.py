@@ -26,10 +26,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     logging.getLogger("lightning").handlers.clear()
     L.seed_everything(cfg.seed)
-    model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
+    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = trained_data(cfg.get("data"), run_cfg, ckpt_path, "test")
+    datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
     if hasattr(model, "iw_samples"):
         model.iw_samples = cfg.iw_samples
     trainer = L.Trainer(
@@ -49,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     results = {name: float(value) for name, value in metrics.items()}
     results.update({f"test/{name}": value for name, value in probes.items()})
-    results.update(ckpt_path=str(ckpt_path), run_dir=str(output_dir), **provenance())
+    results.update(ckpt_path=cfg.ckpt_path, run_dir=str(output_dir), **provenance())
     results["iw_samples"] = cfg.iw_samples
     write_results(output_dir, results)
     return results

@@ -24,10 +24,11 @@ def draw(cfg: DictConfig) -> list[Path]:
 
     if cfg.n < 1 or cfg.steps < 2:
         raise ConfigError(f"n={cfg.n}, steps={cfg.steps}: need n >= 1 and steps >= 2")
-    model, run_cfg, ckpt_path = load_trained(cfg.ckpt_path)
+    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     if not hasattr(model, "sample"):
-        raise ConfigError(f"ckpt_path={ckpt_path} is an {type(model).__name__}: it has no prior")
-    datamodule = trained_data(cfg.get("data"), run_cfg, ckpt_path, "test")
+        kind = type(model).__name__
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} is an {kind}: it has no prior to sample")
+    datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
     generator = torch.Generator().manual_seed(cfg.seed)
     if len(datamodule.shape) != 3:
         return [_write_table(cfg, model, datamodule, generator)]
@@ -43,7 +44,7 @@ def draw(cfg: DictConfig) -> list[Path]:
         pictures.save(pictures.grid(images, cols), out / f"{name}.png")
         written.append(out / f"{name}.png")
     log.info(f"Wrote {', '.join(p.name for p in written)} to {out}")
-    _to_wandb(run_cfg, ckpt_path, Path(cfg.paths.output_dir), written)
+    _to_wandb(run_cfg, cfg.ckpt_path, Path(cfg.paths.output_dir), written)
     return written
 
 
@@ -62,7 +63,7 @@ def _write_table(cfg: DictConfig, model, datamodule, generator) -> Path:
     return path
 
 
-def _to_wandb(run_cfg: DictConfig, ckpt_path: Path, out: Path, written: list[Path]) -> None:
+def _to_wandb(run_cfg: DictConfig, ckpt_path: str, out: Path, written: list[Path]) -> None:
     """When the training run logged to W&B, add the pictures to that W&B run."""
     wandb_cfg = run_cfg.get("logger", {}).get("wandb") if run_cfg.get("logger") else None
     id_file = Path(run_cfg.paths.output_dir) / "wandb_id"

@@ -124,14 +124,8 @@ def read_checkpoint(path: str) -> dict:
         raise DataError(f"ckpt_path={path}: no such file")
     checkpoint, problem = _read(Path(path))
     if problem:
-        raise DataError(f"ckpt_path={path} cannot be resumed from: {problem}")
+        raise DataError(f"ckpt_path={path} cannot be used: {problem}")
     return checkpoint
-
-
-def check_checkpoint(path: str) -> str:
-    """`read_checkpoint`, for callers that want the path back."""
-    read_checkpoint(path)
-    return path
 
 
 def check_fits(model: torch.nn.Module, checkpoint: dict, path: str) -> None:

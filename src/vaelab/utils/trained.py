@@ -3,12 +3,11 @@ vaelab-eval, vaelab-embed and vaelab-sample start from."""
 
 from pathlib import Path
 
-import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
-from vaelab.utils.resume import check_checkpoint
+from vaelab.utils.resume import read_checkpoint
 
 
 def training_config(ckpt_path: Path) -> DictConfig:
@@ -22,15 +21,18 @@ def training_config(ckpt_path: Path) -> DictConfig:
 
 
 def load_trained(ckpt_path: str):
-    """(model in eval mode, the run's config, the checkpoint's path); the model's class is the
-    one the run trained, its arguments the hyper-parameters saved in the checkpoint."""
-    path = Path(check_checkpoint(ckpt_path))
-    run_cfg = training_config(path)
-    model = get_class(run_cfg.model._target_).load_from_checkpoint(path, weights_only=True)
-    return model.eval(), run_cfg, path
+    """(model in eval mode, the run's config, the checkpoint), the checkpoint read once. The
+    model's class is the one the run trained, its arguments the hyper-parameters saved in the
+    checkpoint; built as Lightning's `load_from_checkpoint` builds it."""
+    checkpoint = read_checkpoint(ckpt_path)
+    run_cfg = training_config(Path(ckpt_path))
+    model = get_class(run_cfg.model._target_)(**checkpoint["hyper_parameters"])
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), run_cfg, checkpoint
 
 
-def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, ckpt_path: Path, stage: str):
+def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: dict, stage: str):
     """The datamodule set up as the run had it, with the state that the checkpoint saved (a
     table's fitted standardisation), so that new data goes through the same transform.
 
@@ -42,7 +44,6 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, ckpt_path: Pa
     if data_cfg is None or "_target_" not in data_cfg:
         data_cfg = OmegaConf.merge(run_cfg.data, data_cfg or {})
     datamodule = build(data_cfg)
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     state = checkpoint.get(type(datamodule).__qualname__)
     if state:
         datamodule.load_state_dict(state)
