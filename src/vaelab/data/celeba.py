@@ -69,6 +69,7 @@ class CelebADataModule(InMemoryDataModule):
         if crop < 1 or image_size < 1:
             raise ConfigError(f"data.crop={crop}, data.image_size={image_size}: must be >= 1")
         self.crop, self.image_size = crop, image_size
+        self._cache: Path | None = None  # the decoded images, once checked in this process
 
     def _folders(self) -> list[Path]:
         root = Path(self.data_dir).expanduser()
@@ -81,6 +82,9 @@ class CelebADataModule(InMemoryDataModule):
         return None
 
     def prepare_data(self) -> None:
+        # Called by train, by Lightning's fit and by read(): the partition is checked once.
+        if self._cache is not None:
+            return
         if self._folder() is None and self.download:
             import torchvision.datasets
 
@@ -95,7 +99,7 @@ class CelebADataModule(InMemoryDataModule):
                 f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (torchvision's Google Drive "
                 f"download often fails), put them in {self._folders()[0]}, and set data.data_dir"
             )
-        self._write_cache()
+        self._cache = self._write_cache()
 
     def _cache_path(self, folder: Path) -> Path:
         return folder / f"vaelab_cache_crop{self.crop}_{self.image_size}px.npz"
@@ -129,7 +133,7 @@ class CelebADataModule(InMemoryDataModule):
 
     def read(self) -> dict[str, Arrays]:
         self.prepare_data()  # without a Trainer nobody else calls it
-        cache = dict(np.load(self._cache_path(self._folder())))
+        cache = dict(np.load(self._cache))
         images = torch.from_numpy(cache["images"])
         arrays = {}
         for code, split in enumerate(SPLITS):
