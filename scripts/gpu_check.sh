@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # The GPU paths in one run, for a machine with a CUDA GPU (the suite runs on CPUs only):
 #   bash scripts/gpu_check.sh [OUT_DIR]
-# Data: $DATA_DIR (Fashion-MNIST IDX files) when set, else Debian's folder, else digits.
+# Data: $DATA_DIR (Fashion-MNIST IDX files) when set, else data/fashion-mnist (what
+# scripts/gpu_wheels.sh copies there), else Debian's folder, else digits. Where Hydra is not
+# installed (the device machine's image), the wheels in .whl/ from scripts/gpu_wheels.sh are.
 set -euo pipefail
 out=${1:-${OUT:-gpu_check}}
+runs=$(mktemp -d)  # the run directories; only the summaries go to $out (the device returns 8 files)
 mkdir -p "$out"
-data_dir=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+if ! python3 -c "import hydra" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+# This checkout's code and configs, installed or not.
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+data_dir=${DATA_DIR:-data/fashion-mnist}
+[ -d "$data_dir" ] || data_dir=/usr/share/datasets/fashion-mnist
 if [ -f "$data_dir/train-images-idx3-ubyte.gz" ] || [ -f "$data_dir/train-images-idx3-ubyte" ]; then
   data=(experiment=fashion_mnist "data.data_dir=$data_dir")
   bench=(--data-dir "$data_dir")
@@ -15,16 +26,16 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
 # Batches cut on the GPU are the host's batches.
-python -m pytest -q -p no:cacheprovider tests/test_speed.py -k "device" | tee "$out/pytest.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_speed.py -k "device" | tee "$out/pytest.txt"
 # bf16-mixed with the data on the device, then 16-mixed, then compiled with CUDA graphs.
 for extra in "trainer.precision=bf16-mixed" "trainer.precision=16-mixed" \
              "model.compile=true model.compile_mode=reduce-overhead"; do
   name=$(echo "$extra" | tr ' =.' '___')
   # shellcheck disable=SC2086
-  vaelab-train "${data[@]}" trainer=gpu trainer.max_epochs=2 data.on_device=true $extra \
-    "hydra.run.dir=$out/$name" 2>&1 | tail -3
-  python -c "import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[1], r['test/elbo'])" \
-    "$out/$name/results.json" | tee -a "$out/elbos.txt"
+  python3 -m vaelab.train "${data[@]}" trainer=gpu trainer.max_epochs=2 data.on_device=true $extra \
+    "hydra.run.dir=$runs/$name" 2>&1 | tail -3
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[1], r['test/elbo'])" \
+    "$runs/$name/results.json" | tee -a "$out/elbos.txt"
 done
-python scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 \
+python3 scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 \
   --out "$out/benchmark_cuda.json" | tee "$out/benchmark_cuda.md"
