@@ -127,12 +127,18 @@ def _check_outputs(cfg: DictConfig) -> None:
             )
 
 
+def _precision(cfg: DictConfig) -> str | None:
+    """trainer.precision by its full name (16 -> 16-mixed); None when it is not set."""
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
+    return None if precision is None else PRECISIONS_SHORT.get(str(precision), str(precision))
+
+
 def _check_clipping(cfg: DictConfig) -> None:
     """Under 16-mixed a fused optimizer unscales the gradients inside its own step, after any
     point where they could be clipped; Lightning would fail at the first step."""
-    precision = str(OmegaConf.select(cfg, "trainer.precision", default=None))
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
     if (
-        PRECISIONS_SHORT.get(precision, precision) == "16-mixed"
+        _precision(cfg) == "16-mixed"
         and OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None)
         and OmegaConf.select(cfg, "model.optimizer.fused", default=False)
     ):
@@ -146,9 +152,9 @@ def _check_device(cfg: DictConfig) -> None:
     """A precision Lightning knows and the device supports, on a device that is there."""
     precision = OmegaConf.select(cfg, "trainer.precision", default=None)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
-    if precision is None:
+    name = _precision(cfg)
+    if name is None:
         return
-    name = PRECISIONS_SHORT.get(str(precision), str(precision))
     if name not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision}: must be one of {', '.join(PRECISIONS)}")
     wants_gpu = accelerator in ("gpu", "cuda")
