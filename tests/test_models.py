@@ -1,6 +1,7 @@
 """The LightningModules built from composed configs: one batch each, the loss identity, and the
 checkpoint round trip."""
 
+import csv
 import math
 
 import lightning as L
@@ -44,6 +45,16 @@ def test_linear_warmup_follows_the_global_step(compose_train):
     # The weight in force at the last logged step: steps 0..4 of a ramp over 10.
     assert objects["model"].kl_schedule(objects["trainer"].global_step) == pytest.approx(0.5)
     assert 0.0 < results["train/beta"] < 0.5
+
+
+def test_training_terms_are_logged_once_per_step_under_accumulation(compose_train):
+    cfg = compose_train("logger=csv", "trainer.log_every_n_steps=1")
+    cfg.trainer.accumulate_grad_batches, cfg.trainer.max_steps = 2, 6
+    train(cfg)
+    with open(f"{cfg.paths.output_dir}/metrics.csv") as file:
+        steps = [int(r["step"]) for r in csv.DictReader(file) if r["train/loss"]]
+    # Six optimizer steps of two batches each; the last row is the epoch mean.
+    assert steps[:-1] == list(range(6))
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))

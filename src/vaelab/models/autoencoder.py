@@ -70,6 +70,7 @@ class AutoEncoder(L.LightningModule):
         self.core = self._core  # torch.compile'd while fitting, with model.compile=true
         self.train_means = RunningMeans()
         self._last_finite: dict[str, float] = {}  # training means at the last check
+        self._logged_step = -1  # the step of the last window written to the loggers
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, *shape) -> h, (B, latent_dim)."""
@@ -121,11 +122,13 @@ class AutoEncoder(L.LightningModule):
         window means go straight to the loggers, at the step `self.log` would give them: a
         `self.log` call costs ~0.5 ms of host time here, more than a small model's whole step."""
         self.train_means.add(terms, batch_size)
-        if (self.global_step + 1) % self.trainer.log_every_n_steps:
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # as LearningRateMonitor
+        # With accumulate_grad_batches > 1 several batches share a step: one row per step.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps or step == self._logged_step:
             return
+        self._logged_step = step
         values = self._refuse_divergence(self.train_means.read("window"))
         metrics = {f"train/{k}": v for k, v in values.items()} | {"epoch": self.current_epoch}
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # as LearningRateMonitor
         for logger in self.loggers:
             logger.log_metrics(metrics, step=step)
 
