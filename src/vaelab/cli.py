@@ -4,8 +4,9 @@ import difflib
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -89,7 +90,8 @@ def suggest(key: str, config_name: str, overrides: list[str]) -> str | None:
 
 
 def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
-    """Print a user error as `error: <one line>` and exit 1; return for anything else (a bug),
+    """Print a user error as `error: <one line>` and exit with its code (1 for bad input);
+    return for anything else (a bug),
     and for everything when the user set HYDRA_FULL_ERROR=1 and wants tracebacks."""
     user_error = _user_error(error)
     if user_error is None or os.environ.get("VAELAB_TRACEBACKS") == "1":
@@ -101,8 +103,24 @@ def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
         near = suggest(key, config_name, sys.argv[1:])
         hint = f": did you mean {near}?" if near else ""
         message = f"{key} is not a config key{hint} (to add a new key use +{key}=...)"
-    sys.stderr.write(f"error: {message}\n")
-    sys.exit(1)
+    _exit(message, getattr(user_error, "exit_code", 1))
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    from vaelab.utils.secrets import mask_text
+
+    message = mask_text(message)
+    sys.stderr.write(f"error: {message}\n" if code else f"{message}\n")
+    sys.exit(code)
+
+
+def exit_for(error: UserError) -> NoReturn:
+    """End the process for a user error raised where Hydra would only warn of it (in its
+    callbacks): its one line, or its traceback under HYDRA_FULL_ERROR=1."""
+    if os.environ.get("VAELAB_TRACEBACKS") == "1":
+        traceback.print_exception(error)
+        sys.exit(error.exit_code or 1)
+    _exit(one_line(error), error.exit_code)
 
 
 def hydra_main(

@@ -1,4 +1,4 @@
-"""Errors a user can fix. The CLI prints them as one line and exits non-zero."""
+"""Errors a user can fix. The CLI prints them as one line and exits with their exit_code."""
 
 from hydra.errors import CompactHydraException
 
@@ -9,6 +9,8 @@ class UserError(CompactHydraException):
     Deriving from Hydra's compact exception keeps the message a single line even when Hydra
     reports it itself (inside a multirun job, say).
     """
+
+    exit_code = 1
 
 
 class ConfigError(UserError, ValueError):
@@ -21,3 +23,16 @@ class DataError(UserError, OSError):
 
 class TrainingDiverged(UserError, FloatingPointError):
     """The loss or the weights stopped being finite; the message says what to change."""
+
+
+class Preempted(UserError):
+    """SIGTERM (a scheduler's pre-emption, `kill`): the run was saved and can be resumed. The
+    exit status is the conventional 128 + 15, so a job script sees that it did not finish."""
+
+    exit_code = 143
+
+
+class AlreadyFinished(UserError):
+    """A resume of a run that has nothing left to do: said, not an error, and nothing written."""
+
+    exit_code = 0

@@ -23,6 +23,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.utils.secrets import mask_text, redact_argument
+
 SUMMARY = "sweep.csv"
 PLOT = "rate_distortion.png"
 _FIRST = ["job", "status", "overrides"]
@@ -37,9 +39,10 @@ def job_row(job_dir: Path, job: int, overrides: list[str], status: str, error: s
     results_file = job_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     metrics = {k: v for k, v in results.items() if k.startswith(("val/", "test/"))}
+    overrides = [redact_argument(o) for o in overrides]
     row = {"job": job, "status": status, "overrides": " ".join(overrides)}
     row.update(_override_columns(overrides), **metrics, run_dir=str(job_dir), error=error)
-    return row
+    return {k: mask_text(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def write_row(sweep_dir: Path, row: dict[str, Any]) -> None:

@@ -18,6 +18,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.cli import hydra_main
 from vaelab.schema import refuse_ddp_in_multirun, validate
+from vaelab.utils.preemption import preemptible
+
+LIMITS = ("max_epochs", "max_steps")
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +49,45 @@ def train(
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from vaelab.callbacks import CheckpointOnSigterm
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.utils.instantiate import build, build_group
-    from vaelab.utils.resume import check_fits, newest_checkpoint, read_checkpoint, resume_config
-    from vaelab.utils.run_dir import provenance, redact_hydra_record, write_config, write_results
-    from vaelab.utils.secrets import redact
+    from vaelab.utils.preemption import preempted
+    from vaelab.utils.resume import (
+        check_fits,
+        finished_results,
+        newest_checkpoint,
+        read_checkpoint,
+        results_at,
+        resume_config,
+    )
+    from vaelab.utils.run_dir import provenance, write_config, write_results
+    from vaelab.utils.secrets import redact, remember
 
     # Lightning gives its logger a console handler of its own; under Hydra's logging setup
     # every line would print twice.
     logging.getLogger("lightning").handlers.clear()
 
     # A checkpoint the user names is read once here: checked now, and against the model below.
-    given = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     ckpt_path = cfg.get("ckpt_path")
+    start = read_checkpoint(ckpt_path) if ckpt_path else None
     if cfg.get("resume"):
         cfg = resume_config(cfg, _this_command_line())
-        ckpt_path = newest_checkpoint(Path(cfg.paths.output_dir))
+        run_dir = Path(cfg.paths.output_dir)
+        earlier = finished_results(run_dir, cfg)
+        if earlier is not None:
+            log.info(f"{run_dir} is finished: nothing to do; its results are in results.json")
+            return earlier, {}
+        newest = newest_checkpoint(run_dir)
+        ckpt_path, start = newest if newest else (None, None)
         if ckpt_path is None:
             log.warning(f"No checkpoint in {cfg.resume} yet: starting the run from the beginning")
         else:
             log.info(f"Resuming from {ckpt_path}")
     run_dir = Path(cfg.paths.output_dir)
+    remember(OmegaConf.to_container(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
 
     log.info(f"Data: {cfg.data._target_}")
@@ -79,19 +99,23 @@ def train(
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))
-    if given is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
-        check_fits(model, given, ckpt_path)
+    if start is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
+        check_fits(model, start, ckpt_path)
 
     log.info("Callbacks, loggers, trainer")
-    callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks]
+    on_sigterm = CheckpointOnSigterm()
+    callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks, on_sigterm]
     loggers = build_group(cfg.get("logger"))
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if cfg.get("resume") and start is not None:
+        # What was logged after the checkpoint is logged again from it: each step once.
+        for logger in loggers:
+            if hasattr(logger, "rewind"):
+                logger.rewind(start["global_step"])
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)
-        if HydraConfig.initialized() and HydraConfig.get().output_subdir:
-            redact_hydra_record(run_dir / HydraConfig.get().output_subdir)
     run_config = redact(OmegaConf.to_container(cfg, resolve=True))
     for logger in loggers:
         logger.log_hyperparams(run_config)
@@ -100,7 +124,16 @@ def train(
     try:
         log.info(f"Training in {run_dir}")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        metrics = dict(trainer.callback_metrics)
+        if cfg.get("resume") and start and trainer.global_step == start["global_step"]:
+            # Nothing was left to train: a run stopped while testing is tested now; one whose
+            # results already describe this checkpoint is finished (its other limit held).
+            earlier = results_at(run_dir, trainer.global_step)
+            if earlier is not None:
+                failed = False
+                log.info(f"{run_dir} is finished: nothing to do; its results are in results.json")
+                return earlier, {}
+        # A fit with nothing left to do (stopped while testing) measured nothing itself.
+        metrics = dict((start or {}).get("metrics", {})) | dict(trainer.callback_metrics)
 
         checkpoint = trainer.checkpoint_callback
         best_ckpt = checkpoint.best_model_path if checkpoint is not None else ""
@@ -108,21 +141,25 @@ def train(
         trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, weights_only=True)
         metrics.update(trainer.callback_metrics)
         failed = False
+    except SIGTERMException:
+        raise preempted(run_dir, on_sigterm.saved) from None
     finally:
         _finish_wandb(failed)
 
     results = {name: float(value) for name, value in metrics.items()}
-    if cfg.get("resume") and (run_dir / "results.json").is_file():
-        # A resume that had nothing left to train logs no new val/*: keep the run's earlier ones.
-        earlier = json.loads((run_dir / "results.json").read_text())
-        results = {k: v for k, v in earlier.items() if "/" in k and v is not None} | results
     results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
+    # What the run finished under: a resume that raises neither limit has nothing to do.
+    results.update(global_step=trainer.global_step, **_limits(cfg))
     if (run_dir / ID_FILE).is_file():
         results["wandb_id"] = (run_dir / ID_FILE).read_text().strip()
     if trainer.is_global_zero:
         write_results(run_dir, results)
     objects = dict(datamodule=datamodule, model=model, trainer=trainer)
     return results, objects
+
+
+def _limits(cfg: DictConfig) -> dict[str, Any]:
+    return {k: OmegaConf.select(cfg, f"trainer.{k}", default=None) for k in LIMITS}
 
 
 def _continue_sweep_job(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
@@ -155,11 +192,12 @@ def main(cfg: DictConfig) -> float | None:
         refuse_ddp_in_multirun(cfg, hydra_cfg.launcher._target_)
         if not cfg.get("hparams_search"):
             cfg, finished = _continue_sweep_job(cfg)
-    if cfg.get("hparams_search"):
-        from vaelab.search import search
+    with preemptible(Path(cfg.paths.output_dir)):
+        if cfg.get("hparams_search"):
+            from vaelab.search import search
 
-        return search(cfg)
-    results = finished or train(cfg)[0]
+            return search(cfg)
+        results = finished or train(cfg)[0]
     name = cfg.get("optimized_metric")
     if not name:
         return None

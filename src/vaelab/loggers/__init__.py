@@ -1,4 +1,5 @@
 from vaelab.loggers.csv import CSVLogger
+from vaelab.loggers.tensorboard import TensorBoardLogger
 from vaelab.loggers.wandb import WandbLogger
 
-__all__ = ["CSVLogger", "WandbLogger"]
+__all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger"]

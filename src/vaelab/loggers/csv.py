@@ -1,23 +1,75 @@
-"""Lightning's CSVLogger, except that an existing metrics.csv is continued, never deleted.
+"""Lightning's CSVLogger, made safe to continue: metrics.csv is appended to, never deleted, and a
+resume first drops the rows logged after the checkpoint it starts from, so that every step is in
+the file once however often the run was killed and resumed.
 
-Lightning's writer removes metrics.csv when its folder is not empty; in vaelab the folder is the
-run directory, which already holds Hydra's files, and a resumed run must append to the rows it
-wrote before the interruption.
+Lightning's writer removes metrics.csv when its folder is not empty (in vaelab the folder is the
+run directory, which already holds Hydra's files) and rewrites the file in place when a new
+column appears, which a kill can leave half written.
 """
 
 import csv
+import io
+import os
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+
+def _read(path: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the whole rows of a metrics.csv (a row cut short by a kill is left out)."""
+    if not os.path.isfile(path):
+        return [], []
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        rows = [r for r in reader if None not in r.values() and None not in r]
+        return list(reader.fieldnames or []), rows
+
+
+def _csv_text(columns: list[str], rows: list[dict], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _replace(path: str, text: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w", newline="") as file:
+        file.write(text)
+    os.replace(tmp, path)
 
 
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
-        # Start from the existing columns: the writer rewrites the header when keys are new.
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = sorted(next(csv.reader(file), []))
+        # Start from the existing columns: a new one makes the file be rewritten with it.
+        self.metrics_keys = sorted(_read(self.metrics_file_path)[0])
+
+    def save(self) -> None:
+        """New rows are appended in one write; a new column rewrites the file beside it and
+        renames it over the old one, so a kill never leaves a file with half its rows."""
+        if not self.metrics:
+            return
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        self.metrics_keys = sorted({*self.metrics_keys, *new_keys})
+        if new_keys or not os.path.isfile(self.metrics_file_path):
+            rows = _read(self.metrics_file_path)[1] + self.metrics
+            _replace(self.metrics_file_path, _csv_text(self.metrics_keys, rows, header=True))
+        else:
+            with open(self.metrics_file_path, "a", newline="") as file:
+                file.write(_csv_text(self.metrics_keys, self.metrics, header=False))
+        self.metrics = []
+
+    def rewind(self, step: int) -> None:
+        """Drop the rows of steps >= `step`: a resume from a checkpoint of that step logs them
+        again."""
+        columns, rows = _read(self.metrics_file_path)
+        kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < step]
+        if columns and len(kept) < len(rows):
+            _replace(self.metrics_file_path, _csv_text(columns, kept, header=True))
 
 
 class CSVLogger(LightningCSVLogger):
@@ -28,3 +80,8 @@ class CSVLogger(LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    @rank_zero_only
+    def rewind(self, step: int) -> None:
+        """Forget what was logged at steps >= `step` (a resume from that step logs it again)."""
+        self.experiment.rewind(step)

@@ -133,10 +133,12 @@ class AutoEncoder(L.LightningModule):
             logger.log_metrics(metrics, step=step)
 
     def on_train_epoch_end(self) -> None:
+        # For callbacks and results.json only: the loggers have the window means at this step,
+        # and a second train/loss at one step would be a second meaning of the name.
         means = self.train_means.read("epoch")
         if means:
             self._refuse_divergence(means)
-            self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True)
+            self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True, logger=False)
 
     def _refuse_divergence(self, means: dict[str, Tensor | float]) -> dict[str, float]:
         """The means as floats; stop the run when one is no longer finite: the step, the last
@@ -181,16 +183,27 @@ class AutoEncoder(L.LightningModule):
         if not all(torch.isfinite(p).all() for p in self.parameters()):
             raise self._diverged("the weights are no longer finite, so no checkpoint was written")
         checkpoint["rng_states"] = rng_states()
+        checkpoint["train_means"] = self.train_means.state_dict()
+        # What the fit has measured so far: a resume with nothing left to train (a run stopped
+        # while testing) reports these, as the uninterrupted run would have.
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+        checkpoint["metrics"] = metrics | {
+            f"train/{k}": v for k, v in self.train_means.peek("epoch").items()
+        }
+        # Every row logged before this checkpoint goes to disk before it: a resume from it
+        # drops the rows after it and logs them again, so each step is logged exactly once.
+        for logger in self.loggers:
+            logger.save()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Only a resumed fit continues the random streams; loading weights to test or to use
-        # them leaves the caller's random state alone.
-        if (
-            self._trainer is not None
-            and self.trainer.state.fn == "fit"
-            and "rng_states" in checkpoint
-        ):
+        # Only a resumed fit continues the random streams and the running means; loading
+        # weights to test or to use them leaves the caller's random state alone.
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return
+        if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
+        if "train_means" in checkpoint:
+            self.train_means.load_state_dict(checkpoint["train_means"], self.device)
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())

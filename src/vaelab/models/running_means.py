@@ -35,3 +35,21 @@ class RunningMeans:
             return {}
         self.sums[span], self.counts[span] = None, 0
         return {**dict(zip(self.names, total / count, strict=True)), **self.latest}
+
+    def peek(self, span: str) -> dict[str, float]:
+        """The span's means so far as floats, without starting it again."""
+        total, count = self.sums[span], self.counts[span]
+        if total is None:
+            return {}
+        return {**dict(zip(self.names, (total / count).tolist(), strict=True)), **self.latest}
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps, so that a resumed run's means cover the batches trained
+        before the stop too."""
+        return {"sums": dict(self.sums), "counts": dict(self.counts), "names": list(self.names),
+                "latest": dict(self.latest)}  # fmt: skip
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.sums = {k: None if v is None else v.to(device) for k, v in state["sums"].items()}
+        self.counts, self.names = dict(state["counts"]), list(state["names"])
+        self.latest = dict(state["latest"])

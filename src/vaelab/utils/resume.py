@@ -1,14 +1,19 @@
 """Continuing a run in its own directory: its config, what may change, its newest checkpoint."""
 
+import json
 import logging
+import math
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError, DataError
 from vaelab.utils.containers import to_plain
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,27 @@ def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: cfg}
 
 
+def relocate(config: Any, old: str, new: str) -> Any:
+    """A plain config with the paths inside the run directory `old` moved to `new`: a run
+    directory that was moved or copied reads and writes only itself."""
+    if isinstance(config, dict):
+        return {k: relocate(v, old, new) for k, v in config.items()}
+    if isinstance(config, list):
+        return [relocate(v, old, new) for v in config]
+    if isinstance(config, str) and (config == old or config.startswith(old.rstrip("/") + "/")):
+        return new + config[len(old.rstrip("/")) :]
+    return config
+
+
+def saved_config(run_dir: Path) -> DictConfig:
+    """The config.yaml of the run in `run_dir`, its paths those of the directory as it is now."""
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)
+    old = (saved.get("paths") or {}).get("output_dir")
+    if isinstance(old, str) and old:
+        saved = relocate(saved, old, os.path.abspath(run_dir))
+    return OmegaConf.create(saved)
+
+
 def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
     """The config of the run in `cfg.resume`, with this invocation's permitted changes applied.
 
@@ -62,7 +88,7 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             f"resume={cfg.resume}: {saved_file} does not exist; give the directory of a "
             f"vaelab-train run"
         )
-    saved = OmegaConf.load(saved_file)
+    saved = saved_config(run_dir)
     now = _leaves(OmegaConf.to_container(cfg, resolve=True))
     before = _leaves(OmegaConf.to_container(saved, resolve=True))
     if overrides is None:
@@ -89,6 +115,8 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
 
 def _read(path: Path) -> tuple[dict | None, str | None]:
     """(checkpoint, None) when it can be resumed from, else (None, why not)."""
+    import torch  # not before: the config checks that use this module run before heavy imports
+
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, a pickle error, an unreadable file ...
@@ -99,23 +127,71 @@ def _read(path: Path) -> tuple[dict | None, str | None]:
     return checkpoint, None
 
 
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of the run that got furthest among those that load; None when there is
-    none yet. Unreadable ones are reported and passed over."""
+def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
+    """(path, checkpoint) of the run's checkpoint that got furthest among those that load; None
+    when there is none yet. Unreadable ones are reported and passed over."""
     found, bad = [], []
-    # hpc_ckpt_N.ckpt: what Lightning writes when SLURM signals a pre-emption.
-    for path in [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]:
+    for path in _checkpoint_files(run_dir):
         checkpoint, problem = _read(path)
         if problem:
             bad.append(f"{path} ({problem})")
         else:
             step = checkpoint["global_step"]
-            found.append((step, path.name == "last.ckpt", path.stat().st_mtime, path))
+            found.append((step, path.name == "last.ckpt", path.stat().st_mtime, path, checkpoint))
     if bad and not found:
         raise DataError(f"no checkpoint of {run_dir} can be read: {'; '.join(bad)}")
     if bad:
         log.warning(f"Skipping unreadable checkpoints: {'; '.join(bad)}")
-    return max(found)[-1] if found else None
+    if not found:
+        return None
+    newest = max(found, key=lambda entry: entry[:3])
+    return newest[3], newest[4]
+
+
+def _checkpoint_files(run_dir: Path) -> list[Path]:
+    # hpc_ckpt_N.ckpt: what Lightning writes when SLURM signals a pre-emption.
+    return [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+
+
+def _limit(value: Any) -> float:
+    return math.inf if value is None or value == -1 else value
+
+
+def finished_results(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """The results of a run that is finished and would train no further under `cfg`: its
+    results.json exists, no checkpoint was written after it (an extension that was
+    interrupted), and `cfg` raises neither trainer.max_epochs nor trainer.max_steps above what
+    it finished under. None otherwise. The paths in them are the directory's as it is now."""
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    written = path.stat().st_mtime
+    if any(p.stat().st_mtime > written for p in _checkpoint_files(run_dir)):
+        return None
+    results = json.loads(path.read_text())
+    for key in ("max_epochs", "max_steps"):
+        now = OmegaConf.select(cfg, f"trainer.{key}", default=None)
+        if key in results and _limit(now) > _limit(results[key]):
+            return None
+    return _relocated_results(run_dir, results)
+
+
+def results_at(run_dir: Path, step: int) -> dict | None:
+    """The run's results when they were written at this global step, else None."""
+    path = run_dir / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    return _relocated_results(run_dir, results) if results.get("global_step") == step else None
+
+
+def _relocated_results(run_dir: Path, results: dict) -> dict:
+    """A moved run's results with the paths of the directory as it is now, rewritten so."""
+    from vaelab.utils.run_dir import write_results
+
+    old, new = results.get("run_dir"), os.path.abspath(run_dir)
+    if isinstance(old, str) and old and old != new:
+        results = {k: relocate(v, old, new) for k, v in results.items()}
+        write_results(run_dir, results)
+    return results
 
 
 def read_checkpoint(path: str) -> dict:
@@ -128,7 +204,7 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
-def check_fits(model: torch.nn.Module, checkpoint: dict, path: str) -> None:
+def check_fits(model: "torch.nn.Module", checkpoint: dict, path: str) -> None:
     """A checkpoint of another model, latent size or net is refused with the settings that
     differ, rather than with a page of mismatched tensor shapes."""
     theirs = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}

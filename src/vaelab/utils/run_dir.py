@@ -20,7 +20,7 @@ from vaelab.utils.secrets import redact, redact_argument
 _PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Write beside the target and rename over it, so a crash or a full disk never leaves half
     a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -40,18 +40,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_config(cfg: DictConfig, run_dir: Path) -> None:
     """config.yaml: the run's config, resolved, with secret-looking values masked."""
     config = redact(OmegaConf.to_container(cfg, resolve=True))
-    _atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
-
-
-def redact_hydra_record(folder: Path) -> None:
-    """Mask secret-looking values in what Hydra wrote for this invocation (.hydra/config.yaml,
-    overrides.yaml, hydra.yaml hold the command line as typed); files without any stay as
-    they are."""
-    for path in folder.glob("*.yaml"):
-        original = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        masked = redact(original)
-        if masked != original:
-            _atomic_write(path, OmegaConf.to_yaml(OmegaConf.create(masked)))
+    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
 
 
 def _git_commit() -> str | None:
@@ -94,4 +83,4 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
         k: (None if isinstance(v, float) and not math.isfinite(v) else v)
         for k, v in results.items()
     }
-    _atomic_write(run_dir / "results.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    atomic_write(run_dir / "results.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")

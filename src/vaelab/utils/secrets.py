@@ -1,26 +1,111 @@
-"""Keep credentials out of what a run writes and uploads."""
+"""Keep credentials out of what a run writes, uploads and prints.
 
+A value is secret when its key's name says so (key, token, secret, password, passwd, credential,
+auth; any case), outside Hydra's own settings. Such values are masked under their key, and, when
+they are at least MIN_LENGTH characters long, wherever else they appear: in an override typed on
+the command line, in Hydra's joined override strings, in a URL they were interpolated into.
+
+The values met so far in this process are remembered (`remember`), so that text written far from
+the config (a log line, W&B's copy of the command line, a sweep's summary) is masked too.
+"""
+
+import logging
 import re
 from typing import Any
 
-_SECRET = re.compile(r"(api_?key|token|secret|password|passwd)", re.IGNORECASE)
+MASK = "***"
+MIN_LENGTH = 6
+_SECRET = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
+_known: set[str] = set()
 
 
-def redact(config: Any) -> Any:
-    """A copy of a plain config with the values of secret-looking keys replaced by '***'."""
+def is_secret_key(key: Any) -> bool:
+    return bool(_SECRET.search(str(key).rsplit(".", 1)[-1].lstrip("+~")))
+
+
+def _split_override(text: str) -> tuple[str, str] | None:
+    """'model.api_key=v' -> ('model.api_key', 'v'); None when the text is not `key=value`."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[+~]{0,2}[\w./@-]+", key):
+        return None
+    return key, value
+
+
+def secret_values(config: Any, by_key: bool = True) -> set[str]:
+    """The values of secret keys in a plain config (Hydra's own settings aside), and those typed
+    as `secret_key=value` anywhere in it."""
+    found: set[str] = set()
     if isinstance(config, dict):
-        return {
-            k: "***" if _SECRET.search(str(k)) and v is not None else redact(v)
-            for k, v in config.items()
-        }
+        for key, value in config.items():
+            own = by_key and key != "hydra"
+            if own and is_secret_key(key) and isinstance(value, (str, int, float)):
+                found.add(str(value))
+            found |= secret_values(value, own)
+    elif isinstance(config, list):
+        for value in config:
+            found |= secret_values(value, by_key)
+    elif isinstance(config, str):
+        parsed = _split_override(config)
+        if parsed and is_secret_key(parsed[0]):
+            found.add(parsed[1])
+    return {v for v in found if len(v) >= MIN_LENGTH}
+
+
+def remember(config: Any) -> None:
+    """Add the secret values of this config to those masked in every text from now on."""
+    _known.update(secret_values(config))
+
+
+def mask_text(text: str, values: set[str] | frozenset[str] = frozenset()) -> str:
+    """`text` with every known secret value replaced by '***' (the longest first)."""
+    for value in sorted(_known | set(values), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def redact(config: Any, values: set[str] | None = None, by_key: bool = True) -> Any:
+    """A copy of a plain config with secret keys' values replaced by '***' and every secret
+    value masked inside other strings. Hydra's own settings keep their values, but any secret
+    text in them (the overrides as typed) is masked."""
+    if values is None:
+        values = secret_values(config)
+    if isinstance(config, dict):
+        out = {}
+        for key, value in config.items():
+            own = by_key and key != "hydra"
+            masked = own and is_secret_key(key) and value is not None
+            out[key] = MASK if masked else redact(value, values, own)
+        return out
     if isinstance(config, list):
-        return [redact(v) for v in config]
-    if isinstance(config, str) and "=" in config:  # overrides, or Hydra's comma-joined list
-        return ",".join(redact_argument(part) for part in config.split(","))
+        return [redact(v, values, by_key) for v in config]
+    if isinstance(config, str):
+        parsed = _split_override(config)
+        if parsed and is_secret_key(parsed[0]):
+            return f"{parsed[0]}={MASK}"
+        return mask_text(config, values)
     return config
 
 
 def redact_argument(argument: str) -> str:
-    """A command-line override `key=value` with the value masked when the key looks secret."""
-    key, sep, _ = argument.partition("=")
-    return f"{key}=***" if sep and _SECRET.search(key) else argument
+    """A command-line argument with a secret key's value, and any known secret, masked."""
+    parsed = _split_override(argument)
+    if parsed and is_secret_key(parsed[0]):
+        return f"{parsed[0]}={MASK}"
+    return mask_text(argument)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks known secret values in every record a handler emits (console and the job's log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _known:
+            record.msg = mask_text(record.getMessage())
+            record.args = None
+        return True
+
+
+def mask_logging() -> None:
+    """Put the masking filter on the handlers of the root logger (Hydra's console and file)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())

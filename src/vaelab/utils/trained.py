@@ -7,14 +7,15 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
-from vaelab.utils.resume import read_checkpoint
+from vaelab.utils.resume import read_checkpoint, saved_config
 
 
 def training_config(ckpt_path: Path) -> DictConfig:
-    """The config.yaml of the run a checkpoint belongs to (found in a folder above it)."""
-    for folder in ckpt_path.resolve().parents:
+    """The config.yaml of the run a checkpoint belongs to (found in a folder above it), with
+    that folder's paths as it is now."""
+    for folder in ckpt_path.absolute().parents:
         if (folder / "config.yaml").is_file():
-            return OmegaConf.load(folder / "config.yaml")
+            return saved_config(folder)
     raise ConfigError(
         f"ckpt_path={ckpt_path}: no config.yaml of a vaelab-train run in the folders above it"
     )
@@ -26,6 +27,11 @@ def load_trained(ckpt_path: str):
     checkpoint; built as Lightning's `load_from_checkpoint` builds it."""
     checkpoint = read_checkpoint(ckpt_path)
     run_cfg = training_config(Path(ckpt_path))
+    if not isinstance(checkpoint.get("hyper_parameters"), dict):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds no hyper_parameters, so the model cannot be rebuilt "
+            f"from it: give a checkpoint that vaelab-train wrote"
+        )
     model = get_class(run_cfg.model._target_)(**checkpoint["hyper_parameters"])
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])

@@ -1,0 +1,167 @@
+"""Hydra callback that guards a run directory before Hydra writes into it.
+
+Hydra writes `.hydra/` and the job's log before the task starts. So a config that vaelab-train
+refuses is refused here, in `on_run_start`, and leaves no directory behind; here too a second
+process is refused a run directory that is in use, and a fresh run one that already holds a run.
+The lock is an OS file lock (the filelock package: fcntl or msvcrt), which the OS drops when the
+process ends however it ends, so a killed run never leaves it stale.
+"""
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from vaelab.cli import exit_for
+from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
+from vaelab.utils.secrets import mask_logging, redact, remember
+
+log = logging.getLogger(__name__)
+
+LOCK = ".vaelab.lock"
+# Set by Lightning's DDP launcher, torchrun and SLURM for every process of a run: only rank 0
+# owns the directory, the others join the run it started.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def _rank_zero() -> bool:
+    return all(os.environ.get(name, "0") == "0" for name in _RANK_VARIABLES)
+
+
+def _slurm_requeue() -> bool:
+    """A job that SLURM started again after a pre-emption: it continues its own run."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def _task_config(config: DictConfig, run_dir: Path) -> DictConfig:
+    """The task's config as the job will see it, before Hydra has set up the job."""
+    full = copy.deepcopy(config)
+    with read_write(full), open_dict(full):
+        full.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(full)  # for ${hydra:...}; run_job sets the real one
+    task = copy.deepcopy(full)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+class RunDirLock:
+    """One process per run directory."""
+
+    def __init__(self, run_dir: Path):
+        from filelock import FileLock, Timeout
+
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(run_dir / LOCK, timeout=0)
+            self._lock.acquire()
+        except Timeout:
+            raise ConfigError(
+                f"{run_dir} is in use by another vaelab process: wait for it to end, or give "
+                f"this run another hydra.run.dir"
+            ) from None
+        except OSError as error:
+            raise DataError(
+                f"cannot write in {run_dir}: {error.strerror or error}; give a writable "
+                f"hydra.run.dir"
+            ) from None
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def _redact_file(path: Path) -> None:
+    """Mask secrets in a YAML record that Hydra wrote; files without any are left as they are."""
+    from vaelab.utils.run_dir import atomic_write
+
+    if not path.is_file():
+        return
+    original = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    masked = redact(original)
+    if masked != original:
+        atomic_write(path, OmegaConf.to_yaml(OmegaConf.create(masked)))
+
+
+class RunGuard(Callback):
+    """hydra.callbacks.run_guard in conf/hydra/default.yaml."""
+
+    def __init__(self):
+        self._locks: list[RunDirLock] = []
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("task_name") != "train":
+            return
+        # Hydra turns what its callbacks raise into warnings and carries on: end here.
+        try:
+            self._claim(config)
+        except UserError as error:
+            exit_for(error)
+
+    def _claim(self, config: DictConfig) -> None:
+        # Resolved on Hydra's own config first: its ${now:} is cached there, so the job gets
+        # the same directory.
+        run_dir = Path(os.path.abspath(config.hydra.run.dir))
+        task = _task_config(config, run_dir)
+        _check_task(task, list(config.hydra.overrides.task))
+        if not _rank_zero():
+            return
+        if not task.get("resume") and (run_dir / "config.yaml").is_file():
+            if not _slurm_requeue():
+                raise ConfigError(
+                    f"hydra.run.dir={run_dir} already holds a run: continue it with "
+                    f"resume={run_dir}, or give a new hydra.run.dir"
+                )
+            with read_write(config), open_dict(config):
+                config.resume = str(run_dir)
+        self._locks.append(RunDirLock(run_dir))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hydra = HydraConfig.get()
+        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        remember(OmegaConf.to_container(task, resolve=True))
+        remember(list(hydra.overrides.task))
+        mask_logging()
+        out = Path(hydra.runtime.output_dir)
+        if hydra.output_subdir is not None:
+            for path in (out / hydra.output_subdir).glob("*.yaml"):
+                _redact_file(path)
+        if hydra.mode == RunMode.MULTIRUN:
+            _redact_file(Path(hydra.sweep.dir) / "multirun.yaml")
+            if config.get("task_name") == "train" and _rank_zero():
+                try:
+                    self._locks.append(RunDirLock(out))
+                except UserError as error:
+                    exit_for(error)
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            self._release()
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._locks:
+            self._locks.pop().release()
+
+
+def _check_task(task: DictConfig, overrides: list[str]) -> None:
+    """What vaelab-train would refuse, refused before Hydra writes anything."""
+    from vaelab.schema import validate
+    from vaelab.utils.resume import finished_results, resume_config
+
+    validate(task)
+    remember(OmegaConf.to_container(task, resolve=True))
+    if task.get("resume"):
+        resumed = resume_config(task, overrides)
+        if finished_results(Path(task.resume), resumed) is not None:
+            raise AlreadyFinished(
+                f"{task.resume} is finished: nothing to do (its results are in results.json); "
+                f"raise trainer.max_epochs or trainer.max_steps to train it further"
+            )

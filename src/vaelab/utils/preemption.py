@@ -1,0 +1,42 @@
+"""SIGTERM, how schedulers pre-empt a job: the run is saved and the process exits with 143.
+
+While Lightning fits or tests, its own handler notes the signal and stops the loop at the next
+batch's end; vaelab.callbacks.CheckpointOnSigterm then writes last.ckpt and train() raises
+Preempted. Outside Lightning (reading the data, writing the results), `preemptible` raises
+Preempted at once: the run's newest checkpoint is already on disk.
+"""
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from vaelab.errors import Preempted
+
+
+def preempted(run_dir: Path, saved: str | None = None) -> Preempted:
+    where = f" ({saved} holds it)" if saved else ""
+    return Preempted(
+        f"stopped by SIGTERM{where}: continue the run with vaelab-train resume={run_dir}"
+    )
+
+
+@contextlib.contextmanager
+def preemptible(run_dir: Path) -> Iterator[None]:
+    """SIGTERM raises Preempted, except inside Lightning's loops, which stop on their own."""
+
+    def stop(signum, frame) -> None:
+        # Lightning keeps the handler it finds and calls it from its own: then this is not the
+        # process's handler, and Lightning ends the loop where the run can be saved whole.
+        if signal.getsignal(signal.SIGTERM) is stop:
+            raise preempted(run_dir)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
