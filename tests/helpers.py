@@ -2,6 +2,7 @@
 
 import os
 import signal
+import signal as signal_module
 
 import lightning as L
 import torch
@@ -44,3 +45,28 @@ class PoisonWeights(L.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class SignalAt(L.Callback):
+    """Sends this process `signal` (a name: SIGTERM, SIGINT) in the given stage: after the
+    optimizer step that reaches `step` in training, or at the first batch of validation or
+    testing once that step is reached: what a scheduler's pre-emption does, at a known point."""
+
+    def __init__(self, step: int, stage: str = "train", signal: str = "SIGTERM"):
+        self.step, self.stage, self.signal = step, stage, getattr(signal_module, signal)
+        self.sent = False
+
+    def _maybe(self, trainer, stage: str) -> None:
+        if stage == self.stage and trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signal)
+
+    def on_train_batch_end(self, trainer, *args):
+        self._maybe(trainer, "train")
+
+    def on_validation_batch_start(self, trainer, *args):
+        if not trainer.sanity_checking:
+            self._maybe(trainer, "val")
+
+    def on_test_batch_start(self, trainer, *args):
+        self._maybe(trainer, "test")

@@ -1,11 +1,13 @@
 """What a user may set, checked before anything heavy is imported or any data is read, so a typo
 costs a second and a one-line message that names the key and what it allows."""
 
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vaelab.errors import ConfigError
 
@@ -28,6 +30,8 @@ def _number(positive: bool) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "must be a number"
+        if not math.isfinite(value):
+            return "must be a finite number"
         if value < 0 or (positive and value == 0):
             return "must be > 0" if positive else "must be >= 0"
         return None
@@ -53,6 +57,49 @@ def _flag_or_auto(value: Any) -> str | None:
     return None if value in (True, False, "auto") else "must be true, false or auto"
 
 
+def _flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _limit(value: Any) -> str | None:
+    """max_epochs, max_steps: a count, or -1 for none."""
+    if isinstance(value, bool) or not isinstance(value, int) or (value < 1 and value != -1):
+        return "must be an integer >= 1, or -1 for no limit"
+    return None
+
+
+def _fraction_or_count(value: Any) -> str | None:
+    """limit_*_batches, val_check_interval: a fraction of the batches, or a number of them."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a fraction in [0, 1] or a whole number of batches"
+    if isinstance(value, float) and not 0.0 <= value <= 1.0 or value < 0:
+        return "must be a fraction in [0, 1] or a whole number of batches"
+    return None
+
+
+def _devices(value: Any) -> str | None:
+    """An integer >= 1, -1 (all), 'auto', or the device indices: [0, 1] or '0,1'."""
+    if value == "auto" or value == -1 or (isinstance(value, int) and not isinstance(value, bool)
+                                          and value >= 1):  # fmt: skip
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+        value = [int(v) if v.lstrip("-").isdigit() else v for v in value]
+    if (
+        isinstance(value, (list, ListConfig))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        return None
+    return "must be a number of devices >= 1, -1 (all), auto, or device indices like [0,1]"
+
+
+def _max_time(value: Any) -> str | None:
+    if isinstance(value, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", value):
+        return None
+    return "must be DD:HH:MM:SS, e.g. 00:12:00:00"
+
+
 # Keys absent from a config (beta for an AE, say) are not checked; a key set to null is.
 RULES: dict[str, Callable[[Any], str | None]] = {
     "seed": _int_at_least(0),
@@ -74,7 +121,38 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "data.test_size": _number(positive=True),
     "data.binarize": _one_of("none", "dynamic", "static"),
     "data.on_device": _flag_or_auto,
-    "trainer.max_epochs": _int_at_least(-1),
+    "trainer.max_epochs": _or_null(_limit),
+    "trainer.max_steps": _limit,
+    "trainer.min_epochs": _or_null(_int_at_least(0)),
+    "trainer.min_steps": _or_null(_int_at_least(0)),
+    "trainer.max_time": _or_null(_max_time),
+    "trainer.accelerator": _one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"),
+    "trainer.devices": _devices,
+    "trainer.num_nodes": _int_at_least(1),
+    "trainer.accumulate_grad_batches": _int_at_least(1),
+    "trainer.log_every_n_steps": _int_at_least(1),
+    "trainer.check_val_every_n_epoch": _or_null(_int_at_least(1)),
+    "trainer.val_check_interval": _or_null(_fraction_or_count),
+    "trainer.limit_train_batches": _or_null(_fraction_or_count),
+    "trainer.limit_val_batches": _or_null(_fraction_or_count),
+    "trainer.limit_test_batches": _or_null(_fraction_or_count),
+    "trainer.num_sanity_val_steps": _or_null(_int_at_least(-1)),
+    "trainer.gradient_clip_val": _or_null(_number(positive=False)),
+    "trainer.gradient_clip_algorithm": _or_null(_one_of("norm", "value")),
+    "trainer.deterministic": _or_null(
+        lambda v: None if v in (True, False, "warn") else "must be true, false or warn"
+    ),  # fmt: skip
+    "trainer.fast_dev_run": lambda v: None if isinstance(v, bool) else _int_at_least(0)(v),
+    "trainer.reload_dataloaders_every_n_epochs": _int_at_least(0),
+    "trainer.benchmark": _or_null(_flag),
+    "trainer.enable_checkpointing": _or_null(_flag),
+    "trainer.enable_progress_bar": _or_null(_flag),
+    "trainer.enable_model_summary": _or_null(_flag),
+    "trainer.inference_mode": _flag,
+    "trainer.detect_anomaly": _flag,
+    "trainer.sync_batchnorm": _flag,
+    "trainer.barebones": _flag,
+    "trainer.use_distributed_sampler": _flag,
 }
 
 
@@ -108,6 +186,10 @@ def validate(cfg: DictConfig) -> None:
         )
 
 
+# Keys whose values become file or folder names under a callback's dirpath or a logger's save_dir.
+_NAME_KEYS = ("filename", "name", "version", "sub_dir", "prefix")
+
+
 def _check_outputs(cfg: DictConfig) -> None:
     """Everything a run writes stays inside its run directory (hydra.run.dir places that)."""
     run_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
@@ -116,14 +198,21 @@ def _check_outputs(cfg: DictConfig) -> None:
     targets = {"trainer.default_root_dir": OmegaConf.select(cfg, "trainer.default_root_dir")}
     for group, key in (("callbacks", "dirpath"), ("logger", "save_dir")):
         for name, entry in (cfg.get(group) or {}).items():
-            if isinstance(entry, DictConfig) and entry.get(key) is not None:
-                targets[f"{group}.{name}.{key}"] = entry.get(key)
+            if not isinstance(entry, DictConfig):
+                continue
+            base = entry.get(key) if entry.get(key) is not None else run_dir
+            if entry.get(key) is not None:
+                targets[f"{group}.{name}.{key}"] = base
+            for part in _NAME_KEYS:
+                value = entry.get(part)
+                if isinstance(value, str) and value:
+                    targets[f"{group}.{name}.{part}"] = str(Path(str(base)) / value)
     root = Path(run_dir).expanduser().resolve()
     for key, value in targets.items():
         if value is not None and not Path(value).expanduser().resolve().is_relative_to(root):
             raise ConfigError(
-                f"{key}={value} is outside the run directory {run_dir}: a run writes only "
-                f"inside its own directory; place that with hydra.run.dir"
+                f"{key}={OmegaConf.select(cfg, key)} is outside the run directory {run_dir}: a "
+                f"run writes only inside its own directory; place that with hydra.run.dir"
             )
 
 
@@ -152,6 +241,15 @@ def _check_device(cfg: DictConfig) -> None:
     """A precision Lightning knows and the device supports, on a device that is there."""
     precision = OmegaConf.select(cfg, "trainer.precision", default=None)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    if not isinstance(devices, int) and devices != "auto" and accelerator in ("cpu", "auto"):
+        import torch
+
+        if accelerator == "cpu" or not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.devices={devices}: device indices need GPUs, and this run is on the "
+                f"CPU; give a number of processes, e.g. trainer.devices=2"
+            )
     name = _precision(cfg)
     if name is None:
         return

@@ -48,7 +48,7 @@ class ImageLogger(L.Callback):
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, suffix: str) -> None:
         if self._examples is None or not trainer.is_global_zero:
             return
-        x = self._examples.to(pl_module.device)
+        x = self._examples.to(pl_module.device, pl_module.dtype)  # 64-true, bf16-true
         cols = min(8, len(x))
         grids = {"reconstructions": pictures.reconstructions(pl_module, x, cols)}
         if hasattr(pl_module, "sample"):

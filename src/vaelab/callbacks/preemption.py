@@ -18,7 +18,10 @@ class CheckpointOnSigterm(L.Callback):
         if (
             not isinstance(exception, SIGTERMException)
             or trainer.state.fn != "fit"
+            # Lightning does not run a validation again that a checkpoint interrupted: stopped
+            # there, the run resumes from its previous checkpoint instead, and validates.
             or trainer.sanity_checking
+            or trainer.validating
             or not isinstance(checkpoint, ModelCheckpoint)
             or checkpoint.dirpath is None
         ):

@@ -27,13 +27,16 @@ def iw_log_likelihood(
     that of `chunk` batches whatever K is."""
     if k < 1:
         raise ValueError(f"iw_samples must be >= 1, got {k}")
-    mu, logvar = (t.float() for t in model.encode(x))
+    # The weights in float32; the decoder gets z in its own dtype (bf16-true, 64-true).
+    encoded = model.encode(x)
+    dtype = encoded[0].dtype
+    mu, logvar = (t.float() for t in encoded)
     log_w = []
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
         eps = torch.randn((c, *mu.shape), generator=generator, device=mu.device)
         z = mu + (0.5 * logvar).exp() * eps  # (c, B, Z)
-        params = model.decode(z.flatten(0, 1))  # (c * B, *shape)
+        params = model.decode(z.flatten(0, 1).to(dtype))  # (c * B, *shape)
         log_px = model.likelihood.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), params).view(c, -1)
         log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = _log_normal(z, mu, logvar)

@@ -166,5 +166,5 @@ class VAE(AutoEncoder):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws of the mean of p(x|z), z ~ N(0, I). A generator of its own keeps picture-making
         from moving the training random stream."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device, self.dtype)
         return self.likelihood.mean(self.decode(z))
