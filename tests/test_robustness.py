@@ -67,6 +67,23 @@ CONFIG_ERRORS = [
     (["data=tabular"], "data.path must be set: add data.path=<value>"),
     (["callbacks.images.dirpath=/tmp/elsewhere"], "is outside the run directory"),
     (["logger.csv.save_dir=../.."], "logger.csv.save_dir=../.. is outside the run directory"),
+    (["callbacks.model_checkpoint.filename=../../x"], "filename=../../x is outside the run"),
+    (["logger.csv.name=../up"], "logger.csv.name=../up is outside the run directory"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1, or -1 for no"),
+    (["trainer.max_steps=abc"], "trainer.max_steps='abc': must be an integer >= 1, or -1"),
+    (["trainer.accumulate_grad_batches=0"], "accumulate_grad_batches=0: must be an integer >= 1"),
+    (["trainer.devices=abc"], "trainer.devices='abc': must be a number of devices >= 1"),
+    (["trainer.devices=[0,1]"], "trainer.devices=[0, 1]: device indices need GPUs"),
+    (["trainer.num_nodes=0"], "trainer.num_nodes=0: must be an integer >= 1"),
+    (["trainer.limit_train_batches=1.5"], "limit_train_batches=1.5: must be a fraction in [0, 1]"),
+    (["trainer.gradient_clip_algorithm=clip"], "gradient_clip_algorithm='clip': must be one of"),
+    (["trainer.max_time=soon"], "trainer.max_time='soon': must be DD:HH:MM:SS"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0: must be an integer >= 1"),
+    (["trainer.accelerator=quantum"], "trainer.accelerator='quantum': must be one of auto, cpu"),
+    (["data.val_size=nan"], "data.val_size=nan: must be a finite number"),
+    (["model.optimizer.lr=nan"], "model.optimizer.lr=nan: must be a finite number"),
+    (["model.beta=inf"], "model.beta=inf: must be a finite number"),
+    (["hydra.run.dir=/proc/vaelab_run"], "cannot write in /proc/vaelab_run"),
     (
         ["experiment=tabular", "data.path=x.csv", "model.likelihood=bernoulli"],
         "data.standardize=true makes them any real number",
@@ -114,10 +131,10 @@ def test_the_table_has_enough_rows(tmp_path):
     ("args", "fragment"), CONFIG_ERRORS, ids=[" ".join(a) for a, _ in CONFIG_ERRORS]
 )
 def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment):
-    result = run([VAELAB_TRAIN, *args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    result = run([VAELAB_TRAIN, f"hydra.run.dir={tmp_path / 'run'}", *args], cwd=tmp_path)
     _assert_one_line_error(result, fragment)
     assert len(result.stderr.strip().splitlines()) == 1  # that line and nothing else
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
 
 
 @pytest.fixture

@@ -163,6 +163,10 @@ def hydra_main(
             except Exception as error:
                 _exit_if_user_error(error, config_name)
                 raise
+            finally:
+                from vaelab.run_guard import release_all
+
+                release_all()
 
         return main
 

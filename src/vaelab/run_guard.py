@@ -51,6 +51,16 @@ def _task_config(config: DictConfig, run_dir: Path) -> DictConfig:
     return task
 
 
+_held: list["RunDirLock"] = []
+
+
+def release_all() -> None:
+    """Give up the run directories this process holds: at the end of a run or a job, and when
+    the console script ends by any way (an error ends a single run before Hydra's end hook)."""
+    while _held:
+        _held.pop().release()
+
+
 class RunDirLock:
     """One process per run directory."""
 
@@ -91,9 +101,6 @@ def _redact_file(path: Path) -> None:
 class RunGuard(Callback):
     """hydra.callbacks.run_guard in conf/hydra/default.yaml."""
 
-    def __init__(self):
-        self._locks: list[RunDirLock] = []
-
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("task_name") != "train":
             return
@@ -119,7 +126,7 @@ class RunGuard(Callback):
                 )
             with read_write(config), open_dict(config):
                 config.resume = str(run_dir)
-        self._locks.append(RunDirLock(run_dir))
+        _held.append(RunDirLock(run_dir))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         hydra = HydraConfig.get()
@@ -135,20 +142,16 @@ class RunGuard(Callback):
             _redact_file(Path(hydra.sweep.dir) / "multirun.yaml")
             if config.get("task_name") == "train" and _rank_zero():
                 try:
-                    self._locks.append(RunDirLock(out))
+                    _held.append(RunDirLock(out))
                 except UserError as error:
                     exit_for(error)
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            self._release()
+            release_all()
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        while self._locks:
-            self._locks.pop().release()
+        release_all()
 
 
 def _check_task(task: DictConfig, overrides: list[str]) -> None:

@@ -81,8 +81,17 @@ def _select(path: Path, columns: dict[str, np.ndarray], feature_columns, label_c
 
 def _read_text(path: Path) -> dict[str, np.ndarray]:
     delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
+    # A cell may be long (a free-text column that is not modelled): Python's default limit of
+    # 128 KiB per field would refuse a valid file.
+    csv.field_size_limit(2**31 - 1)
     with open(path, newline="") as file:
-        rows = list(csv.reader(file, delimiter=delimiter))
+        reader = csv.reader(file, delimiter=delimiter)
+        try:
+            rows = list(reader)
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise DataError(
+                f"{path}, line {reader.line_num + 1}: not a readable CSV/TSV line ({error})"
+            ) from None
     rows = [row for row in rows if row]
     if len(rows) < 2:
         raise DataError(f"{path} is empty: expected a header line and one row per example")
@@ -141,19 +150,22 @@ def _read_h5ad(path: Path, feature_columns, label_column, id_column) -> Table:
 def _read_numpy(path: Path, feature_columns, label_column, id_column) -> Table:
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-    if isinstance(loaded, np.ndarray):
-        arrays = {"x": loaded}
-        if label_column is not None or id_column is not None:
-            raise ConfigError(
-                f"{path} is one array with no label or id columns: save an .npz with the "
-                f"arrays x, and labels and ids under the names data.label_column and "
-                f"data.id_column give"
-            )
-    else:
-        with loaded:
-            arrays = dict(loaded)
+        if isinstance(loaded, np.ndarray):
+            arrays = {"x": loaded}
+        else:
+            with loaded:
+                arrays = dict(loaded)  # the members are read (and a truncated zip found) here
+    except Exception as error:  # OSError, ValueError, EOFError, zipfile's and zlib's errors
+        raise DataError(
+            f"cannot read {path}: {str(error) or type(error).__name__} (truncated or not a "
+            f"NumPy file?)"
+        ) from None
+    if path.suffix == ".npy" and (label_column is not None or id_column is not None):
+        raise ConfigError(
+            f"{path} is one array with no label or id columns: save an .npz with the "
+            f"arrays x, and labels and ids under the names data.label_column and "
+            f"data.id_column give"
+        )
     key = "x" if "x" in arrays else "X"
     if key not in arrays:
         raise DataError(f"{path} has no array named x (its arrays: {', '.join(arrays)})")

@@ -55,4 +55,11 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: d
         datamodule.load_state_dict(state)
     datamodule.prepare_data()
     datamodule.setup(stage)
+    trained = tuple(checkpoint.get("hyper_parameters", {}).get("input_shape", ()))
+    if trained and tuple(datamodule.shape) != trained:
+        raise ConfigError(
+            f"the data has examples of shape {tuple(datamodule.shape)}, the checkpoint's model "
+            f"was trained on shape {trained}: give data of the trained shape (leave data= out "
+            f"to use the run's own)"
+        )
     return datamodule

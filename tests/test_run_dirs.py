@@ -1,0 +1,220 @@
+"""Run directories that survive kills, pre-emption, moves, copies and neighbours, through the real
+CLI: every logged step once, finishing idempotent, one process per directory, secrets masked."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import VAELAB_TRAIN, run
+
+ROOT = Path(__file__).resolve().parents[1]
+# Digits: 12 steps per epoch, 3 epochs; a training row every 3 steps; last.ckpt every 5 steps.
+COMMON = [
+    "callbacks.rich_progress_bar=null",
+    "callbacks.images=null",
+    "callbacks.last_checkpoint.every_n_train_steps=5",
+    "trainer.log_every_n_steps=3",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=3",
+]
+SIGNAL = "+callbacks.stop._target_=tests.helpers.SignalAt"
+KILL = "+callbacks.stop._target_=tests.helpers.KillAt"
+# What differs between two runs of one setting that are not the same directory or invocation.
+NOT_METRICS = ("command", "run_dir", "best_ckpt", "git_commit")
+
+
+def train(cwd: Path, *args: str) -> tuple[int, str]:
+    result = run([VAELAB_TRAIN, *COMMON, *args], cwd=cwd, env={"PYTHONPATH": str(ROOT)})
+    return result.returncode, result.stdout + result.stderr
+
+
+def metrics(run_dir: Path) -> dict:
+    results = json.loads((run_dir / "results.json").read_text())
+    return {k: v for k, v in results.items() if k not in NOT_METRICS}
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` by its relative path and content hash."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """The run that never stopped: what every stopped and resumed run must equal."""
+    tmp = tmp_path_factory.mktemp("straight")
+    code, out = train(tmp, f"hydra.run.dir={tmp / 'run'}")
+    assert code == 0, out[-3000:]
+    return tmp / "run"
+
+
+def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, tmp_path):
+    """SIGKILL at step 8 (last.ckpt at 5: rows 5..8 were logged, some flushed), again at 19
+    after a resume, SIGTERM at 30, then a resume to the end: metrics.csv is byte for byte the
+    uninterrupted run's, as are the final metrics."""
+    run_dir = tmp_path / "run"
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", KILL, "+callbacks.stop.step=8")
+    assert code == -9, out[-3000:]
+    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop.step=19")
+    assert code == -9, out[-3000:]
+    code, out = train(tmp_path, f"resume={run_dir}", SIGNAL, "+callbacks.stop.step=30")
+    assert code == 143, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last == (
+        f"error: stopped by SIGTERM ({run_dir}/checkpoints/last.ckpt holds it): continue the run "
+        f"with vaelab-train resume={run_dir}"
+    )
+    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
+    assert code == 0, out[-3000:]
+    assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
+    assert metrics(run_dir) == metrics(straight)
+
+
+def test_epoch_means_stay_out_of_the_step_logs(straight):
+    """One row per logged training step: the epoch means go to results.json only."""
+    import csv
+
+    with open(straight / "metrics.csv") as file:
+        rows = [r for r in csv.DictReader(file) if r["train/loss"]]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == list(range(2, 36, 3)) and len(set(steps)) == len(steps)
+    assert "train/loss" in json.loads((straight / "results.json").read_text())
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_sigterm_in_validation_or_testing_is_finished_by_resume(straight, tmp_path, stage):
+    run_dir = tmp_path / "run"
+    stop = [SIGNAL, "+callbacks.stop.step=20", f"+callbacks.stop.stage={stage}"]
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", *stop)
+    assert code == 143 and "stopped by SIGTERM" in out.strip().splitlines()[-1], out[-3000:]
+    assert not (run_dir / "results.json").exists()
+    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
+    assert code == 0, out[-3000:]
+    assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
+    assert metrics(run_dir) == metrics(straight)
+
+    # Finished: a resume says so, writes nothing (no .hydra_resume_*, no test rows) and exits 0.
+    before = snapshot(run_dir)
+    code, out = train(tmp_path, f"resume={run_dir}")
+    assert code == 0, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith(f"{run_dir} is finished: nothing to do")
+    assert snapshot(run_dir) == before
+
+
+def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path):
+    run_dir = tmp_path / "run"
+    stop = [SIGNAL, "+callbacks.stop.step=0", "+callbacks.stop.stage=test"]
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", *stop, "+callbacks.stop.signal=SIGINT")
+    assert code == 1 and not (run_dir / "results.json").exists(), out[-3000:]
+    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
+    assert code == 0, out[-3000:]
+    assert metrics(run_dir) == metrics(straight)
+
+
+def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
+    first = tmp_path / "first"
+    code, out = train(tmp_path, f"hydra.run.dir={first}", KILL, "+callbacks.stop.step=20")
+    assert code == -9, out[-3000:]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy, symlinks=True)
+    original = snapshot(first)
+    code, out = train(tmp_path, f"resume={copy}", "+callbacks.stop=null")
+    assert code == 0, out[-3000:]
+    assert snapshot(first) == original  # the copy read and wrote only itself
+    assert metrics(copy) == metrics(straight)
+
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    code, out = train(tmp_path, "resume=moved", "+callbacks.stop=null")  # relative, too
+    assert code == 0, out[-3000:]
+    assert not first.exists()
+    assert metrics(moved) == metrics(straight)
+    results = json.loads((moved / "results.json").read_text())
+    assert results["run_dir"] == str(moved) and results["best_ckpt"].startswith(f"{moved}/")
+    assert str(first) not in (moved / "config.yaml").read_text()
+
+    # A finished run moved again: its results name where it is now.
+    again = tmp_path / "again"
+    moved.rename(again)
+    code, out = train(tmp_path, f"resume={again}")
+    assert code == 0 and "is finished" in out, out[-3000:]
+    assert json.loads((again / "results.json").read_text())["run_dir"] == str(again)
+
+
+def test_one_process_per_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vaelab.run_guard import RunDirLock; "
+         f"RunDirLock(__import__('pathlib').Path({str(run_dir)!r})); print('held', flush=True); "
+         "time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(run_dir)
+        code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
+        assert code == 1, out[-3000:]
+        assert out.strip().splitlines()[-1] == (
+            f"error: {run_dir} is in use by another vaelab process: wait for it to end, or "
+            f"give this run another hydra.run.dir"
+        )
+        assert snapshot(run_dir) == before  # nothing written: no .hydra/, no log
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, and yet the lock is gone with the process
+        holder.wait()
+    time.sleep(0.1)
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
+    assert code == 0, out[-3000:]
+
+    # A fresh run into a directory that holds a run is refused; resume= continues it.
+    before = snapshot(run_dir)
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
+    assert code == 1
+    assert out.strip().splitlines()[-1] == (
+        f"error: hydra.run.dir={run_dir} already holds a run: continue it with "
+        f"resume={run_dir}, or give a new hydra.run.dir"
+    )
+    assert snapshot(run_dir) == before
+
+
+def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path):
+    """Key names with key/token/secret/password/credential/auth; a value with a comma; a secret
+    interpolated into a URL; all in a multirun with W&B: no file of the sweep holds one, and
+    neither does what the command printed."""
+    sweep = tmp_path / "sweep"
+    secrets = {"api": "abc,def123", "token": "tok-98765", "cred": "pa55word!"}
+    args = [
+        "-m",
+        "debug=fdr",
+        "logger=wandb",
+        f"+service.wandb_key='{secrets['api']}'",
+        f"+service.Auth_Token={secrets['token']}",
+        f"+credentials={secrets['cred']}",
+        "+service.url=https://user:${credentials}@host/db",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    code, out = train(tmp_path, *args)
+    assert code == 0, out[-3000:]
+    assert (sweep / "sweep.csv").is_file() and (sweep / "multirun.yaml").is_file()
+    leaked = [
+        (str(p.relative_to(sweep)), name)
+        for p in sweep.rglob("*")
+        if p.is_file()
+        for name, value in secrets.items()
+        if value.encode() in p.read_bytes()
+    ]
+    assert leaked == []
+    assert not any(value in out for value in secrets.values())
+    config = (sweep / "0" / "config.yaml").read_text()
+    assert "url: https://user:***@host/db" in config and "wandb_key: '***'" in config
