@@ -2,6 +2,7 @@
 lost: a table of bad command lines through the real CLI, divergence, a full disk, and random
 override sets thrown at the config layer."""
 
+import logging
 import os
 import resource
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
@@ -46,7 +48,7 @@ CONFIG_ERRORS = [
     (["data.on_device=sometimes"], "data.on_device='sometimes': must be true, false or auto"),
     (["seed=-1"], "seed=-1: must be an integer >= 0"),
     (["iw_samples=0"], "iw_samples=0: must be an integer >= 1"),
-    (["trainer.max_epochs=-5"], "trainer.max_epochs=-5: must be an integer >= -1"),
+    (["trainer.max_epochs=-5"], "trainer.max_epochs=-5: must be an integer >= 1, or -1 for no"),
     (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
     (
         ["trainer.precision=16", "trainer.gradient_clip_val=1"],
@@ -76,8 +78,8 @@ CONFIG_ERRORS = [
     (["trainer.devices=[0,1]"], "trainer.devices=[0, 1]: device indices need GPUs"),
     (["trainer.num_nodes=0"], "trainer.num_nodes=0: must be an integer >= 1"),
     (["trainer.limit_train_batches=1.5"], "limit_train_batches=1.5: must be a fraction in [0, 1]"),
-    (["trainer.gradient_clip_algorithm=clip"], "gradient_clip_algorithm='clip': must be one of"),
-    (["trainer.max_time=soon"], "trainer.max_time='soon': must be DD:HH:MM:SS"),
+    (["+trainer.gradient_clip_algorithm=clip"], "gradient_clip_algorithm='clip': must be one of"),
+    (["+trainer.max_time=soon"], "trainer.max_time='soon': must be DD:HH:MM:SS"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0: must be an integer >= 1"),
     (["trainer.accelerator=quantum"], "trainer.accelerator='quantum': must be one of auto, cpu"),
     (["data.val_size=nan"], "data.val_size=nan: must be a finite number"),
@@ -101,6 +103,9 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
     gaps.write_text("a,b\n1,\n" + "1,2\n" * 20)
     words = tmp_path / "words.csv"
     words.write_text("a,b\n1,one\n" + "1,2\n" * 20)
+    np.savez(tmp_path / "table.npz", x=np.ones((50, 4)))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((tmp_path / "table.npz").read_bytes()[:300])
     return [
         (["data=mnist", f"data.data_dir={tmp_path / 'empty'}"], "MNIST not found: looked in"),
         (["data=fashion_mnist", f"data.data_dir={idx}"], "train-images-idx3-ubyte.gz"),
@@ -108,6 +113,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["data=tabular", f"data.path={gaps}"], "gaps.csv: missing or infinite values in"),
         (["data=tabular", f"data.path={words}"], "words.csv: column 'b' is not numeric"),
         (["data=tabular", f"data.path={tmp_path / 'no.csv'}"], "no.csv: no such file"),
+        (["data=tabular", f"data.path={truncated}"], "cannot read " + str(truncated)),
         (["model/net=conv"], "model/net=conv with 2 stride-2 layers needs height and width"),
         (["+model.foo=1"], "vaelab.models.VAE takes no argument 'foo'"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
@@ -144,6 +150,12 @@ def in_process(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", sys.argv)
     for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
         monkeypatch.delenv(name, raising=False)
+    # Hydra points the root logger at this test's captured streams, which close after it.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _cli_in_process(main, args: list[str], capsys) -> str:
@@ -180,6 +192,57 @@ def test_bad_arguments_of_the_other_commands(tmp_path, capsys, in_process):
     ]
     for main, args, fragment in cases:
         assert fragment in _cli_in_process(main, [*args, f"hydra.run.dir={tmp_path}"], capsys)
+
+
+def test_a_long_csv_field_is_read(compose_train, tmp_path):
+    """A free-text column longer than Python's csv field limit (128 KiB) is a valid file."""
+    table = tmp_path / "notes.csv"
+    rows = [f"{i},{i % 3},{'long note ' * 20000 if i == 5 else 'short'}" for i in range(40)]
+    table.write_text("a,b,note\n" + "\n".join(rows) + "\n")
+    cfg = compose_train("experiment=tabular", f"data.path={table}", "data.feature_columns=[a,b]",
+                        "debug=fdr", "callbacks.images=null", "logger=none")  # fmt: skip
+    results, _ = train(cfg)
+    assert "test/loss" in results
+
+
+def test_resume_of_a_folder_that_is_not_a_run_leaves_it_as_it_was(tmp_path, capsys, in_process):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("mine")
+    last = _cli_in_process(train_main, [f"resume={folder}"], capsys)
+    assert f"resume={folder}: {folder}/config.yaml does not exist" in last
+    assert [p.name for p in folder.iterdir()] == ["todo.txt"]
+
+
+def test_checkpoints_and_data_that_do_not_fit_are_named(
+    compose_train, tmp_path, capsys, in_process
+):
+    cfg = compose_train("trainer.max_epochs=1", "callbacks.images=null", "logger=none")
+    results, _ = train(cfg)
+    checkpoint = torch.load(results["best_ckpt"], weights_only=True)
+    del checkpoint["hyper_parameters"]
+    bare = Path(results["best_ckpt"]).with_name("bare.ckpt")
+    torch.save(checkpoint, bare)
+    out = f"hydra.run.dir={tmp_path / 'eval'}"
+    last = _cli_in_process(eval_main, [f"ckpt_path={bare}", out], capsys)
+    assert f"ckpt_path={bare} holds no hyper_parameters" in last
+    mnist = write_mnist_like(tmp_path / "mnist")
+    other = ["data=mnist", f"data.data_dir={mnist}", "data.val_size=50"]
+    last = _cli_in_process(embed_main, [f"ckpt_path={results['best_ckpt']}", *other, out], capsys)
+    assert (
+        "examples of shape (1, 28, 28), the checkpoint's model was trained on shape (1, 8, 8)"
+        in last
+    )
+
+
+def test_64_and_bf16_true_precision_train_test_and_draw(compose_train):
+    """The pictures and the IWAE bound work in the model's own dtype."""
+    for precision in ("64-true", "bf16-true"):
+        cfg = compose_train(f"trainer.precision={precision}", "debug=fdr", "logger=none",
+                            "callbacks.images.every_n_epochs=1")  # fmt: skip
+        results, _ = train(cfg)
+        assert (Path(cfg.paths.output_dir) / "images" / "samples.png").is_file()
+        assert np.isfinite(results["test/nll_iw"]), precision
 
 
 # --- divergence -------------------------------------------------------------------------------

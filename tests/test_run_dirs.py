@@ -30,7 +30,11 @@ NOT_METRICS = ("command", "run_dir", "best_ckpt", "git_commit")
 
 
 def train(cwd: Path, *args: str) -> tuple[int, str]:
-    result = run([VAELAB_TRAIN, *COMMON, *args], cwd=cwd, env={"PYTHONPATH": str(ROOT)})
+    flags = [a for a in args if a.startswith("-") and "=" not in a]  # -m before the overrides
+    overrides = [a for a in args if a not in flags]
+    result = run(
+        [VAELAB_TRAIN, *flags, *COMMON, *overrides], cwd=cwd, env={"PYTHONPATH": str(ROOT)}
+    )
     return result.returncode, result.stdout + result.stderr
 
 
@@ -154,9 +158,9 @@ def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
 def test_one_process_per_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from vaelab.run_guard import RunDirLock; "
-         f"RunDirLock(__import__('pathlib').Path({str(run_dir)!r})); print('held', flush=True); "
-         "time.sleep(600)"],
+        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.run_guard "
+         f"import RunDirLock; lock = RunDirLock(Path({str(run_dir)!r})); print('held', "
+         "flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True, cwd=tmp_path,
     )  # fmt: skip
     try:
@@ -192,7 +196,7 @@ def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path):
     interpolated into a URL; all in a multirun with W&B: no file of the sweep holds one, and
     neither does what the command printed."""
     sweep = tmp_path / "sweep"
-    secrets = {"api": "abc,def123", "token": "tok-98765", "cred": "pa55word!"}
+    secrets = {"api": "abc,def123", "token": "tok-98765", "cred": "pa55-word"}
     args = [
         "-m",
         "debug=fdr",

@@ -128,6 +128,11 @@ class RunGuard(Callback):
                 config.resume = str(run_dir)
         _held.append(RunDirLock(run_dir))
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra's launcher prints each job's overrides before the job starts.
+        remember(list(config.hydra.overrides.task))
+        mask_logging()
+
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         hydra = HydraConfig.get()
         task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])

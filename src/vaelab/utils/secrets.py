@@ -47,7 +47,7 @@ def secret_values(config: Any, by_key: bool = True) -> set[str]:
     elif isinstance(config, str):
         parsed = _split_override(config)
         if parsed and is_secret_key(parsed[0]):
-            found.add(parsed[1])
+            found |= {parsed[1], parsed[1].strip("'\"")}  # as typed, and as Hydra reads it
     return {v for v in found if len(v) >= MIN_LENGTH}
 
 
@@ -94,18 +94,18 @@ def redact_argument(argument: str) -> str:
     return mask_text(argument)
 
 
-class MaskingFilter(logging.Filter):
-    """Masks known secret values in every record a handler emits (console and the job's log)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _known:
-            record.msg = mask_text(record.getMessage())
-            record.args = None
-        return True
-
-
 def mask_logging() -> None:
-    """Put the masking filter on the handlers of the root logger (Hydra's console and file)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())
+    """Mask known secret values in every log record of this process (console and log files):
+    at the record, because Hydra replaces the logging handlers between the jobs of a sweep."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "masks_secrets", False):
+        return
+
+    def masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if _known:
+            record.msg, record.args = mask_text(record.getMessage()), None
+        return record
+
+    masking_factory.masks_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masking_factory)
