@@ -46,5 +46,5 @@ def test_eval_without_a_checkpoint_is_a_one_line_error(tmp_path):
     result = run([VAELAB_EVAL, f"ckpt_path={tmp_path / 'none.ckpt'}"], cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: ckpt_path={tmp_path / 'none.ckpt'}: no such file"
+        f"error: ckpt_path='{tmp_path / 'none.ckpt'}': no such file"
     ]

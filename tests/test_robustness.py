@@ -117,7 +117,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["model/net=conv"], "model/net=conv with 2 stride-2 layers needs height and width"),
         (["+model.foo=1"], "vaelab.models.VAE takes no argument 'foo'"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
-        (["ckpt_path=/nope.ckpt"], "ckpt_path=/nope.ckpt: no such file"),
+        (["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
         (["resume=/nope"], "resume=/nope: /nope/config.yaml does not exist"),
     ]
 
@@ -182,16 +182,25 @@ def test_bad_files_are_refused_in_one_line_that_names_them(tmp_path, capsys, in_
 
 
 def test_bad_arguments_of_the_other_commands(tmp_path, capsys, in_process):
+    some = tmp_path / "some.ckpt"
+    some.write_bytes(b"")
     cases = [
-        (eval_main, ["ckpt_path=/nope.ckpt"], "ckpt_path=/nope.ckpt: no such file"),
-        (embed_main, ["ckpt_path=/nope.ckpt", "split=bogus"], "split=bogus: use train"),
-        (embed_main, ["ckpt_path=/nope.ckpt", "format=xls"], "format=xls: use npy"),
-        (sample_main, ["ckpt_path=/nope.ckpt", "n=0"], "need n >= 1"),
-        (sample_main, [], "Missing mandatory value: ckpt_path"),
+        (eval_main, ["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
+        (embed_main, ["ckpt_path=/nope.ckpt", "split=bogus"], "split='bogus': must be one of"),
+        (embed_main, ["ckpt_path=/nope.ckpt", "format=xls"], "format='xls': must be one of npy"),
+        (sample_main, ["ckpt_path=/nope.ckpt", "n=0"], "n=0: must be an integer >= 1"),
+        (sample_main, ["ckpt_path=/nope.ckpt", "n=abc"], "n='abc': must be an integer >= 1"),
+        (sample_main, ["ckpt_path=/nope.ckpt", "seed=abc"], "seed='abc': must be an integer"),
+        (eval_main, ["ckpt_path=/nope.ckpt", "accelerator=quantum"], "accelerator='quantum'"),
+        (eval_main, ["ckpt_path=/nope.ckpt", "iw_samples=nan"], "iw_samples=nan: must be"),
+        (embed_main, [f"ckpt_path={some}", "hydra.run.dir=/proc/x"], "cannot write in /proc/x"),
+        (sample_main, [], "ckpt_path must be set: add ckpt_path=<value>"),
         (embed_main, ["ckpt_path=/nope.ckpt", "splitt=all"], "did you mean split?"),
     ]
     for main, args, fragment in cases:
-        assert fragment in _cli_in_process(main, [*args, f"hydra.run.dir={tmp_path}"], capsys)
+        out = [f"hydra.run.dir={tmp_path / 'out'}"]
+        assert fragment in _cli_in_process(main, [*out, *args], capsys)
+        assert not (tmp_path / "out").exists()  # refused before Hydra wrote anything
 
 
 def test_a_long_csv_field_is_read(compose_train, tmp_path):

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from vaelab.cli import hydra_main
 from vaelab.errors import ConfigError
+from vaelab.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,6 @@ def export(cfg: DictConfig) -> Path:
     from vaelab.embeddings import embed
     from vaelab.utils.trained import load_trained, trained_data
 
-    if cfg.split not in (*SPLITS, "all"):
-        raise ConfigError(f"split={cfg.split}: use train, val, test or all")
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format={cfg.format}: use {', '.join(FORMATS)}")
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
@@ -123,6 +120,7 @@ def export(cfg: DictConfig) -> Path:
 
 @hydra_main("embed", data_from_run=True)
 def main(cfg: DictConfig) -> None:
+    validate(cfg)
     export(cfg)
 
 

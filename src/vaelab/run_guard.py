@@ -1,8 +1,9 @@
 """Hydra callback that guards a run directory before Hydra writes into it.
 
-Hydra writes `.hydra/` and the job's log before the task starts. So a config that vaelab-train
+Hydra writes `.hydra/` and the job's log before the task starts. So a config that a command
 refuses is refused here, in `on_run_start`, and leaves no directory behind; here too a second
-process is refused a run directory that is in use, and a fresh run one that already holds a run.
+process is refused a run directory that is in use, and a fresh vaelab-train run one that already
+holds a run.
 The lock is an OS file lock (the filelock package: fcntl or msvcrt), which the OS drops when the
 process ends however it ends, so a killed run never leaves it stale.
 """
@@ -102,8 +103,6 @@ class RunGuard(Callback):
     """hydra.callbacks.run_guard in conf/hydra/default.yaml."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.get("task_name") != "train":
-            return
         # Hydra turns what its callbacks raise into warnings and carries on: end here.
         try:
             self._claim(config)
@@ -111,14 +110,20 @@ class RunGuard(Callback):
             exit_for(error)
 
     def _claim(self, config: DictConfig) -> None:
+        from vaelab.schema import validate
+
         # Resolved on Hydra's own config first: its ${now:} is cached there, so the job gets
         # the same directory.
         run_dir = Path(os.path.abspath(config.hydra.run.dir))
         task = _task_config(config, run_dir)
-        _check_task(task, list(config.hydra.overrides.task))
+        validate(task)
+        remember(OmegaConf.to_container(task, resolve=True))
+        if config.get("task_name") == "train":
+            _check_train(task, list(config.hydra.overrides.task))
         if not _rank_zero():
             return
-        if not task.get("resume") and (run_dir / "config.yaml").is_file():
+        training = config.get("task_name") == "train"
+        if training and not task.get("resume") and (run_dir / "config.yaml").is_file():
             if not _slurm_requeue():
                 raise ConfigError(
                     f"hydra.run.dir={run_dir} already holds a run: continue it with "
@@ -145,7 +150,7 @@ class RunGuard(Callback):
                 _redact_file(path)
         if hydra.mode == RunMode.MULTIRUN:
             _redact_file(Path(hydra.sweep.dir) / "multirun.yaml")
-            if config.get("task_name") == "train" and _rank_zero():
+            if _rank_zero():
                 try:
                     _held.append(RunDirLock(out))
                 except UserError as error:
@@ -159,13 +164,10 @@ class RunGuard(Callback):
         release_all()
 
 
-def _check_task(task: DictConfig, overrides: list[str]) -> None:
-    """What vaelab-train would refuse, refused before Hydra writes anything."""
-    from vaelab.schema import validate
+def _check_train(task: DictConfig, overrides: list[str]) -> None:
+    """A resume that vaelab-train would refuse, or that has nothing to do, ends here."""
     from vaelab.utils.resume import finished_results, resume_config
 
-    validate(task)
-    remember(OmegaConf.to_container(task, resolve=True))
     if task.get("resume"):
         resumed = resume_config(task, overrides)
         if finished_results(Path(task.resume), resumed) is not None:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from vaelab.cli import hydra_main
 from vaelab.errors import ConfigError
+from vaelab.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,6 @@ def draw(cfg: DictConfig) -> list[Path]:
     from vaelab import pictures
     from vaelab.utils.trained import load_trained, trained_data
 
-    if cfg.n < 1 or cfg.steps < 2:
-        raise ConfigError(f"n={cfg.n}, steps={cfg.steps}: need n >= 1 and steps >= 2")
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     if not hasattr(model, "sample"):
         kind = type(model).__name__
@@ -84,6 +83,7 @@ def _to_wandb(run_cfg: DictConfig, ckpt_path: str, out: Path, written: list[Path
 
 @hydra_main("sample", data_from_run=True)
 def main(cfg: DictConfig) -> None:
+    validate(cfg)
     draw(cfg)
 
 

@@ -94,6 +94,10 @@ def _devices(value: Any) -> str | None:
     return "must be a number of devices >= 1, -1 (all), auto, or device indices like [0,1]"
 
 
+def _existing_file(value: Any) -> str | None:
+    return None if Path(str(value)).expanduser().is_file() else "no such file"
+
+
 def _max_time(value: Any) -> str | None:
     if isinstance(value, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", value):
         return None
@@ -104,6 +108,13 @@ def _max_time(value: Any) -> str | None:
 RULES: dict[str, Callable[[Any], str | None]] = {
     "seed": _int_at_least(0),
     "iw_samples": _int_at_least(1),
+    # vaelab-eval, vaelab-embed, vaelab-sample
+    "accelerator": _one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+    "split": _one_of("train", "val", "test", "all"),
+    "format": _one_of("npy", "csv", "parquet"),
+    "n": _int_at_least(1),
+    "steps": _int_at_least(2),
+    "max_dims": _int_at_least(1),
     "model.latent_dim": _int_at_least(1),
     "model.beta": _number(positive=False),
     "model.likelihood": _one_of(*LIKELIHOODS),
@@ -153,6 +164,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "trainer.sync_batchnorm": _flag,
     "trainer.barebones": _flag,
     "trainer.use_distributed_sampler": _flag,
+    "ckpt_path": _or_null(_existing_file),  # last: the other keys' errors come first
 }
 
 

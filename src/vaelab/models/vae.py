@@ -143,7 +143,7 @@ class VAE(AutoEncoder):
         self._reseed_eval_noise()
 
     def on_validation_epoch_end(self) -> None:
-        kl_dims = self.val_kl_per_dim.compute()
+        kl_dims = self.val_kl_per_dim.compute().reshape(-1)  # torchmetrics squeezes a (1,) result
         self.val_kl_per_dim.reset()
         self.last_kl_per_dim = kl_dims.cpu()
         self.log_dict({f"val/kl_dim{j:02d}": v for j, v in enumerate(kl_dims)}, sync_dist=True)
