@@ -244,6 +244,13 @@ def test_checkpoints_and_data_that_do_not_fit_are_named(
     )
 
 
+def test_one_latent_dimension_validates(compose_train):
+    """torchmetrics returns a one-element result squeezed to a scalar."""
+    cfg = compose_train("model.latent_dim=1", "debug=fdr", "logger=none")
+    results, _ = train(cfg)
+    assert "val/kl_dim00" in results
+
+
 def test_64_and_bf16_true_precision_train_test_and_draw(compose_train):
     """The pictures and the IWAE bound work in the model's own dtype."""
     for precision in ("64-true", "bf16-true"):

@@ -166,12 +166,9 @@ class RunGuard(Callback):
 
 def _check_train(task: DictConfig, overrides: list[str]) -> None:
     """A resume that vaelab-train would refuse, or that has nothing to do, ends here."""
-    from vaelab.utils.resume import finished_results, resume_config
+    from vaelab.utils.resume import finished_message, finished_results, resume_config
 
     if task.get("resume"):
         resumed = resume_config(task, overrides)
         if finished_results(Path(task.resume), resumed) is not None:
-            raise AlreadyFinished(
-                f"{task.resume} is finished: nothing to do (its results are in results.json); "
-                f"raise trainer.max_epochs or trainer.max_steps to train it further"
-            )
+            raise AlreadyFinished(finished_message(Path(task.resume)))

@@ -20,8 +20,6 @@ from vaelab.cli import hydra_main
 from vaelab.schema import refuse_ddp_in_multirun, validate
 from vaelab.utils.preemption import preemptible
 
-LIMITS = ("max_epochs", "max_steps")
-
 log = logging.getLogger(__name__)
 
 
@@ -57,7 +55,9 @@ def train(
     from vaelab.utils.preemption import preempted
     from vaelab.utils.resume import (
         check_fits,
+        finished_message,
         finished_results,
+        limits,
         newest_checkpoint,
         read_checkpoint,
         results_at,
@@ -78,7 +78,7 @@ def train(
         run_dir = Path(cfg.paths.output_dir)
         earlier = finished_results(run_dir, cfg)
         if earlier is not None:
-            log.info(f"{run_dir} is finished: nothing to do; its results are in results.json")
+            log.info(finished_message(run_dir))
             return earlier, {}
         newest = newest_checkpoint(run_dir)
         ckpt_path, start = newest if newest else (None, None)
@@ -130,9 +130,9 @@ def train(
             earlier = results_at(run_dir, trainer.global_step)
             if earlier is not None:
                 failed = False
-                log.info(f"{run_dir} is finished: nothing to do; its results are in results.json")
+                log.info(finished_message(run_dir))
                 return earlier, {}
-        # A fit with nothing left to do (stopped while testing) measured nothing itself.
+        # A fit with nothing left to train measured nothing itself: its checkpoint did.
         metrics = dict((start or {}).get("metrics", {})) | dict(trainer.callback_metrics)
 
         checkpoint = trainer.checkpoint_callback
@@ -149,17 +149,13 @@ def train(
     results = {name: float(value) for name, value in metrics.items()}
     results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
     # What the run finished under: a resume that raises neither limit has nothing to do.
-    results.update(global_step=trainer.global_step, **_limits(cfg))
+    results.update(global_step=trainer.global_step, **limits(cfg))
     if (run_dir / ID_FILE).is_file():
         results["wandb_id"] = (run_dir / ID_FILE).read_text().strip()
     if trainer.is_global_zero:
         write_results(run_dir, results)
     objects = dict(datamodule=datamodule, model=model, trainer=trainer)
     return results, objects
-
-
-def _limits(cfg: DictConfig) -> dict[str, Any]:
-    return {k: OmegaConf.select(cfg, f"trainer.{k}", default=None) for k in LIMITS}
 
 
 def _continue_sweep_job(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LIMITS = ("max_epochs", "max_steps")
+
 # Where the run is and where its files are: always those of the resuming invocation.
 _FROM_NOW = ("paths", "resume", "ckpt_path", "hydra")
 # What a resume may change: how long to train, where the data files are, how to log and watch.
@@ -153,6 +155,18 @@ def _checkpoint_files(run_dir: Path) -> list[Path]:
     return [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
 
 
+def limits(cfg: DictConfig) -> dict[str, Any]:
+    """trainer.max_epochs and trainer.max_steps: what results.json records a run finished under."""
+    return {k: OmegaConf.select(cfg, f"trainer.{k}", default=None) for k in LIMITS}
+
+
+def finished_message(run_dir: Path) -> str:
+    return (
+        f"{run_dir} is finished: nothing to do (its results are in results.json); raise "
+        f"trainer.max_epochs or trainer.max_steps to train it further"
+    )
+
+
 def _limit(value: Any) -> float:
     return math.inf if value is None or value == -1 else value
 
@@ -169,8 +183,7 @@ def finished_results(run_dir: Path, cfg: DictConfig) -> dict | None:
     if any(p.stat().st_mtime > written for p in _checkpoint_files(run_dir)):
         return None
     results = json.loads(path.read_text())
-    for key in ("max_epochs", "max_steps"):
-        now = OmegaConf.select(cfg, f"trainer.{key}", default=None)
+    for key, now in limits(cfg).items():
         if key in results and _limit(now) > _limit(results[key]):
             return None
     return _relocated_results(run_dir, results)
