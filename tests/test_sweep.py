@@ -111,3 +111,26 @@ def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(tmp_pa
         steps = [int(r["step"]) for r in csv.DictReader(file) if r["val/elbo"]]
     assert steps == [11, 23]  # epoch 0 once, from the first run; epoch 1 after the restart
     assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_again(tmp_path):
+    """SIGTERM while job 0 tests: the sweep stops there (exit 143; job 1 does not start), and the
+    same command started again finishes job 0 from its checkpoint, then runs job 1."""
+    sweep = tmp_path / "sweep"
+    stop = ["+callbacks.stop._target_=tests.helpers.SignalAt", "+callbacks.stop.step=0"]
+    common = [VAELAB_TRAIN, "-m", *QUICK, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
+    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
+    first = run([*common, *stop, "+callbacks.stop.stage=test,none"], cwd=tmp_path, env=env)
+    assert first.returncode == 143, first.stderr[-3000:]
+    assert first.stderr.strip().splitlines()[-1] == (
+        f"error: stopped by SIGTERM: finish the sweep by starting the same command again with "
+        f"hydra.sweep.dir={sweep}"
+    )
+    assert not (sweep / "0" / "results.json").exists() and not (sweep / "1").exists()
+
+    again = run([*common, *stop, "+callbacks.stop.stage=none,none"], cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
+    with open(sweep / "0" / "metrics.csv") as file:
+        tested = [r["step"] for r in csv.DictReader(file) if r["test/elbo"]]
+    assert tested == ["12"]  # tested once, after the restart

@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from vaelab.errors import UserError
+from vaelab.errors import Preempted, UserError
 from vaelab.utils.config_dir import config_dir
 
 # OmegaConf appends these lines to its messages; they repeat what the first line said.
@@ -143,6 +143,8 @@ def hydra_main(
         def job(cfg: DictConfig) -> Any:
             try:
                 return task(cfg)
+            except Preempted as error:
+                exit_for(error)  # also in a multirun: the next job must not start
             except Exception as error:
                 if HydraConfig.get().mode != RunMode.MULTIRUN:
                     _exit_if_user_error(error)

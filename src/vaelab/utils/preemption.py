@@ -16,10 +16,18 @@ from vaelab.errors import Preempted
 
 
 def preempted(run_dir: Path, saved: str | None = None) -> Preempted:
+    """The error that ends a pre-empted run, saying how to continue it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     where = f" ({saved} holds it)" if saved else ""
-    return Preempted(
-        f"stopped by SIGTERM{where}: continue the run with vaelab-train resume={run_dir}"
-    )
+    how = f"continue the run with vaelab-train resume={run_dir}"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        how = (
+            f"finish the sweep by starting the same command again with "
+            f"hydra.sweep.dir={HydraConfig.get().sweep.dir}"
+        )
+    return Preempted(f"stopped by SIGTERM{where}: {how}")
 
 
 @contextlib.contextmanager
