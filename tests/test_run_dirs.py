@@ -26,7 +26,7 @@ COMMON = [
 SIGNAL = "+callbacks.stop._target_=tests.helpers.SignalAt"
 KILL = "+callbacks.stop._target_=tests.helpers.KillAt"
 # What differs between two runs of one setting that are not the same directory or invocation.
-NOT_METRICS = ("command", "run_dir", "best_ckpt", "git_commit")
+NOT_METRICS = ("command", "run_dir", "best_ckpt", "git_commit", "wandb_id")
 
 
 def train(cwd: Path, *args: str) -> tuple[int, str]:
@@ -64,9 +64,10 @@ def straight(tmp_path_factory) -> Path:
 def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, tmp_path):
     """SIGKILL at step 8 (last.ckpt at 5: rows 5..8 were logged, some flushed), again at 19
     after a resume, SIGTERM at 30, then a resume to the end: metrics.csv is byte for byte the
-    uninterrupted run's, as are the final metrics."""
+    uninterrupted run's, as are the final metrics, and TensorBoard holds each step once."""
     run_dir = tmp_path / "run"
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", KILL, "+callbacks.stop.step=8")
+    loggers = "logger=many"  # csv, tensorboard, wandb (offline)
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", loggers, KILL, "+callbacks.stop.step=8")
     assert code == -9, out[-3000:]
     code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop.step=19")
     assert code == -9, out[-3000:]
@@ -81,6 +82,14 @@ def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, t
     assert code == 0, out[-3000:]
     assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
     assert metrics(run_dir) == metrics(straight)
+
+    # TensorBoard drops the events after each checkpoint that a resume started from.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(2, 36, 3))
+    assert [e.step for e in events.Scalars("val/elbo")] == [11, 23, 35]
 
 
 def test_epoch_means_stay_out_of_the_step_logs(straight):
