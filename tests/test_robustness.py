@@ -86,6 +86,7 @@ CONFIG_ERRORS = [
     (["model.optimizer.lr=nan"], "model.optimizer.lr=nan: must be a finite number"),
     (["model.beta=inf"], "model.beta=inf: must be a finite number"),
     (["hydra.run.dir=/proc/vaelab_run"], "cannot write in /proc/vaelab_run"),
+    (["resume=/nope"], "resume=/nope continues the run in its own directory, not in hydra.run"),
     (
         ["experiment=tabular", "data.path=x.csv", "model.likelihood=bernoulli"],
         "data.standardize=true makes them any real number",

@@ -119,7 +119,7 @@ class RunGuard(Callback):
         validate(task)
         remember(OmegaConf.to_container(task, resolve=True))
         if config.get("task_name") == "train":
-            _check_train(task, list(config.hydra.overrides.task))
+            _check_train(task, list(config.hydra.overrides.task), run_dir)
         if not _rank_zero():
             return
         training = config.get("task_name") == "train"
@@ -164,10 +164,16 @@ class RunGuard(Callback):
         release_all()
 
 
-def _check_train(task: DictConfig, overrides: list[str]) -> None:
+def _check_train(task: DictConfig, overrides: list[str], run_dir: Path) -> None:
     """A resume that vaelab-train would refuse, or that has nothing to do, ends here."""
     from vaelab.utils.resume import finished_message, finished_results, resume_config
 
+    if task.get("resume") and Path(os.path.abspath(task.resume)) != run_dir:
+        raise ConfigError(
+            f"resume={task.resume} continues the run in its own directory, not in "
+            f"hydra.run.dir={run_dir}: leave hydra.run.dir out (ckpt_path=<file> starts a new run "
+            f"from a checkpoint)"
+        )
     if task.get("resume"):
         resumed = resume_config(task, overrides)
         if finished_results(Path(task.resume), resumed) is not None:

@@ -10,11 +10,14 @@ column appears, which a kill can leave half written.
 import csv
 import io
 import os
+from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+
+from vaelab.utils.run_dir import atomic_write
 
 
 def _read(path: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -36,13 +39,6 @@ def _csv_text(columns: list[str], rows: list[dict], header: bool) -> str:
     return buffer.getvalue()
 
 
-def _replace(path: str, text: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w", newline="") as file:
-        file.write(text)
-    os.replace(tmp, path)
-
-
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
         # Start from the existing columns: a new one makes the file be rewritten with it.
@@ -57,7 +53,8 @@ class _AppendingWriter(ExperimentWriter):
         self.metrics_keys = sorted({*self.metrics_keys, *new_keys})
         if new_keys or not os.path.isfile(self.metrics_file_path):
             rows = _read(self.metrics_file_path)[1] + self.metrics
-            _replace(self.metrics_file_path, _csv_text(self.metrics_keys, rows, header=True))
+            text = _csv_text(self.metrics_keys, rows, header=True)
+            atomic_write(Path(self.metrics_file_path), text)
         else:
             with open(self.metrics_file_path, "a", newline="") as file:
                 file.write(_csv_text(self.metrics_keys, self.metrics, header=False))
@@ -69,7 +66,7 @@ class _AppendingWriter(ExperimentWriter):
         columns, rows = _read(self.metrics_file_path)
         kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < step]
         if columns and len(kept) < len(rows):
-            _replace(self.metrics_file_path, _csv_text(columns, kept, header=True))
+            atomic_write(Path(self.metrics_file_path), _csv_text(columns, kept, header=True))
 
 
 class CSVLogger(LightningCSVLogger):

@@ -26,7 +26,7 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
+        tmp.write_text(text, newline="")  # as given: csv writes its own line ends
         os.replace(tmp, path)
     except OSError as error:
         with contextlib.suppress(OSError):
