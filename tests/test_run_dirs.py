@@ -134,17 +134,24 @@ def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path):
 
 
 def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
+    # Stopped while testing: the copy's resume trains nothing, so every checkpoint path it
+    # uses comes from the checkpoint it restores, which names the original's folder.
+    tested = tmp_path / "tested"
+    stop = [SIGNAL, "+callbacks.stop.step=0", "+callbacks.stop.stage=test"]
+    code, out = train(tmp_path, f"hydra.run.dir={tested}", *stop)
+    assert code == 143, out[-3000:]
+    copy = tmp_path / "copy"
+    shutil.copytree(tested, copy, symlinks=True)
+    original = snapshot(tested)
+    code, out = train(tmp_path, f"resume={copy}", "+callbacks.stop=null")
+    assert code == 0, out[-3000:]
+    assert snapshot(tested) == original  # the copy read and wrote only itself
+    assert metrics(copy) == metrics(straight)
+    assert json.loads((copy / "results.json").read_text())["best_ckpt"].startswith(f"{copy}/")
+
     first = tmp_path / "first"
     code, out = train(tmp_path, f"hydra.run.dir={first}", KILL, "+callbacks.stop.step=20")
     assert code == -9, out[-3000:]
-
-    copy = tmp_path / "copy"
-    shutil.copytree(first, copy, symlinks=True)
-    original = snapshot(first)
-    code, out = train(tmp_path, f"resume={copy}", "+callbacks.stop=null")
-    assert code == 0, out[-3000:]
-    assert snapshot(first) == original  # the copy read and wrote only itself
-    assert metrics(copy) == metrics(straight)
 
     moved = tmp_path / "moved"
     first.rename(moved)

@@ -49,7 +49,7 @@ def train(
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from vaelab.callbacks import CheckpointOnSigterm
+    from vaelab.callbacks import CheckpointOnSigterm, FollowMovedRun
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.utils.instantiate import build, build_group
     from vaelab.utils.preemption import preempted
@@ -104,7 +104,8 @@ def train(
 
     log.info("Callbacks, loggers, trainer")
     on_sigterm = CheckpointOnSigterm()
-    callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks, on_sigterm]
+    own = [on_sigterm, FollowMovedRun()]  # the run directory's contract, not options
+    callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks, *own]
     loggers = build_group(cfg.get("logger"))
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

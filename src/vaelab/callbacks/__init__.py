@@ -3,10 +3,12 @@ from vaelab.callbacks.images import ImageLogger
 from vaelab.callbacks.lr_monitor import LearningRateMonitor
 from vaelab.callbacks.preemption import CheckpointOnSigterm
 from vaelab.callbacks.progress import ProgressBar
+from vaelab.callbacks.relocation import FollowMovedRun
 
 __all__ = [
     "CheckpointOnSigterm",
     "CollapseMonitor",
+    "FollowMovedRun",
     "ImageLogger",
     "LearningRateMonitor",
     "ProgressBar",

@@ -58,8 +58,8 @@ def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
 def relocate(config: Any, old: str, new: str) -> Any:
     """A plain config with the paths inside the run directory `old` moved to `new`: a run
     directory that was moved or copied reads and writes only itself."""
-    if isinstance(config, dict):
-        return {k: relocate(v, old, new) for k, v in config.items()}
+    if isinstance(config, dict):  # keys too: a ModelCheckpoint keeps its best paths as keys
+        return {relocate(k, old, new): relocate(v, old, new) for k, v in config.items()}
     if isinstance(config, list):
         return [relocate(v, old, new) for v in config]
     if isinstance(config, str) and (config == old or config.startswith(old.rstrip("/") + "/")):
