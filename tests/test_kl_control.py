@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.test_resume import train as train_cli
+from vaelab.errors import ConfigError
 from vaelab.metrics import ActiveUnits, KLPerDimension
 from vaelab.models.kl_schedules import Capacity, Cyclical
 from vaelab.models.vae import free_bits, kl_per_dimension
@@ -21,6 +22,34 @@ CYCLICAL = Cyclical(beta=2.0, cycle_steps=100, n_cycles=2, ratio=0.5)
 )  # fmt: skip
 def test_cyclical_schedule(step, expected):
     assert CYCLICAL(step) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [(0, 0.0), (15, 0.5), (30, 1.0), (59, 1.0), (60, 0.0), (90, 1.0), (180, 0.0), (195, 0.5),
+     (239, 1.0), (240, 1.0)],
+)  # fmt: skip
+def test_cyclical_schedule_spans_the_run(step, expected):
+    """Fu et al. (2019): M = 4 cycles over the run's T = 240 steps, rising over half of each."""
+    schedule = Cyclical(beta=1.0, n_cycles=4, ratio=0.5).spanning(240)
+    assert schedule(step) == pytest.approx(expected)
+    assert schedule.warmup_end() == 210  # the last rise ends: 3.5 cycles of 60 steps
+
+
+def test_cyclical_without_a_length_is_refused():
+    with pytest.raises(ConfigError, match="set trainer.max_epochs or trainer.max_steps"):
+        Cyclical(beta=1.0).spanning(float("inf"))
+
+
+def test_the_cyclical_preset_cycles_within_a_default_length_digits_run(compose_train):
+    cfg = compose_train("model=cyclical_vae", "logger=csv", "callbacks.images=null")
+    assert cfg.trainer.max_epochs == 20  # the default run: 12 steps an epoch, 240 in all
+    train(cfg)
+    with open(f"{cfg.paths.output_dir}/metrics.csv") as file:
+        beta = [float(r["train/beta"]) for r in csv.DictReader(file) if r["train/beta"]]
+    rises = sum(b > a for a, b in zip(beta, beta[1:]))
+    falls = sum(b < a for a, b in zip(beta, beta[1:]))
+    assert falls == 3 and rises >= 4 and max(beta) == 1.0, beta
 
 
 @pytest.mark.parametrize(("step", "expected"), [(0, 0.0), (50, 5.0), (100, 10.0), (150, 10.0)])
@@ -113,3 +142,30 @@ def test_a_resume_continues_the_warmup_where_it_stopped(tmp_path):
     steps = [int(r["step"]) for r in rows]
     assert [float(r["train/beta"]) for r in rows] == pytest.approx([s / 100 for s in steps])
     assert steps == [9, 19, 29]  # one row per window of 10 steps; the epoch means are not rows
+
+
+@pytest.mark.parametrize(
+    ("overrides", "warns"),
+    [
+        ([], False),  # healthy: 0, 0, 3, then 8 active units of 8
+        (["model=beta_vae"], True),  # beta = 4 on 8x8 digits: 0 active units throughout
+        # the same beta (a warm-up that starts at it), but a warm-up of 9999 steps is not over:
+        # the warning waits for the schedule to reach its target
+        (["model=beta_vae", "model/kl_schedule=linear", "model.kl_schedule.start=1",
+          "model.kl_schedule.warmup_steps=9999"], False),
+    ],
+    ids=["healthy", "collapsed", "warming_up"],
+)  # fmt: skip
+def test_the_collapse_warning_comes_once_for_a_collapsed_run_only(
+    compose_train, caplog, overrides, warns
+):
+    cfg = compose_train(
+        "experiment=digits", *overrides, "trainer.max_epochs=6", "logger=none",
+        "callbacks.images=null", "callbacks.collapse_monitor.patience=4",
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="vaelab.callbacks.collapse"):
+        train(cfg)
+    warnings = [r.getMessage() for r in caplog.records if "posterior collapse" in r.getMessage()]
+    assert len(warnings) == (1 if warns else 0), warnings
+    if warns:
+        assert warnings[0].startswith("posterior collapse: at the last 4 validations (to epoch 3)")

@@ -37,5 +37,8 @@ def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path):
     assert len(study.trials) == 5 and {t.state for t in study.trials} <= finished
     assert sorted(p.name for p in (tmp_path / "b").glob("trial_*")) == ["trial_003", "trial_004"]
     assert set(study.best_params) == {"model.beta", "model.optimizer.lr", "model.latent_dim"}
+    # The continued study proposes new points, not the first ones again.
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == len(points), points
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert all(t.value < 0 for t in completed)  # val/elbo, maximised

@@ -123,7 +123,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.free_bits": _number(positive=False),
     "model.gamma": _or_null(_number(positive=False)),  # null: beta weighs |KL - C|
     "model.kl_schedule.warmup_steps": _int_at_least(1),
-    "model.kl_schedule.cycle_steps": _int_at_least(1),
+    "model.kl_schedule.cycle_steps": _or_null(_int_at_least(1)),
     "model.kl_schedule.n_cycles": _int_at_least(1),
     "model.kl_schedule.capacity": _number(positive=False),
     "model.kl_schedule.capacity_steps": _int_at_least(1),

@@ -66,7 +66,6 @@ def search(cfg: DictConfig) -> float:
     """Run the study to `hparams_search.n_trials` finished trials; return the best value."""
     spec = cfg.hparams_search
     direction = "maximize" if cfg.model.monitor_mode == "max" else "minimize"
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=spec.pruner.n_startup_trials, n_warmup_steps=spec.pruner.n_warmup_steps
     )
@@ -75,10 +74,12 @@ def search(cfg: DictConfig) -> float:
         study_name=spec.study_name,
         storage=spec.storage,
         direction=direction,
-        sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
     )
+    # The sampler's state is not stored with the study: seeded as before, a continued study
+    # would propose the first points again. Seeded by the trials so far, it repeats only itself.
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(states=finished))
     log.info(f"Study {spec.study_name} in {spec.storage}: {done} of {spec.n_trials} trials done")

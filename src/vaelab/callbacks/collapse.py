@@ -1,4 +1,4 @@
-"""A warning, while training, when the VAE's posterior collapses onto the prior."""
+"""A warning, while training, when the VAE's posterior has collapsed onto the prior."""
 
 import logging
 
@@ -8,26 +8,33 @@ log = logging.getLogger(__name__)
 
 
 class CollapseMonitor(L.Callback):
-    """One warning line when, after a validation, fewer than `min_active_share` of the latent
-    dimensions are active (val/active_units): the others carry no information about x. It warns
-    when the share falls below the line, not again at every epoch it stays there."""
+    """One warning line when fewer than `min_active_share` of the latent dimensions have been
+    active (val/active_units) at `patience` validations in a row, counted only once the KL
+    schedule has reached its target (`warmup_end()`): early in training, and during a warm-up,
+    few active dimensions are normal. It warns once per run."""
 
-    def __init__(self, min_active_share: float = 0.5):
+    def __init__(self, min_active_share: float = 0.5, patience: int = 10):
         if not 0.0 <= min_active_share <= 1.0:
             raise ValueError(f"min_active_share must be in [0, 1], got {min_active_share}")
-        self.min_active_share = min_active_share
-        self._below = False
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.min_active_share, self.patience = min_active_share, patience
+        self._streak, self._warned = 0, False
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         active = trainer.callback_metrics.get("val/active_units")
-        if trainer.sanity_checking or active is None or not trainer.is_global_zero:
+        if trainer.sanity_checking or active is None or self._warned:
             return
+        schedule = getattr(pl_module, "kl_schedule", None)
+        warmed_up = schedule is None or trainer.global_step >= schedule.warmup_end()
         total = pl_module.latent_dim
-        below = int(active) < self.min_active_share * total
-        if below and not self._below:
+        collapsed = warmed_up and int(active) < self.min_active_share * total
+        self._streak = self._streak + 1 if collapsed else 0
+        if self._streak >= self.patience and trainer.is_global_zero:
+            self._warned = True
             log.warning(
-                f"epoch {trainer.current_epoch}: only {int(active)} of {total} latent dimensions "
-                f"are active (posterior collapse); try model/kl_schedule=linear or cyclical, "
-                f"model.free_bits, or a smaller model.beta"
+                f"posterior collapse: at the last {self.patience} validations (to epoch "
+                f"{trainer.current_epoch}) only {int(active)} of {total} latent dimensions were "
+                f"active, so z carries almost nothing about x; try a smaller model.beta, "
+                f"model/kl_schedule=linear or cyclical, or model.free_bits=0.5"
             )
-        self._below = below

@@ -6,11 +6,15 @@ tighter as K grows; with K = 1 it is the ELBO. The log-sum-exp runs in float64: 
 differ by hundreds of nats would lose the small ones in float32.
 """
 
+import logging
 import math
+import time
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+
+log = logging.getLogger(__name__)
 
 
 def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -20,19 +24,34 @@ def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 @torch.no_grad()
 def iw_log_likelihood(
-    model, x: Tensor, k: int, generator: torch.Generator | None = None, chunk: int = 16
+    model,
+    x: Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    chunk: int = 16,
+    report_every_s: float = 10.0,
 ) -> Tensor:
     """The K-sample estimate of log p(x) per example, (B,) float64, for a model with `encode`,
-    `decode` and `likelihood`. Samples go through the decoder `chunk` at a time, so memory stays
-    that of `chunk` batches whatever K is."""
+    `decode` and `likelihood`. Samples go through the decoder `chunk` at a time and the
+    log-sum-exp runs over the chunks as they come, so memory is that of one chunk whatever K is.
+    A batch that takes long (K in the thousands) logs its progress every `report_every_s`.
+    """
     if k < 1:
         raise ValueError(f"iw_samples must be >= 1, got {k}")
     # The weights in float32; the decoder gets z in its own dtype (bf16-true, 64-true).
     encoded = model.encode(x)
     dtype = encoded[0].dtype
     mu, logvar = (t.float() for t in encoded)
-    log_w = []
+    top = torch.full(mu.shape[:1], -math.inf, dtype=torch.float64, device=mu.device)
+    total = torch.zeros_like(top)  # sum_k exp(log_w_k - top)
+    started = reported = time.monotonic()
     for start in range(0, k, chunk):
+        if time.monotonic() - reported >= report_every_s:
+            reported = time.monotonic()
+            log.info(
+                f"IWAE bound of {len(x)} examples: {start:,} of {k:,} samples "
+                f"({reported - started:.0f} s)"
+            )
         c = min(chunk, k - start)
         eps = torch.randn((c, *mu.shape), generator=generator, device=mu.device)
         z = mu + (0.5 * logvar).exp() * eps  # (c, B, Z)
@@ -40,8 +59,11 @@ def iw_log_likelihood(
         log_px = model.likelihood.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), params).view(c, -1)
         log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = _log_normal(z, mu, logvar)
-        log_w.append((log_px + log_pz - log_qz).double())
-    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+        log_w = (log_px + log_pz - log_qz).double()  # (c, B)
+        new_top = torch.maximum(top, log_w.max(0).values)
+        total = total * (top - new_top).exp() + (log_w - new_top).exp().sum(0)
+        top = new_top
+    return top + total.log() - math.log(k)
 
 
 class ImportanceWeightedNLL(Metric):

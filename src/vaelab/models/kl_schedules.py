@@ -3,9 +3,14 @@
 Every schedule takes `beta`, the target weight (`model.beta`), so a schedule changes how beta is
 reached, never what it is. Being a function of the step alone, a resumed run continues it exactly.
 A schedule that also has `target(step)` turns the KL term into gamma·|kl − target| (Capacity).
+`warmup_end()` is the step from which beta (or the capacity) stays at its target: before it, few
+active latent dimensions are expected, not a sign of collapse.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+
+from vaelab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -14,6 +19,9 @@ class Constant:
 
     def __call__(self, step: int) -> float:
         return self.beta
+
+    def warmup_end(self) -> float:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -38,31 +46,60 @@ class LinearWarmup:
         progress = min(step / self.warmup_steps, 1.0)
         return self.beta * (self.start + (1.0 - self.start) * progress)
 
+    def warmup_end(self) -> float:
+        return self.warmup_steps
+
 
 @dataclass(frozen=True)
 class Cyclical:
-    """Cyclical annealing (Fu et al. 2019): `n_cycles` cycles of `cycle_steps` steps; in each,
-    beta rises linearly from 0 over the first `ratio` of the cycle, then holds. After the last
-    cycle it stays at beta. Each restart lets the encoder escape a collapsed posterior."""
+    """Cyclical annealing (Fu et al. 2019): the run's T optimizer steps are split into
+    `n_cycles` cycles of T / n_cycles steps; in each, beta rises linearly from 0 over the first
+    `ratio` of the cycle, then holds. Each restart lets the encoder escape a collapsed posterior.
+
+    T is Lightning's estimate of the run's optimizer steps, given by the model when the fit
+    starts (`spanning`). `cycle_steps` fixes the cycle length instead; then beta stays at its
+    target after the n_cycles-th cycle.
+    """
 
     beta: float
-    cycle_steps: int
+    cycle_steps: int | None = None
     n_cycles: int = 4
     ratio: float = 0.5
+    total_steps: int | None = None
 
     def __post_init__(self):
-        if self.cycle_steps < 1 or self.n_cycles < 1:
+        if (self.cycle_steps is not None and self.cycle_steps < 1) or self.n_cycles < 1:
             raise ValueError(
                 f"cycle_steps and n_cycles must be >= 1, got {self.cycle_steps}, {self.n_cycles}"
             )
         if not 0.0 < self.ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
 
+    def spanning(self, total_steps: float) -> "Cyclical":
+        """This schedule over a run of `total_steps` optimizer steps."""
+        if self.cycle_steps is None and not math.isfinite(total_steps):
+            raise ConfigError(
+                "model/kl_schedule=cyclical spreads its cycles over the run, and this run has no "
+                "limit: set trainer.max_epochs or trainer.max_steps, or "
+                "model.kl_schedule.cycle_steps"
+            )
+        return replace(self, total_steps=int(total_steps))
+
+    def _cycle(self) -> float | None:
+        if self.cycle_steps is not None:
+            return float(self.cycle_steps)
+        return self.total_steps / self.n_cycles if self.total_steps else None
+
     def __call__(self, step: int) -> float:
-        if step >= self.n_cycles * self.cycle_steps:
+        cycle = self._cycle()
+        if cycle is None or step >= self.n_cycles * cycle:  # no run to span: the target
             return self.beta
-        position = (step % self.cycle_steps) / self.cycle_steps
+        position = (step % cycle) / cycle
         return self.beta * min(position / self.ratio, 1.0)
+
+    def warmup_end(self) -> float:
+        cycle = self._cycle()
+        return math.inf if cycle is None else (self.n_cycles - 1 + self.ratio) * cycle
 
 
 @dataclass(frozen=True)
@@ -89,3 +126,6 @@ class Capacity:
     def target(self, step: int) -> float:
         """C(step), the KL budget in nats."""
         return self.capacity * min(step / self.capacity_steps, 1.0)
+
+    def warmup_end(self) -> float:
+        return self.capacity_steps

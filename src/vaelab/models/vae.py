@@ -70,7 +70,8 @@ class VAE(AutoEncoder):
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
         self.free_bits, self.gamma, self.iw_samples = free_bits, gamma, iw_samples
         self.report_bpd = report_bpd
-        self._eval_generator: torch.Generator | None = None
+        self._eval_generator: torch.Generator | None = None  # the ELBO's one sample
+        self._iw_generator: torch.Generator | None = None  # the IWAE bound's K samples
         z = self.latent_dim
         self.val_active_units, self.test_active_units = ActiveUnits(z), ActiveUnits(z)
         self.val_kl_per_dim = KLPerDimension(z)
@@ -133,11 +134,16 @@ class VAE(AutoEncoder):
             if split == "val":
                 self.val_kl_per_dim.update(kl_dims)
             if split == "test":
-                log_px = iw_log_likelihood(self, x, self.iw_samples, self._eval_generator)
+                log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator)
                 self.test_nll_iw.update(log_px)
                 self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
         self._log_terms(terms, split, x.shape[0])
         return terms["loss"]
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if hasattr(self.kl_schedule, "spanning"):  # a schedule laid over the run's length
+            self.kl_schedule = self.kl_schedule.spanning(self.trainer.estimated_stepping_batches)
 
     def on_validation_epoch_start(self) -> None:
         self._reseed_eval_noise()
@@ -157,10 +163,12 @@ class VAE(AutoEncoder):
             self.log("test/bpd", self.test_nll_iw.compute() / (dims * math.log(2)), sync_dist=True)
 
     def _reseed_eval_noise(self) -> None:
-        # Validation and test draw their noise from a generator of their own, reseeded at the
+        # Validation and test draw their noise from generators of their own, reseeded at the
         # start of each pass: their numbers compare across epochs and runs, and evaluating never
-        # moves the training random stream (which a resumed run must continue exactly).
+        # moves the training random stream (which a resumed run must continue exactly). The
+        # ELBO and the IWAE bound have one each, so that iw_samples leaves the ELBO as it is.
         self._eval_generator = torch.Generator(self.device).manual_seed(0)
+        self._iw_generator = torch.Generator(self.device).manual_seed(1)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
