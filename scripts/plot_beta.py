@@ -1,6 +1,6 @@
 """The KL weight a run used, against the optimizer step: train/beta from its metrics.csv.
 
-    python scripts/plot_beta.py logs/train/runs/<run> docs/cyclical_beta.png
+python scripts/plot_beta.py logs/train/runs/<run> docs/cyclical_beta.png
 """
 
 import csv
