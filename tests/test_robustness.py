@@ -119,7 +119,6 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["+model.foo=1"], "vaelab.models.VAE takes no argument 'foo'"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
         (["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
-        (["resume=/nope"], "resume=/nope: /nope/config.yaml does not exist"),
     ]
 
 
