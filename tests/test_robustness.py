@@ -77,6 +77,8 @@ CONFIG_ERRORS = [
     (["trainer.devices=abc"], "trainer.devices='abc': must be a number of devices >= 1"),
     (["trainer.devices=[0,1]"], "trainer.devices=[0, 1]: device indices need GPUs"),
     (["trainer.num_nodes=0"], "trainer.num_nodes=0: must be an integer >= 1"),
+    (["trainer.strategy=nonsense"], "trainer.strategy='nonsense': must be auto or one of"),
+    (["+trainer.profiler=nope"], "trainer.profiler='nope': must be one of simple"),
     (["trainer.limit_train_batches=1.5"], "limit_train_batches=1.5: must be a fraction in [0, 1]"),
     (["+trainer.gradient_clip_algorithm=clip"], "gradient_clip_algorithm='clip': must be one of"),
     (["+trainer.max_time=soon"], "trainer.max_time='soon': must be DD:HH:MM:SS"),
@@ -381,3 +383,10 @@ def test_random_overrides_train_one_step_or_give_a_one_line_error(compose_train,
         assert "\n" not in one_line(user_error)
         return
     assert "test/loss" in results
+
+
+def test_what_lightning_refuses_of_the_trainer_is_one_line(compose_train):
+    """Keys without a rule of their own: Lightning's own check, as a config error."""
+    cfg = compose_train("+trainer.overfit_batches=-3", "debug=fdr", "logger=none")
+    with pytest.raises(ConfigError, match="the trainer.* settings were refused by Lightning: You"):
+        train(cfg)

@@ -98,6 +98,19 @@ def _existing_file(value: Any) -> str | None:
     return None if Path(str(value)).expanduser().is_file() else "no such file"
 
 
+def _strategy(value: Any) -> str | None:
+    """A strategy Lightning has by name ("auto" and "ddp" without importing it), or a
+    `_target_` config of one's own."""
+    if isinstance(value, DictConfig) or value in ("auto", "ddp", "ddp_spawn"):
+        return None
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    names = StrategyRegistry.available_strategies()
+    if value in names:
+        return None
+    return f"must be auto or one of Lightning's strategies: {', '.join(names[:6])}, ..."
+
+
 def _max_time(value: Any) -> str | None:
     if isinstance(value, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", value):
         return None
@@ -139,6 +152,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "trainer.max_time": _or_null(_max_time),
     "trainer.accelerator": _one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"),
     "trainer.devices": _devices,
+    "trainer.strategy": _strategy,
+    "trainer.profiler": _or_null(_one_of("simple", "advanced", "pytorch", "xla")),
     "trainer.num_nodes": _int_at_least(1),
     "trainer.accumulate_grad_batches": _int_at_least(1),
     "trainer.log_every_n_steps": _int_at_least(1),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -50,6 +51,7 @@ def train(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vaelab.callbacks import CheckpointOnSigterm, FollowMovedRun
+    from vaelab.errors import ConfigError
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.utils.instantiate import build, build_group
     from vaelab.utils.preemption import preempted
@@ -114,7 +116,12 @@ def train(
         for logger in loggers:
             if hasattr(logger, "rewind"):
                 logger.rewind(start["global_step"])
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
+    except InstantiationException as error:
+        # Lightning checks its arguments as it starts: what it refuses is a trainer.* value.
+        why = str(error.__cause__ or error).strip().splitlines()[0]
+        raise ConfigError(f"the trainer.* settings were refused by Lightning: {why}") from error
     if trainer.is_global_zero:
         write_config(cfg, run_dir)
     run_config = redact(OmegaConf.to_container(cfg, resolve=True))
