@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from vaelab.errors import ConfigError
 from vaelab.models import VAE, AutoEncoder
 from vaelab.train import train
+from vaelab.utils.instantiate import build
 
 DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
 
@@ -107,6 +108,22 @@ def test_any_torch_activation_works(compose_train):
     assert any(isinstance(m, torch.nn.Sigmoid) for m in model.encoder)
     with pytest.raises(Exception, match="not a torch.nn activation"):
         _build(compose_train("model.net.activation=relux"))
+
+
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_the_classic_neuron_is_a_sigmoid_of_the_given_slope(compose_train, net):
+    """phi(sum_i x_i w_i) with phi(x) = 1 / (1 + e^(-beta x)): every activation module of the net
+    computes that, with beta a constant rather than a weight."""
+    cfg = compose_train(f"model/net={net}", "model.net.activation=sigmoid", "model.net.slope=2.5")
+    model = instantiate(cfg.model, input_shape=[1, 28, 28] if net == "conv" else [1, 8, 8])
+    x = torch.linspace(-4, 4, 9, dtype=torch.float64)
+    activations = [m for m in model.modules() if type(m).__name__ == "SlopedSigmoid"]
+    assert len(activations) >= 4  # encoder and decoder
+    for activation in activations:
+        assert torch.allclose(activation(x), 1 / (1 + torch.exp(-2.5 * x)))
+    assert not any("slope" in name for name, _ in model.named_parameters())
+    with pytest.raises(ConfigError, match="model.net.slope=2.5 is the slope of the classic"):
+        build(compose_train("model.net.slope=2.5").model, input_shape=[1, 8, 8])
 
 
 def test_optimizer_and_scheduler_are_partials(compose_train):

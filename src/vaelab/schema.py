@@ -132,6 +132,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.beta": _number(positive=False),
     "model.likelihood": _one_of(*LIKELIHOODS),
     "model.sigma": _number(positive=True),
+    "model.net.slope": _or_null(_number(positive=True)),
     "model.optimizer.lr": _number(positive=True),
     "model.free_bits": _number(positive=False),
     "model.gamma": _or_null(_number(positive=False)),  # null: beta weighs |KL - C|

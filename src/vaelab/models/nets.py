@@ -4,8 +4,10 @@ a VAE: mean and log-variance), the decoder maps (B, latent_dim) to (B, *shape), 
 p(x|z). A user's own factory with the same signature plugs in through `model.net._target_`."""
 
 import math
+from collections.abc import Callable
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from vaelab.errors import ConfigError
 
@@ -13,19 +15,43 @@ from vaelab.errors import ConfigError
 _ACTIVATIONS = {name.lower(): getattr(nn, name) for name in nn.modules.activation.__all__}
 
 
-def make_activation(name: str) -> nn.Module:
-    try:
-        return _ACTIVATIONS[name.lower()]()
-    except KeyError:
+class SlopedSigmoid(nn.Module):
+    """phi(x) = 1 / (1 + exp(-slope·x)): the activation of the classic artificial neuron
+    phi(sum_i x_i w_i), a sigmoid of slope beta. The slope is a fixed constant, not a weight."""
+
+    def __init__(self, slope: float):
+        super().__init__()
+        self.slope = float(slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.slope * x)
+
+    def extra_repr(self) -> str:
+        return f"slope={self.slope}"
+
+
+def activation_maker(name: str, slope: float | None = None) -> Callable[[], nn.Module]:
+    """What builds one activation module: a torch.nn activation by its lower-case name, or, with
+    `slope`, the sigmoid of that slope."""
+    if slope is not None:
+        if name.lower() != "sigmoid":
+            raise ConfigError(
+                f"model.net.slope={slope} is the slope of the classic neuron's sigmoid, but "
+                f"model.net.activation={name!r}: set model.net.activation=sigmoid, or drop "
+                f"the slope"
+            )
+        return lambda: SlopedSigmoid(slope)
+    if name.lower() not in _ACTIVATIONS:
         raise ConfigError(
             f"model.net.activation={name!r} is not a torch.nn activation; "
             f"use one of {', '.join(sorted(_ACTIVATIONS))}"
-        ) from None
+        )
+    return _ACTIVATIONS[name.lower()]
 
 
-def _stack(sizes: list[int], act: str) -> list[nn.Module]:
+def _stack(sizes: list[int], act: Callable[[], nn.Module]) -> list[nn.Module]:
     """Linear layers between consecutive sizes, each followed by the activation."""
-    return [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), make_activation(act))]
+    return [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), act())]
 
 
 def mlp(
@@ -34,17 +60,19 @@ def mlp(
     latent_dim: int,
     hidden: list[int] = (512, 256),
     activation: str = "relu",
+    slope: float | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Fully connected nets; the decoder mirrors the encoder's hidden sizes."""
+    act = activation_maker(activation, slope)
     hidden = list(hidden)
     if not hidden or min(hidden) < 1:
         raise ConfigError(f"model.net.hidden={hidden}: give one or more sizes >= 1")
     input_dim = math.prod(input_shape)
     encoder = nn.Sequential(
-        nn.Flatten(), *_stack([input_dim, *hidden], activation), nn.Linear(hidden[-1], code_dim)
+        nn.Flatten(), *_stack([input_dim, *hidden], act), nn.Linear(hidden[-1], code_dim)
     )
     decoder = nn.Sequential(
-        *_stack([latent_dim, *reversed(hidden)], activation),
+        *_stack([latent_dim, *reversed(hidden)], act),
         nn.Linear(hidden[0], input_dim),
         nn.Unflatten(1, tuple(input_shape)),
     )
@@ -58,9 +86,11 @@ def conv(
     channels: list[int] = (32, 64),
     hidden: int = 256,
     activation: str = "relu",
+    slope: float | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Strided convolutions, each halving the image side (kernel 4, stride 2, padding 1), then a
     hidden linear layer; the decoder mirrors it with transposed convolutions."""
+    act = activation_maker(activation, slope)
     channels = list(channels)
     if len(input_shape) != 3:
         raise ConfigError(
@@ -80,21 +110,21 @@ def conv(
     features = channels[-1] * fh * fw
     encoder, decoder = [], []
     for cin, cout in zip([c, *channels], channels):
-        encoder += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), make_activation(activation)]
+        encoder += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), act()]
     encoder += [
         nn.Flatten(),
-        *_stack([features, hidden], activation),
+        *_stack([features, hidden], act),
         nn.Linear(hidden, code_dim),
     ]
     decoder += [
-        *_stack([latent_dim, hidden, features], activation),
+        *_stack([latent_dim, hidden, features], act),
         nn.Unflatten(1, (channels[-1], fh, fw)),
     ]
     reverse = list(reversed(channels))
     for cin, cout in zip(reverse, reverse[1:]):
         decoder += [
             nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1),
-            make_activation(activation),
+            act(),
         ]
     decoder.append(nn.ConvTranspose2d(reverse[-1], c, 4, stride=2, padding=1))
     return nn.Sequential(*encoder), nn.Sequential(*decoder)
