@@ -162,6 +162,9 @@ def hydra_main(
                 sys.argv = [f"++{a}" if a.startswith("data.") else a for a in sys.argv]
             try:
                 return hydra_job()
+            except KeyboardInterrupt:
+                # Ctrl-C outside Lightning's loops (which end a fit themselves, exit 1).
+                _exit("interrupted (Ctrl-C); a training run continues with resume=<run dir>", 130)
             except Exception as error:
                 _exit_if_user_error(error, config_name)
                 raise
