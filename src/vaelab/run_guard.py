@@ -9,7 +9,6 @@ process ends however it ends, so a killed run never leaves it stale.
 """
 
 import copy
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from vaelab.cli import exit_for
 from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
 from vaelab.utils.secrets import mask_logging, redact, remember
-
-log = logging.getLogger(__name__)
 
 LOCK = ".vaelab.lock"
 # Set by Lightning's DDP launcher, torchrun and SLURM for every process of a run: only rank 0
