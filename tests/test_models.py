@@ -126,6 +126,16 @@ def test_the_classic_neuron_is_a_sigmoid_of_the_given_slope(compose_train, net):
         build(compose_train("model.net.slope=2.5").model, input_shape=[1, 8, 8])
 
 
+@pytest.mark.parametrize("model_name", ["ae", "vae"])
+def test_every_model_embeds_x_the_same_way(compose_train, model_name):
+    """embed(x): h for an AE, the posterior mean for a VAE; (B, latent_dim) for both."""
+    model = instantiate(compose_train(f"model={model_name}").model, input_shape=[1, 8, 8]).eval()
+    x = torch.rand(5, 1, 8, 8)
+    code = model.encode(x)
+    assert torch.equal(model.embed(x), code[0] if model_name == "vae" else code)
+    assert model.embed(x).shape == (5, 8)
+
+
 def test_optimizer_and_scheduler_are_partials(compose_train):
     cfg = compose_train("model/optimizer=sgd", "model/scheduler=cosine", "model.optimizer.lr=0.05")
     _, model = _build(cfg)

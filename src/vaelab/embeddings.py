@@ -1,4 +1,5 @@
-"""Embeddings of a dataset split (mu for a VAE, h for an AE), and how useful they are."""
+"""Embeddings of a dataset split (`model.embed`: mu for a VAE, h for an AE), and how useful they
+are."""
 
 import numpy as np
 import torch
@@ -14,8 +15,7 @@ def embed(model, batches) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     codes, labels = [], []
     for x, y in batches:
-        code = model.encode(x.to(model.device))
-        codes.append((code[0] if isinstance(code, tuple) else code).float().cpu())
+        codes.append(model.embed(x.to(model.device)).float().cpu())
         labels.append(y.cpu())
     return torch.cat(codes).numpy(), torch.cat(labels).numpy()
 

@@ -24,7 +24,7 @@ def reconstructions(model, x: Tensor, cols: int) -> Tensor:
 def traversals(model, x: Tensor, steps: int, max_dims: int) -> Tensor:
     """Row j: the posterior mean of x (1 example) with z_j swept over [-3, 3], decoded; for the
     first `max_dims` latent dimensions. A row that does not change is an unused dimension."""
-    mu, _ = model.encode(x[:1])  # (1, Z)
+    mu = model.embed(x[:1])  # (1, Z)
     dims = min(model.latent_dim, max_dims)
     z = mu.repeat(dims * steps, 1)  # (dims * steps, Z)
     values = torch.linspace(-3, 3, steps, device=z.device)
@@ -36,8 +36,8 @@ def traversals(model, x: Tensor, steps: int, max_dims: int) -> Tensor:
 @torch.no_grad()
 def interpolation(model, x_a: Tensor, x_b: Tensor, steps: int) -> Tensor:
     """The decoded straight line between the posterior means of two examples, ends included."""
-    z_a, z_b = model.encode(x_a[:1])[0], model.encode(x_b[:1])[0]
-    t = torch.linspace(0, 1, steps, device=z_a.device)[:, None]
+    z_a, z_b = model.embed(x_a[:1]), model.embed(x_b[:1])  # (1, Z) each
+    t = torch.linspace(0, 1, steps, device=z_a.device, dtype=z_a.dtype)[:, None]
     return model.likelihood.mean(model.decode((1 - t) * z_a + t * z_b)).float().clamp(0, 1)
 
 

@@ -1,12 +1,16 @@
-"""vaelab-sample: prior samples, an interpolation between two test examples and latent
-traversals of a checkpoint, as PNG grids in this command's own run directory; for a table, the
-prior samples as samples.csv, in the units of the training file.
+"""vaelab-sample: samples, an interpolation between two test examples and latent traversals of
+a checkpoint, as PNG grids in this command's own run directory; for a table, the samples as
+samples.csv, in the units of the training file. Samples come from the model's prior, or
+(sampler=gmm) from a Gaussian mixture fitted to the training embeddings, for any model.
 
     vaelab-sample ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n=64
+    vaelab-sample ckpt_path=<an autoencoder's checkpoint> sampler=gmm
 """
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
@@ -14,7 +18,46 @@ from vaelab.cli import hydra_main
 from vaelab.errors import ConfigError
 from vaelab.schema import validate
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 log = logging.getLogger(__name__)
+
+
+def _sampler(cfg: DictConfig, model, datamodule) -> Callable[..., "Tensor"]:
+    """`sample(n, generator)`: means of p(x|z), z from the model's prior (sampler=prior), or from
+    a Gaussian mixture of `gmm_components` fitted to the training split's embeddings
+    (sampler=gmm: ex-post density estimation, Ghosh et al. 2020), which any model can do."""
+    import numpy as np
+    import torch
+    from sklearn.mixture import GaussianMixture
+
+    from vaelab.embeddings import embed
+
+    if cfg.sampler == "prior":
+        if not hasattr(model, "sample"):
+            raise ConfigError(
+                f"ckpt_path={cfg.ckpt_path} is an {type(model).__name__}: it has no prior to "
+                f"sample; use sampler=gmm"
+            )
+        return model.sample
+    codes, _ = embed(model, datamodule.loader("train"))
+    if len(codes) < cfg.gmm_components:
+        raise ConfigError(
+            f"gmm_components={cfg.gmm_components} needs at least as many training examples, and "
+            f"there are {len(codes)}: give fewer gmm_components"
+        )
+    mixture = GaussianMixture(cfg.gmm_components, random_state=cfg.seed).fit(codes)
+    log.info(f"Fitted a mixture of {cfg.gmm_components} Gaussians to {len(codes)} embeddings")
+
+    @torch.no_grad()
+    def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        drawn, _ = mixture.sample(n)  # grouped by component: shuffled for the pictures
+        drawn = drawn[np.random.default_rng(cfg.seed).permutation(n)]
+        z = torch.as_tensor(drawn).to(model.device, model.dtype)
+        return model.likelihood.mean(model.decode(z))
+
+    return sample
 
 
 def draw(cfg: DictConfig) -> list[Path]:
@@ -24,16 +67,14 @@ def draw(cfg: DictConfig) -> list[Path]:
     from vaelab.utils.trained import load_trained, trained_data
 
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
-    if not hasattr(model, "sample"):
-        kind = type(model).__name__
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path} is an {kind}: it has no prior to sample")
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
+    sample = _sampler(cfg, model, datamodule)
     generator = torch.Generator().manual_seed(cfg.seed)
     if len(datamodule.shape) != 3:
-        return [_write_table(cfg, model, datamodule, generator)]
-    x = next(iter(datamodule.loader("test")))[0][:2].to(model.device)
+        return [_write_table(cfg, sample, datamodule, generator)]
+    x = next(iter(datamodule.loader("test")))[0][:2].to(model.device, model.dtype)
     grids = {
-        "samples": (model.sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
+        "samples": (sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
         "interpolation": (pictures.interpolation(model, x[:1], x[1:2], cfg.steps), cfg.steps),
         "traversals": (pictures.traversals(model, x, cfg.steps, cfg.max_dims), cfg.steps),
     }
@@ -47,11 +88,11 @@ def draw(cfg: DictConfig) -> list[Path]:
     return written
 
 
-def _write_table(cfg: DictConfig, model, datamodule, generator) -> Path:
-    """Prior samples of a table's model as rows of a CSV with the table's feature names."""
+def _write_table(cfg: DictConfig, sample, datamodule, generator) -> Path:
+    """Samples of a table's model as rows of a CSV with the table's feature names."""
     import csv
 
-    samples = datamodule.to_file_units(model.sample(cfg.n, generator=generator).float().cpu())
+    samples = datamodule.to_file_units(sample(cfg.n, generator=generator).float().cpu())
     path = Path(cfg.paths.output_dir) / "samples.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as file:

@@ -126,6 +126,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "split": _one_of("train", "val", "test", "all"),
     "format": _one_of("npy", "csv", "parquet"),
     "n": _int_at_least(1),
+    "sampler": _one_of("prior", "gmm"),
+    "gmm_components": _int_at_least(1),
     "steps": _int_at_least(2),
     "max_dims": _int_at_least(1),
     "model.latent_dim": _int_at_least(1),

@@ -80,6 +80,10 @@ class AutoEncoder(L.LightningModule):
         """(B, latent_dim) -> parameters of p(x|z), (B, *shape): logits or Gaussian means."""
         return self.decoder(z)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """The representation of x that probes, exports and pictures use, (B, latent_dim): h."""
+        return self.encode(x)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
 

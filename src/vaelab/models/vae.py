@@ -85,9 +85,13 @@ class VAE(AutoEncoder):
         # [3e-7, 2e4], far outside anything a trained encoder uses.
         return mu, logvar.clamp(-30.0, 20.0)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """The posterior mean E_q[z|x], (B, latent_dim): the representation of x."""
+        return self.encode(x)[0]
+
     def forward(self, x: Tensor) -> Tensor:
         """Decoder output for the posterior mean: a deterministic reconstruction."""
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.embed(x))
 
     def _core(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
         """recon (B,), kl_dims (B, Z) and mu (B, Z) of one batch, with z = mu + sigma·eps.
