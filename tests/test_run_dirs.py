@@ -238,3 +238,29 @@ def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path):
     assert not any(value in out for value in secrets.values())
     config = (sweep / "0" / "config.yaml").read_text()
     assert "url: https://user:***@host/db" in config and "wandb_key: '***'" in config
+
+
+def test_a_slurm_preemption_and_requeue_continue_the_run(straight, tmp_path):
+    """SLURM as Lightning sees it (its variables set): SIGUSR1 before the time limit makes
+    Lightning write hpc_ckpt_1.ckpt and call `scontrol requeue` (absent here: it logs the
+    failure), SIGTERM then stops the job (exit 143), and the requeued job, the same command with
+    SLURM_RESTART_COUNT=1, continues the run in its directory to the uninterrupted result."""
+    run_dir = tmp_path / "run"
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "vaelab",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NNODES": "1",
+             "SLURM_NODELIST": "localhost", "SLURM_NTASKS_PER_NODE": "1"}  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT), **slurm}
+    usr1 = ["+callbacks.usr1._target_=tests.helpers.SignalAt", "+callbacks.usr1.step=17",
+            "+callbacks.usr1.signal=SIGUSR1"]  # fmt: skip
+    term = ["+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=21"]
+    args = [VAELAB_TRAIN, *COMMON, f"hydra.run.dir={run_dir}"]
+    first = run([*args, *usr1, *term], cwd=tmp_path, env=env)
+    assert first.returncode == 143, first.stderr[-3000:]
+    assert (run_dir / "hpc_ckpt_1.ckpt").is_file()
+    assert "Requeuing SLURM job 4242 failed" in first.stdout + first.stderr
+
+    again = {**env, "SLURM_RESTART_COUNT": "1"}
+    requeued = run([*args, "+callbacks.usr1=null", "+callbacks.term=null"], tmp_path, env=again)
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
+    assert metrics(run_dir) == metrics(straight)
