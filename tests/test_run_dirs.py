@@ -155,9 +155,12 @@ def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
 
     moved = tmp_path / "moved"
     first.rename(moved)
+    elsewhere = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("moved/")}
     code, out = train(tmp_path, "resume=moved", "+callbacks.stop=null")  # relative, too
     assert code == 0, out[-3000:]
     assert not first.exists()
+    # Every file the resume wrote is inside the moved directory.
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("moved/")} == elsewhere
     assert metrics(moved) == metrics(straight)
     results = json.loads((moved / "results.json").read_text())
     assert results["run_dir"] == str(moved) and results["best_ckpt"].startswith(f"{moved}/")
