@@ -20,6 +20,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from vaelab.cli import exit_for
 from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
+from vaelab.utils.resume import (
+    finished_message,
+    finished_results,
+    relocated_results,
+    resume_config,
+)
 from vaelab.utils.secrets import mask_logging, redact, remember
 
 LOCK = ".vaelab.lock"
@@ -115,11 +121,14 @@ class RunGuard(Callback):
         task = _task_config(config, run_dir)
         validate(task)
         remember(OmegaConf.to_container(task, resolve=True))
-        if config.get("task_name") == "train":
-            _check_train(task, list(config.hydra.overrides.task), run_dir)
-        if not _rank_zero():
-            return
         training = config.get("task_name") == "train"
+        finished = None
+        if training:
+            finished = _check_train(task, list(config.hydra.overrides.task), run_dir)
+        if not _rank_zero():
+            if finished is not None:
+                raise AlreadyFinished(finished_message(run_dir))
+            return
         if training and not task.get("resume") and (run_dir / "config.yaml").is_file():
             if not _slurm_requeue():
                 raise ConfigError(
@@ -129,6 +138,9 @@ class RunGuard(Callback):
             with read_write(config), open_dict(config):
                 config.resume = str(run_dir)
         _held.append(RunDirLock(run_dir))
+        if finished is not None:
+            relocated_results(run_dir, finished)  # a moved run's results name where it is now
+            raise AlreadyFinished(finished_message(run_dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra's launcher prints each job's overrides before the job starts.
@@ -161,17 +173,15 @@ class RunGuard(Callback):
         release_all()
 
 
-def _check_train(task: DictConfig, overrides: list[str], run_dir: Path) -> None:
-    """A resume that vaelab-train would refuse, or that has nothing to do, ends here."""
-    from vaelab.utils.resume import finished_message, finished_results, resume_config
-
+def _check_train(task: DictConfig, overrides: list[str], run_dir: Path) -> dict | None:
+    """A resume that vaelab-train would refuse ends here; one that has nothing left to do
+    returns the run's results."""
     if task.get("resume") and Path(os.path.abspath(task.resume)) != run_dir:
         raise ConfigError(
             f"resume={task.resume} continues the run in its own directory, not in "
             f"hydra.run.dir={run_dir}: leave hydra.run.dir out (ckpt_path=<file> starts a new run "
             f"from a checkpoint)"
         )
-    if task.get("resume"):
-        resumed = resume_config(task, overrides)
-        if finished_results(Path(task.resume), resumed) is not None:
-            raise AlreadyFinished(finished_message(Path(task.resume)))
+    if not task.get("resume"):
+        return None
+    return finished_results(run_dir, resume_config(task, overrides))

@@ -62,6 +62,7 @@ def train(
         limits,
         newest_checkpoint,
         read_checkpoint,
+        relocated_results,
         results_at,
         resume_config,
     )
@@ -81,7 +82,7 @@ def train(
         earlier = finished_results(run_dir, cfg)
         if earlier is not None:
             log.info(finished_message(run_dir))
-            return earlier, {}
+            return relocated_results(run_dir, earlier), {}
         newest = newest_checkpoint(run_dir)
         ckpt_path, start = newest if newest else (None, None)
         if ckpt_path is None:

@@ -46,7 +46,9 @@ class RunningMeans:
     def state_dict(self) -> dict:
         """What a checkpoint keeps, so that a resumed run's means cover the batches trained
         before the stop too."""
-        return {"sums": dict(self.sums), "counts": dict(self.counts), "names": list(self.names),
+        # On the host: a checkpoint written on a GPU loads anywhere.
+        sums = {k: None if v is None else v.detach().cpu() for k, v in self.sums.items()}
+        return {"sums": sums, "counts": dict(self.counts), "names": list(self.names),
                 "latest": dict(self.latest)}  # fmt: skip
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:

@@ -175,7 +175,8 @@ def finished_results(run_dir: Path, cfg: DictConfig) -> dict | None:
     """The results of a run that is finished and would train no further under `cfg`: its
     results.json exists, no checkpoint was written after it (an extension that was
     interrupted), and `cfg` raises neither trainer.max_epochs nor trainer.max_steps above what
-    it finished under. None otherwise. The paths in them are the directory's as it is now."""
+    it finished under. None otherwise. Reads only: `relocated_results` fixes a moved run's paths
+    once the caller holds the directory."""
     path = run_dir / "results.json"
     if not path.is_file():
         return None
@@ -186,17 +187,17 @@ def finished_results(run_dir: Path, cfg: DictConfig) -> dict | None:
     for key, now in limits(cfg).items():
         if key in results and _limit(now) > _limit(results[key]):
             return None
-    return _relocated_results(run_dir, results)
+    return results
 
 
 def results_at(run_dir: Path, step: int) -> dict | None:
     """The run's results when they were written at this global step, else None."""
     path = run_dir / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    return _relocated_results(run_dir, results) if results.get("global_step") == step else None
+    return relocated_results(run_dir, results) if results.get("global_step") == step else None
 
 
-def _relocated_results(run_dir: Path, results: dict) -> dict:
+def relocated_results(run_dir: Path, results: dict) -> dict:
     """A moved run's results with the paths of the directory as it is now, rewritten so."""
     from vaelab.utils.run_dir import write_results
 
