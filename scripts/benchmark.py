@@ -67,7 +67,7 @@ def compose(overrides: list[str], run_dir: Path):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from vaelab.utils.config_dir import config_dir
+    from vaelab.config.config_dir import config_dir
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -100,7 +100,7 @@ def load_splits(args):
     optimizer of vaelab's config as a function of the parameters, for the loops written here."""
     from hydra.utils import instantiate
 
-    from vaelab.utils.instantiate import build
+    from vaelab.config.instantiate import build
 
     cfg = compose([*data_overrides(args.data_dir), *model_overrides(args)], Path("unused"))
     datamodule = build(cfg.data)

@@ -12,8 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from vaelab.config.config_dir import config_dir
 from vaelab.data.idx import write_idx
-from vaelab.utils.config_dir import config_dir
 
 os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):

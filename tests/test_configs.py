@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF, group_options, write_mnist_like
 from tests.datasets import expression_matrix, write_celeba_like, write_cifar_like, write_table
-from vaelab.utils.instantiate import build, build_group
+from vaelab.config.instantiate import build, build_group
 
 GROUPS = [
     "data",

@@ -9,10 +9,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from vaelab.config.instantiate import build
 from vaelab.errors import ConfigError
 from vaelab.models import VAE, AutoEncoder
 from vaelab.train import train
-from vaelab.utils.instantiate import build
 
 DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
 

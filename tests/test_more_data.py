@@ -14,9 +14,9 @@ import torch
 
 from tests.datasets import expression_matrix, write_celeba_like, write_cifar_like, write_table
 from tests.test_cli import run
+from vaelab.config.schema import validate
 from vaelab.data import CelebADataModule, CIFAR10DataModule, TabularDataModule
 from vaelab.errors import ConfigError, DataError
-from vaelab.schema import validate
 from vaelab.train import train
 
 BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ import torch
 from tests.test_cli import VAELAB_TRAIN, run
 from tests.wandb_records import run_contents
 from vaelab.errors import DataError
-from vaelab.utils.resume import newest_checkpoint
+from vaelab.runs.resume import newest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # Digits: 12 steps per epoch; last.ckpt also every 5 steps; W&B offline; no progress bar.

@@ -21,12 +21,12 @@ from tests.conftest import write_mnist_like
 from tests.datasets import write_cifar_like
 from tests.helpers import PoisonWeights
 from tests.test_cli import VAELAB_TRAIN, run
-from vaelab.cli import _user_error, one_line
+from vaelab.config.cli import _user_error, one_line
+from vaelab.config.schema import validate
 from vaelab.embed import main as embed_main
 from vaelab.errors import ConfigError, DataError, TrainingDiverged
 from vaelab.evaluate import main as eval_main
 from vaelab.sample import main as sample_main
-from vaelab.schema import validate
 from vaelab.train import main as train_main
 from vaelab.train import train
 
@@ -335,7 +335,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(compose_train):
 
 
 def test_a_failed_results_write_is_one_clear_error_and_leaves_no_partial_file(tmp_path):
-    from vaelab.utils.run_dir import write_results
+    from vaelab.runs.run_dir import write_results
 
     write_results(tmp_path, {"test/elbo": -1.0})
     before = (tmp_path / "results.json").read_bytes()

@@ -177,7 +177,7 @@ def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
 def test_one_process_per_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.run_guard "
+        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.guard "
          f"import RunDirLock; lock = RunDirLock(Path({str(run_dir)!r})); print('held', "
          "flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True, cwd=tmp_path,

@@ -1,6 +1,6 @@
 """vaelab: autoencoders and variational autoencoders with Lightning and Hydra."""
 
-from vaelab import resolvers
+from vaelab.config import resolvers
 
 __version__ = "0.1.0"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from vaelab.cli import hydra_main
+from vaelab.config.cli import hydra_main
+from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
-from vaelab.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str =
 
 def export(cfg: DictConfig) -> Path:
     from vaelab.embeddings import embed
-    from vaelab.utils.trained import load_trained, trained_data
+    from vaelab.runs.trained import load_trained, trained_data
 
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")

@@ -10,8 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from vaelab.cli import hydra_main
-from vaelab.schema import validate
+from vaelab.config.cli import hydra_main
+from vaelab.config.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from vaelab.embeddings import embed, probe_accuracies
-    from vaelab.utils.run_dir import provenance, write_results
-    from vaelab.utils.trained import load_trained, trained_data
+    from vaelab.runs.run_dir import provenance, write_results
+    from vaelab.runs.trained import load_trained, trained_data
 
     logging.getLogger("lightning").handlers.clear()
     L.seed_everything(cfg.seed)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from vaelab.cli import hydra_main
+from vaelab.config.cli import hydra_main
+from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
-from vaelab.schema import validate
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -64,7 +64,7 @@ def draw(cfg: DictConfig) -> list[Path]:
     import torch
 
     from vaelab import pictures
-    from vaelab.utils.trained import load_trained, trained_data
+    from vaelab.runs.trained import load_trained, trained_data
 
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")

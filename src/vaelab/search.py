@@ -8,6 +8,7 @@ invocation with the same study name continues it; validation results prune hopel
 
 import copy
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.errors import ConfigError
-from vaelab.train import train
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ def _trial_config(cfg: DictConfig, trial: optuna.Trial) -> DictConfig:
     return trial_cfg
 
 
-def search(cfg: DictConfig) -> float:
-    """Run the study to `hparams_search.n_trials` finished trials; return the best value."""
+def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) -> float:
+    """Run the study to `hparams_search.n_trials` finished trials of `train` (vaelab.train's,
+    passed in so that the two modules do not import each other); return the best value."""
     spec = cfg.hparams_search
     direction = "maximize" if cfg.model.monitor_mode == "max" else "minimize"
     pruner = optuna.pruners.MedianPruner(

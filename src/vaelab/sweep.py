@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.utils.secrets import mask_text, redact_argument
+from vaelab.runs.secrets import mask_text, redact_argument
 
 SUMMARY = "sweep.csv"
 PLOT = "rate_distortion.png"

@@ -17,9 +17,9 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaelab.cli import hydra_main
-from vaelab.schema import refuse_ddp_in_multirun, validate
-from vaelab.utils.preemption import preemptible
+from vaelab.config.cli import hydra_main
+from vaelab.config.schema import refuse_ddp_in_multirun, validate
+from vaelab.runs.preemption import preemptible
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def train(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vaelab.callbacks import CheckpointOnSigterm, FollowMovedRun
+    from vaelab.config.instantiate import build, build_group
     from vaelab.errors import ConfigError
     from vaelab.loggers.wandb import ID_FILE
-    from vaelab.utils.instantiate import build, build_group
-    from vaelab.utils.preemption import preempted
-    from vaelab.utils.resume import (
+    from vaelab.runs.preemption import preempted
+    from vaelab.runs.resume import (
         check_fits,
         finished_message,
         finished_results,
@@ -66,8 +66,8 @@ def train(
         results_at,
         resume_config,
     )
-    from vaelab.utils.run_dir import provenance, write_config, write_results
-    from vaelab.utils.secrets import redact, remember
+    from vaelab.runs.run_dir import provenance, write_config, write_results
+    from vaelab.runs.secrets import redact, remember
 
     # Lightning gives its logger a console handler of its own; under Hydra's logging setup
     # every line would print twice.
@@ -171,7 +171,7 @@ def _continue_sweep_job(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | N
     """A multirun started again in the same sweep dir (`hydra.sweep.dir=<dir of an interrupted
     sweep>`) re-runs only what is unfinished: a job whose directory holds results.json keeps
     them (returned here), one that holds a run continues from its newest checkpoint."""
-    from vaelab.utils.resume import resume_config
+    from vaelab.runs.resume import resume_config
 
     job_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or not (job_dir / "config.yaml").is_file():
@@ -201,7 +201,7 @@ def main(cfg: DictConfig) -> float | None:
         if cfg.get("hparams_search"):
             from vaelab.search import search
 
-            return search(cfg)
+            return search(cfg, train)
         results = finished or train(cfg)[0]
     name = cfg.get("optimized_metric")
     if not name:

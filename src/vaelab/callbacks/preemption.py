@@ -1,4 +1,4 @@
-"""last.ckpt where a fit stopped on SIGTERM (see vaelab.utils.preemption)."""
+"""last.ckpt where a fit stopped on SIGTERM (see vaelab.runs.preemption)."""
 
 from pathlib import Path
 

@@ -3,7 +3,7 @@
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from vaelab.utils.resume import relocate
+from vaelab.runs.resume import relocate
 
 
 class FollowMovedRun(L.Callback):

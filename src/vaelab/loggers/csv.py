@@ -17,7 +17,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from vaelab.utils.run_dir import atomic_write
+from vaelab.runs.run_dir import atomic_write
 
 
 def _read(path: str) -> tuple[list[str], list[dict[str, str]]]:

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from vaelab.errors import ConfigError
-from vaelab.utils.secrets import redact_argument
+from vaelab.runs.secrets import redact_argument
 
 log = logging.getLogger(__name__)
 

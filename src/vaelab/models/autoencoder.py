@@ -10,8 +10,8 @@ from torch import Tensor
 from vaelab.errors import TrainingDiverged
 from vaelab.models.likelihoods import make_likelihood
 from vaelab.models.running_means import RunningMeans
-from vaelab.utils.containers import to_plain
-from vaelab.utils.rng import rng_states, set_rng_states
+from vaelab.config.containers import to_plain
+from vaelab.runs.rng import rng_states, set_rng_states
 
 
 class AutoEncoder(L.LightningModule):

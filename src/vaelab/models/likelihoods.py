@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from vaelab.schema import LIKELIHOODS
+from vaelab.config.schema import LIKELIHOODS
 
 
 def _sum_per_example(t: Tensor) -> Tensor:

@@ -7,9 +7,9 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
+from vaelab.config.containers import to_plain
 from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, iw_log_likelihood
 from vaelab.models.autoencoder import AutoEncoder
-from vaelab.utils.containers import to_plain
 
 
 def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:

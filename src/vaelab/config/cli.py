@@ -15,8 +15,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from vaelab.config.config_dir import config_dir
 from vaelab.errors import Preempted, UserError
-from vaelab.utils.config_dir import config_dir
 
 # OmegaConf appends these lines to its messages; they repeat what the first line said.
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
@@ -107,7 +107,7 @@ def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
 
 
 def _exit(message: str, code: int) -> NoReturn:
-    from vaelab.utils.secrets import mask_text
+    from vaelab.runs.secrets import mask_text
 
     message = mask_text(message)
     sys.stderr.write(f"error: {message}\n" if code else f"{message}\n")
@@ -169,7 +169,7 @@ def hydra_main(
                 _exit_if_user_error(error, config_name)
                 raise
             finally:
-                from vaelab.run_guard import release_all
+                from vaelab.runs.guard import release_all
 
                 release_all()
 

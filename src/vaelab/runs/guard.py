@@ -18,15 +18,15 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from vaelab.cli import exit_for
+from vaelab.config.cli import exit_for
 from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
-from vaelab.utils.resume import (
+from vaelab.runs.resume import (
     finished_message,
     finished_results,
     relocated_results,
     resume_config,
 )
-from vaelab.utils.secrets import mask_logging, redact, remember
+from vaelab.runs.secrets import mask_logging, redact, remember
 
 LOCK = ".vaelab.lock"
 # Set by Lightning's DDP launcher, torchrun and SLURM for every process of a run: only rank 0
@@ -92,7 +92,7 @@ class RunDirLock:
 
 def _redact_file(path: Path) -> None:
     """Mask secrets in a YAML record that Hydra wrote; files without any are left as they are."""
-    from vaelab.utils.run_dir import atomic_write
+    from vaelab.runs.run_dir import atomic_write
 
     if not path.is_file():
         return
@@ -113,7 +113,7 @@ class RunGuard(Callback):
             exit_for(error)
 
     def _claim(self, config: DictConfig) -> None:
-        from vaelab.schema import validate
+        from vaelab.config.schema import validate
 
         # Resolved on Hydra's own config first: its ${now:} is cached there, so the job gets
         # the same directory.

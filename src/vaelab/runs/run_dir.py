@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import DataError
-from vaelab.utils.secrets import redact, redact_argument
+from vaelab.runs.secrets import redact, redact_argument
 
 _PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
 

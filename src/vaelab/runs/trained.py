@@ -7,7 +7,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
-from vaelab.utils.resume import read_checkpoint, saved_config
+from vaelab.runs.resume import read_checkpoint, saved_config
 
 
 def training_config(ckpt_path: Path) -> DictConfig:
@@ -45,7 +45,7 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: d
     `data_cfg` is the command's own `data`: a whole data config when the user chose one
     (`data=mnist`), else the keys the user set (`data.path=new.csv`) on top of the run's.
     """
-    from vaelab.utils.instantiate import build
+    from vaelab.config.instantiate import build
 
     if data_cfg is None or "_target_" not in data_cfg:
         data_cfg = OmegaConf.merge(run_cfg.data, data_cfg or {})

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.config.containers import to_plain
 from vaelab.errors import ConfigError, DataError
-from vaelab.utils.containers import to_plain
 
 if TYPE_CHECKING:
     import torch
@@ -67,9 +67,28 @@ def relocate(config: Any, old: str, new: str) -> Any:
     return config
 
 
+# Classes that moved between releases, by the `_target_` that older runs saved.
+MOVED_TARGETS = {
+    "vaelab.utils.checkpoint_io.AtomicCheckpointIO": "vaelab.runs.checkpoint_io.AtomicCheckpointIO",
+}
+
+
+def _moved(config: Any) -> Any:
+    """A plain config with the `_target_`s of moved classes pointing where they are now."""
+    if isinstance(config, dict):
+        return {
+            k: MOVED_TARGETS.get(v, v) if k == "_target_" else _moved(v) for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [_moved(v) for v in config]
+    return config
+
+
 def saved_config(run_dir: Path) -> DictConfig:
-    """The config.yaml of the run in `run_dir`, its paths those of the directory as it is now."""
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)
+    """The config.yaml of the run in `run_dir`, its paths those of the directory as it is now
+    and its classes where this release has them."""
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    saved = _moved(OmegaConf.to_container(saved, resolve=False))
     old = (saved.get("paths") or {}).get("output_dir")
     if isinstance(old, str) and old:
         saved = relocate(saved, old, os.path.abspath(run_dir))
@@ -199,7 +218,7 @@ def results_at(run_dir: Path, step: int) -> dict | None:
 
 def relocated_results(run_dir: Path, results: dict) -> dict:
     """A moved run's results with the paths of the directory as it is now, rewritten so."""
-    from vaelab.utils.run_dir import write_results
+    from vaelab.runs.run_dir import write_results
 
     old, new = results.get("run_dir"), os.path.abspath(run_dir)
     if isinstance(old, str) and old and old != new:
