@@ -94,6 +94,16 @@ def _devices(value: Any) -> str | None:
     return "must be a number of devices >= 1, -1 (all), auto, or device indices like [0,1]"
 
 
+def _in_unit_interval(low_open: bool) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        problem = _number(positive=low_open)(value)
+        if problem or value > 1:
+            return "must be in (0, 1]" if low_open else "must be in [0, 1]"
+        return None
+
+    return check
+
+
 def _existing_file(value: Any) -> str | None:
     return None if Path(str(value)).expanduser().is_file() else "no such file"
 
@@ -130,7 +140,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "gmm_components": _int_at_least(1),
     "steps": _int_at_least(2),
     "max_dims": _int_at_least(1),
+    # Also what a model's constructor checks its arguments against (check_model).
     "model.latent_dim": _int_at_least(1),
+    "model.monitor_mode": _or_null(_one_of("min", "max")),
     "model.beta": _number(positive=False),
     "model.likelihood": _one_of(*LIKELIHOODS),
     "model.sigma": _number(positive=True),
@@ -138,7 +150,13 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.optimizer.lr": _number(positive=True),
     "model.free_bits": _number(positive=False),
     "model.gamma": _or_null(_number(positive=False)),  # null: beta weighs |KL - C|
+    "model.iw_samples": _int_at_least(1),
+    "model.k": _int_at_least(1),
+    "model.tc_estimator": _one_of("mws", "mss"),
+    "model.dataset_size": _or_null(_int_at_least(2)),
     "model.kl_schedule.warmup_steps": _int_at_least(1),
+    "model.kl_schedule.start": _in_unit_interval(low_open=False),
+    "model.kl_schedule.ratio": _in_unit_interval(low_open=True),
     "model.kl_schedule.cycle_steps": _or_null(_int_at_least(1)),
     "model.kl_schedule.n_cycles": _int_at_least(1),
     "model.kl_schedule.capacity": _number(positive=False),
@@ -195,13 +213,7 @@ def validate(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value>")
-    for key, rule in RULES.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT:
-            continue
-        problem = rule(value)
-        if problem:
-            raise ConfigError(f"{key}={value!r}: {problem}")
+    _check_rules(cfg, RULES)
     _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
@@ -214,6 +226,23 @@ def validate(cfg: DictConfig) -> None:
             "them any real number (the loss would have no lower bound); for 0/1 data set "
             "data.standardize=false, else use model.likelihood=gaussian"
         )
+
+
+def _check_rules(cfg: DictConfig, rules: dict[str, Callable[[Any], str | None]]) -> None:
+    for key, rule in rules.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        problem = rule(value)
+        if problem:
+            raise ConfigError(f"{key}={value!r}: {problem}")
+
+
+def check_model(arguments: dict[str, Any]) -> None:
+    """A model's constructor arguments against the model.* rules: a model built in Python is
+    held to what the command line is."""
+    model_rules = {k: rule for k, rule in RULES.items() if k.startswith("model.")}
+    _check_rules(OmegaConf.create({"model": arguments}), model_rules)
 
 
 # Keys whose values become file or folder names under a callback's dirpath or a logger's save_dir.

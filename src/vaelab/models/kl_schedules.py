@@ -36,11 +36,6 @@ class LinearWarmup:
     warmup_steps: int
     start: float = 0.0
 
-    def __post_init__(self):
-        if self.warmup_steps < 1:
-            raise ValueError(f"warmup_steps must be >= 1, got {self.warmup_steps}")
-        if not 0.0 <= self.start <= 1.0:
-            raise ValueError(f"start must be in [0, 1], got {self.start}")
 
     def __call__(self, step: int) -> float:
         progress = min(step / self.warmup_steps, 1.0)
@@ -67,13 +62,6 @@ class Cyclical:
     ratio: float = 0.5
     total_steps: int | None = None
 
-    def __post_init__(self):
-        if (self.cycle_steps is not None and self.cycle_steps < 1) or self.n_cycles < 1:
-            raise ValueError(
-                f"cycle_steps and n_cycles must be >= 1, got {self.cycle_steps}, {self.n_cycles}"
-            )
-        if not 0.0 < self.ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
 
     def spanning(self, total_steps: float) -> "Cyclical":
         """This schedule over a run of `total_steps` optimizer steps."""
@@ -113,12 +101,6 @@ class Capacity:
     capacity: float
     capacity_steps: int
 
-    def __post_init__(self):
-        if self.capacity < 0 or self.capacity_steps < 1:
-            raise ValueError(
-                f"capacity must be >= 0 and capacity_steps >= 1, got {self.capacity}, "
-                f"{self.capacity_steps}"
-            )
 
     def __call__(self, step: int) -> float:
         return self.beta

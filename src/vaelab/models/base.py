@@ -1,0 +1,269 @@
+"""The training plumbing every model shares. Models are siblings over it, each a file with its math.
+
+A model defines:
+
+- `encode(x)` and `decode(z)` (the parameters of p(x|z), (B, *shape)); `embed(x)`, (B, D): the
+  representation that probes, exports and pictures use;
+- `per_example(x, *noise)`: its network math for one batch, per example, tensors in and tensors
+  out (what `model.compile=true` compiles); `noise(x)` draws its random inputs (none by default),
+  outside the compiled graph;
+- `losses(out)`: from what `per_example` returned, "loss" and the terms it is made of, averaged
+  over the batch. Terms that are plain floats (a scheduled weight) describe the training step and
+  are logged in training only;
+- where it has a prior, `has_prior = True` and `sample(n, generator)`;
+- optionally `update_eval_metrics(x, out, split)`: what only validation and test measure.
+
+Its `__init__` takes its own arguments and passes the shared ones on (`**shared`); all of them
+are saved as the checkpoint's hyper-parameters, as plain containers, and checked against the
+config rules of `vaelab.config.schema`, the one place where what a value may be is written.
+"""
+
+import inspect
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities.parsing import collect_init_args
+from torch import Tensor
+
+from vaelab.config.containers import to_plain
+from vaelab.config.schema import check_model
+from vaelab.errors import TrainingDiverged
+from vaelab.models.likelihoods import make_likelihood
+from vaelab.models.running_means import RunningMeans
+from vaelab.runs.rng import rng_states, set_rng_states
+
+
+class Model(L.LightningModule):
+    """The plumbing: hyper-parameters, networks and likelihood from configs, optimizers and LR
+    schedulers from configs, device-side training means and their logging, the divergence guard,
+    RNG states and running means in checkpoints, compile switching, the evaluation noise.
+
+    The networks, optimizer and LR scheduler arrive as configs (`_target_` dicts), not as built
+    objects: `load_from_checkpoint(path)` needs no other argument.
+    """
+
+    codes_per_latent = 1  # encoder outputs per latent dimension (2 for a mean and a log-variance)
+    default_monitor = ("val/recon", "min")  # the best checkpoint's metric, when none is given
+    has_prior = False
+
+    def __init__(
+        self,
+        input_shape: list[int],
+        latent_dim: int,
+        net: dict,
+        optimizer: dict,
+        likelihood: str = "bernoulli",
+        sigma: float = 0.1,
+        scheduler: dict | None = None,
+        monitor: str | None = None,
+        monitor_mode: str | None = None,
+        compile: bool = False,
+        compile_mode: str = "default",
+    ):
+        super().__init__()
+        # Every __init__ argument up the chain: the model's own and these.
+        arguments: dict[str, Any] = {}
+        for frame_arguments in collect_init_args(inspect.currentframe(), [], classes=(Model,)):
+            arguments.update(frame_arguments)
+        arguments = to_plain(arguments)
+        check_model(arguments)
+        self.save_hyperparameters(arguments, logger=False)  # the loggers get the run's config
+        self.input_shape = tuple(input_shape)
+        self.latent_dim = latent_dim
+        self.monitor = monitor or self.default_monitor[0]
+        self.monitor_mode = monitor_mode or self.default_monitor[1]
+        self.encoder, self.decoder = instantiate(
+            self.hparams.net,
+            input_shape=self.input_shape,
+            code_dim=self.codes_per_latent * latent_dim,
+            latent_dim=latent_dim,
+        )
+        self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
+        self.core = self.per_example  # torch.compile'd while fitting, with model.compile=true
+        self.train_means = RunningMeans()
+        self.iw_samples: int | None = None  # importance samples of test/nll_iw, where it has one
+        self.last_kl_per_dim: Tensor | None = None  # of the last validation, where it has one
+        self._eval_generator: torch.Generator | None = None
+        self._last_finite: dict[str, float] = {}  # training means at the last check
+        self._logged_step = -1  # the step of the last window written to the loggers
+
+    # The model's math: what a subclass defines.
+
+    def encode(self, x: Tensor) -> Any:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, latent_dim) -> parameters of p(x|z), (B, *shape): logits or Gaussian means."""
+        return self.decoder(z)
+
+    def embed(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def noise(self, x: Tensor) -> tuple[Tensor, ...]:
+        return ()
+
+    def per_example(self, x: Tensor, *noise: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
+        raise NotImplementedError
+
+    def update_eval_metrics(self, x: Tensor, out: dict[str, Tensor], split: str) -> None:
+        pass
+
+    # What every model offers on top of its math.
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Decoder output for the embedding: a deterministic reconstruction's parameters."""
+        return self.decode(self.embed(x))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The mean of p(x|x'), deterministic: what a picture of the reconstruction shows."""
+        return self.likelihood.mean(self(x))
+
+    def terms(self, x: Tensor) -> dict[str, Tensor | float]:
+        """The loss and what it is made of for a batch x (nats per example)."""
+        return self.losses(self.core(x, *self.noise(x)))
+
+    def randn(self, *shape: int) -> Tensor:
+        """Standard normal noise: from the training random stream while training, else from the
+        evaluation generator, reseeded at the start of each validation and test pass."""
+        generator = None if self.training else self._eval_generator
+        return torch.randn(shape, generator=generator, device=self.device)
+
+    # Training, validation and test steps.
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        x, _ = batch
+        out = self.core(x, *self.noise(x))
+        terms = self.losses(out)
+        if split == "train":
+            self._log_train(terms, x.shape[0])
+            return terms["loss"]
+        self.update_eval_metrics(x, out, split)
+        self.log_dict(
+            {f"{split}/{k}": v for k, v in terms.items() if isinstance(v, Tensor)},
+            on_step=False,
+            on_epoch=True,
+            batch_size=x.shape[0],
+            sync_dist=True,
+        )
+        return terms["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def _log_train(self, terms: dict[str, Tensor | float], batch_size: int) -> None:
+        """Training terms are summed on the device and read every `log_every_n_steps` steps
+        (their mean since the last read) and at the end of each epoch (the epoch's mean). The
+        window means go straight to the loggers, at the step `self.log` would give them: a
+        `self.log` call costs ~0.5 ms of host time here, more than a small model's whole step."""
+        self.train_means.add(terms, batch_size)
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # as LearningRateMonitor
+        # With accumulate_grad_batches > 1 several batches share a step: one row per step.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps or step == self._logged_step:
+            return
+        self._logged_step = step
+        values = self._refuse_divergence(self.train_means.read("window"))
+        metrics = {f"train/{k}": v for k, v in values.items()} | {"epoch": self.current_epoch}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def on_train_epoch_end(self) -> None:
+        # For callbacks and results.json only: the loggers have the window means at this step,
+        # and a second train/loss at one step would be a second meaning of the name.
+        means = self.train_means.read("epoch")
+        if means:
+            self._refuse_divergence(means)
+            self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True, logger=False)
+
+    def _refuse_divergence(self, means: dict[str, Tensor | float]) -> dict[str, float]:
+        """The means as floats; stop the run when one is no longer finite: the step, the last
+        finite values, the checkpoint that is still good and what to change. Checked where the
+        terms are read anyway, so the check adds no wait for the device."""
+        values = {name: float(value) for name, value in means.items()}
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if not bad:
+            self._last_finite = values
+            return values
+        last = ", ".join(f"train/{k}={v:.4g}" for k, v in self._last_finite.items())
+        raise self._diverged(f"train/{bad[0]} is {values[bad[0]]} (last finite: {last or 'none'})")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        callback = self.trainer.checkpoint_callback
+        paths = [callback.best_model_path, callback.last_model_path] if callback else []
+        good = next((p for p in paths if p), "none written yet")
+        return TrainingDiverged(
+            f"training diverged by step {self.global_step}: {what}; the last good checkpoint: "
+            f"{good}; try a lower model.optimizer.lr, a KL warm-up (model/kl_schedule=linear), "
+            f"or trainer.gradient_clip_val=1.0"
+        )
+
+    # Evaluation noise: validation and test draw from generators of their own, reseeded at the
+    # start of each pass, so their numbers compare across epochs and runs, and evaluating never
+    # moves the training random stream (which a resumed run must continue exactly).
+
+    def reseed_eval_noise(self) -> None:
+        self._eval_generator = torch.Generator(self.device).manual_seed(0)
+
+    def on_validation_epoch_start(self) -> None:
+        self.reseed_eval_noise()
+
+    def on_test_epoch_start(self) -> None:
+        self.reseed_eval_noise()
+
+    # Compiling, checkpoints, optimizers.
+
+    def on_fit_start(self) -> None:
+        if self.hparams.get("compile"):
+            self.core = torch.compile(self.per_example, mode=self.hparams.compile_mode, dynamic=False)
+
+    def on_fit_end(self) -> None:
+        self.core = self.per_example  # testing and inference run eager, on any batch size
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Never let diverged weights replace a good checkpoint (last.ckpt or the best).
+        if not all(torch.isfinite(p).all() for p in self.parameters()):
+            raise self._diverged("the weights are no longer finite, so no checkpoint was written")
+        checkpoint["rng_states"] = rng_states()
+        checkpoint["train_means"] = self.train_means.state_dict()
+        # What the fit has measured so far: a resume with nothing left to train (a run stopped
+        # while testing) reports these, as the uninterrupted run would have.
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+        checkpoint["metrics"] = metrics | {
+            f"train/{k}": v for k, v in self.train_means.peek("epoch").items()
+        }
+        # Every row logged before this checkpoint goes to disk before it: a resume from it
+        # drops the rows after it and logs them again, so each step is logged exactly once.
+        for logger in self.loggers:
+            logger.save()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Only a resumed fit continues the random streams and the running means; loading
+        # weights to test or to use them leaves the caller's random state alone.
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+        if "train_means" in checkpoint:
+            self.train_means.load_state_dict(checkpoint["train_means"], self.device)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor},
+        }
