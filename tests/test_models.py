@@ -11,10 +11,18 @@ from hydra.utils import instantiate
 
 from vaelab.config.instantiate import build
 from vaelab.errors import ConfigError
-from vaelab.models import VAE, AutoEncoder
+from vaelab.models import IWAE, VAE, AutoEncoder, BetaTCVAE
 from vaelab.train import train
 
 DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
+GAUSSIAN = {"loss", "recon", "kl", "elbo", "active_units", "nll_iw", "mi", "tc", "dim_kl"}
+# What each model reports at test: its class and the names of its test/* metrics.
+MODELS = {
+    "ae": (AutoEncoder, {"loss", "recon"}),
+    "vae": (VAE, GAUSSIAN),
+    "iwae": (IWAE, GAUSSIAN | {"iw_elbo"}),
+    "beta_tcvae": (BetaTCVAE, GAUSSIAN),
+}
 
 
 def _build(cfg):
@@ -60,7 +68,7 @@ def test_training_terms_are_logged_once_per_step_under_accumulation(compose_trai
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("net", ["mlp", "conv"])
-@pytest.mark.parametrize("model_name", ["ae", "vae"])
+@pytest.mark.parametrize("model_name", sorted(MODELS))
 def test_each_model_net_and_dataset_trains_one_batch(
     compose_train, mnist_dir, model_name, net, dataset
 ):
@@ -71,11 +79,9 @@ def test_each_model_net_and_dataset_trains_one_batch(
             train(cfg)
         return
     results, objects = train(cfg)
-    model = objects["model"]
-    assert isinstance(model, VAE if model_name == "vae" else AutoEncoder)
+    model_class, expected = MODELS[model_name]
+    assert type(objects["model"]) is model_class
     assert torch.isfinite(torch.tensor(results["test/loss"]))
-    vae_only = {"kl", "elbo", "active_units", "nll_iw"}
-    expected = {"loss", "recon"} | (vae_only if model_name == "vae" else set())
     assert {k.split("/")[1] for k in results if k.startswith("test/")} == expected
 
 
@@ -161,3 +167,23 @@ def test_binarised_data_reports_bits_per_dimension(compose_train):
     assert results["test/bpd"] == pytest.approx(results["test/nll_iw"] / (64 * math.log(2)))
     grey, _ = train(compose_train("debug=limit"))
     assert "test/bpd" not in grey
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"likelihood": "poisson"}, "model.likelihood='poisson': must be one of"),
+        ({"latent_dim": 0}, "model.latent_dim=0: must be an integer >= 1"),
+        ({"beta": -1.0}, "model.beta=-1.0: must be >= 0"),
+        (
+            {"kl_schedule": {"_target_": "vaelab.models.kl_schedules.LinearWarmup",
+                             "warmup_steps": 0}},
+            "model.kl_schedule.warmup_steps=0: must be an integer >= 1",
+        ),
+    ],
+)  # fmt: skip
+def test_a_model_built_in_python_is_held_to_the_config_rules(arguments, message):
+    net = {"_target_": "vaelab.models.nets.mlp", "hidden": [8]}
+    common = {"input_shape": [1, 8, 8], "latent_dim": 2, "net": net, "optimizer": {}}
+    with pytest.raises(ConfigError, match=message):
+        VAE(**common | arguments)

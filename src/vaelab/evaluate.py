@@ -30,8 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
-    if hasattr(model, "iw_samples"):
-        model.iw_samples = cfg.iw_samples
+    model.iw_samples = cfg.iw_samples  # read by the models that report test/nll_iw
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,

@@ -35,7 +35,7 @@ def _sampler(cfg: DictConfig, model, datamodule) -> Callable[..., "Tensor"]:
     from vaelab.embeddings import embed
 
     if cfg.sampler == "prior":
-        if not hasattr(model, "sample"):
+        if not model.has_prior:
             raise ConfigError(
                 f"ckpt_path={cfg.ckpt_path} is an {type(model).__name__}: it has no prior to "
                 f"sample; use sampler=gmm"

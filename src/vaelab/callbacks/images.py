@@ -51,11 +51,11 @@ class ImageLogger(L.Callback):
         x = self._examples.to(pl_module.device, pl_module.dtype)  # 64-true, bf16-true
         cols = min(8, len(x))
         grids = {"reconstructions": pictures.reconstructions(pl_module, x, cols)}
-        if hasattr(pl_module, "sample"):
+        if pl_module.has_prior:
             generator = torch.Generator().manual_seed(self.seed)
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
             grids["traversals"] = pictures.traversals(pl_module, x, cols, self.max_dims)
-        kl_dims = getattr(pl_module, "last_kl_per_dim", None)
+        kl_dims = pl_module.last_kl_per_dim
         if kl_dims is not None:
             self._draw_kl(trainer, kl_dims, suffix)
         for name, images in grids.items():

@@ -98,3 +98,14 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._skip = dict(state)
+
+
+def num_examples(loader) -> int | None:
+    """The examples of the split a loader goes over, all ranks together: what an estimate of the
+    aggregate posterior over that split needs. None for a loader that does not say."""
+    if isinstance(loader, (list, tuple)):  # Lightning's several loaders: the first
+        loader = loader[0] if loader else None
+    if isinstance(loader, TensorBatches):
+        return len(loader.x)
+    dataset = getattr(loader, "dataset", None)  # a torch DataLoader
+    return len(dataset) if hasattr(dataset, "__len__") else None

@@ -17,9 +17,9 @@ from torchmetrics import Metric
 log = logging.getLogger(__name__)
 
 
-def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, exp(logvar)), summed over the last dimension."""
-    return -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, exp(logvar)) per dimension (broadcast, not summed)."""
+    return -0.5 * ((z - mu) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi))
 
 
 @torch.no_grad()
@@ -57,8 +57,8 @@ def iw_log_likelihood(
         z = mu + (0.5 * logvar).exp() * eps  # (c, B, Z)
         params = model.decode(z.flatten(0, 1).to(dtype))  # (c * B, *shape)
         log_px = model.likelihood.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), params).view(c, -1)
-        log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-        log_qz = _log_normal(z, mu, logvar)
+        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
+        log_qz = log_normal(z, mu, logvar).sum(-1)
         log_w = (log_px + log_pz - log_qz).double()  # (c, B)
         new_top = torch.maximum(top, log_w.max(0).values)
         total = total * (top - new_top).exp() + (log_w - new_top).exp().sum(0)

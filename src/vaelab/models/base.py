@@ -11,7 +11,9 @@ A model defines:
   over the batch. Terms that are plain floats (a scheduled weight) describe the training step and
   are logged in training only;
 - where it has a prior, `has_prior = True` and `sample(n, generator)`;
-- optionally `update_eval_metrics(x, out, split)`: what only validation and test measure.
+- optionally `eval_outputs(x, out, split)`: what only validation and test measure. It updates
+  the model's epoch-level metrics and returns per-example tensors that join `out` before
+  `losses` (replacing training-time estimates of the same name) and are logged as they are.
 
 Its `__init__` takes its own arguments and passes the shared ones on (`**shared`); all of them
 are saved as the checkpoint's hyper-parameters, as plain containers, and checked against the
@@ -111,8 +113,8 @@ class Model(L.LightningModule):
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
         raise NotImplementedError
 
-    def update_eval_metrics(self, x: Tensor, out: dict[str, Tensor], split: str) -> None:
-        pass
+    def eval_outputs(self, x: Tensor, out: dict[str, Tensor], split: str) -> dict[str, Tensor]:
+        return {}
 
     # What every model offers on top of its math.
 
@@ -140,13 +142,16 @@ class Model(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, _ = batch
         out = self.core(x, *self.noise(x))
-        terms = self.losses(out)
         if split == "train":
+            terms = self.losses(out)
             self._log_train(terms, x.shape[0])
             return terms["loss"]
-        self.update_eval_metrics(x, out, split)
+        measured = self.eval_outputs(x, out, split)
+        terms = self.losses(out | measured)
+        terms = {k: v for k, v in terms.items() if isinstance(v, Tensor)}
+        terms |= {k: v.mean() for k, v in measured.items()}
         self.log_dict(
-            {f"{split}/{k}": v for k, v in terms.items() if isinstance(v, Tensor)},
+            {f"{split}/{k}": v for k, v in terms.items()},
             on_step=False,
             on_epoch=True,
             batch_size=x.shape[0],
@@ -226,7 +231,9 @@ class Model(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.hparams.get("compile"):
-            self.core = torch.compile(self.per_example, mode=self.hparams.compile_mode, dynamic=False)
+            self.core = torch.compile(
+                self.per_example, mode=self.hparams.compile_mode, dynamic=False
+            )
 
     def on_fit_end(self) -> None:
         self.core = self.per_example  # testing and inference run eager, on any batch size

@@ -36,7 +36,6 @@ class LinearWarmup:
     warmup_steps: int
     start: float = 0.0
 
-
     def __call__(self, step: int) -> float:
         progress = min(step / self.warmup_steps, 1.0)
         return self.beta * (self.start + (1.0 - self.start) * progress)
@@ -61,7 +60,6 @@ class Cyclical:
     n_cycles: int = 4
     ratio: float = 0.5
     total_steps: int | None = None
-
 
     def spanning(self, total_steps: float) -> "Cyclical":
         """This schedule over a run of `total_steps` optimizer steps."""
@@ -100,7 +98,6 @@ class Capacity:
     beta: float
     capacity: float
     capacity_steps: int
-
 
     def __call__(self, step: int) -> float:
         return self.beta

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-
 def _sum_per_example(t: Tensor) -> Tensor:
     return t.flatten(1).sum(1)
 

@@ -1,0 +1,59 @@
+"""β-TCVAE (Chen et al. 2018, "Isolating Sources of Disentanglement in Variational
+Autoencoders"): the KL split into index-code MI, total correlation and dimension-wise KL, with
+beta weighting only the total correlation."""
+
+from torch import Tensor
+
+from vaelab.data.batches import num_examples
+from vaelab.errors import ConfigError
+from vaelab.models.aggregate_posterior import kl_split
+from vaelab.models.vae import VAE
+
+
+class BetaTCVAE(VAE):
+    """loss = recon + mi + beta(step)·tc + dim_kl (the paper's alpha = gamma = 1), each term
+    estimated per sample from the minibatch with `tc_estimator` (mws or mss, see
+    vaelab.models.aggregate_posterior) over the N = `dataset_size` examples of the training split
+    (read from the training data when the fit starts, unless given). The logged kl and elbo stay
+    the closed-form values; mi, tc and dim_kl are logged beside them.
+    """
+
+    def __init__(self, tc_estimator: str = "mws", dataset_size: int | None = None, **vae):
+        super().__init__(**vae)
+        if self.free_bits or hasattr(self.kl_schedule, "target"):
+            raise ConfigError(
+                "model=beta_tcvae weighs the total correlation with model.beta; free bits and "
+                "the capacity schedule act on the whole KL: set model.free_bits=0 and another "
+                "model/kl_schedule"
+            )
+        self.tc_estimator = tc_estimator
+
+    def on_train_start(self) -> None:
+        if self.hparams.dataset_size is None:
+            size = num_examples(self.trainer.train_dataloader)
+            if size is None:
+                raise ConfigError(
+                    "model=beta_tcvae needs the number of training examples, and this data's "
+                    "loader does not say: set model.dataset_size"
+                )
+            # Saved with the hyper-parameters: the objective of the trained model.
+            self.hparams.dataset_size = size
+
+    def per_example(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
+        out = super().per_example(x, eps)
+        size = self.hparams.dataset_size
+        if size is None:
+            raise ConfigError(
+                "model=beta_tcvae: the training split's size is not known before the fit "
+                "starts; give dataset_size"
+            )
+        mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], size, self.tc_estimator)
+        return out | {"mi": mi, "tc": tc, "dim_kl": dim_kl}
+
+    def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
+        terms: dict[str, Tensor | float] = dict(self.elbo_terms(out))
+        beta = self.kl_schedule(self.global_step)
+        mi, tc, dim_kl = out["mi"].mean(), out["tc"].mean(), out["dim_kl"].mean()
+        terms.update(mi=mi, tc=tc, dim_kl=dim_kl, beta=beta)
+        terms["loss"] = terms["recon"] + mi + beta * tc + dim_kl
+        return terms
