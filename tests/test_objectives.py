@@ -1,0 +1,149 @@
+"""Each model's objective against its paper's formula computed a second way (torch.distributions,
+the aggregate posterior summed over every example of a tiny dataset)."""
+
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from vaelab.models import IWAE, BetaTCVAE
+from vaelab.models.aggregate_posterior import kl_split
+
+NET = {"_target_": "vaelab.models.nets.mlp", "hidden": [16]}
+COMMON = {"input_shape": [1, 4, 4], "latent_dim": 3, "net": NET, "optimizer": {}}
+
+
+def _posterior(model, x, eps):
+    """z = mu + sigma·eps and the posterior it came from, as torch.distributions."""
+    mu, logvar = model.encode(x)
+    q = D.Normal(mu, (0.5 * logvar).exp())
+    return q, mu + q.scale * eps
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_iwae_loss_is_the_k_sample_bound(k):
+    torch.manual_seed(0)
+    model = IWAE(k=k, **COMMON)
+    x = torch.rand(6, 1, 4, 4).bernoulli()
+    eps = torch.randn(k, 6, 3)
+    terms = model.losses(model.per_example(x, eps))
+
+    q, z = _posterior(model, x, eps)  # z: (K, B, Z)
+    log_px_z = torch.stack(
+        [D.Bernoulli(logits=model.decode(zk)).log_prob(x).sum((1, 2, 3)) for zk in z]
+    )
+    log_w = log_px_z + D.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+    bound = (torch.logsumexp(log_w, 0) - math.log(k)).mean()
+    torch.testing.assert_close(terms["loss"], -bound)
+    torch.testing.assert_close(terms["iw_elbo"], bound)
+    # The one-sample terms are those of the first sample, as a VAE's.
+    torch.testing.assert_close(terms["recon"], -log_px_z[0].mean())
+    kl = D.kl_divergence(q, D.Normal(0.0, 1.0)).sum(-1).mean()
+    torch.testing.assert_close(terms["kl"], kl)
+    if k == 1:  # L_1 is a one-sample estimate of the ELBO
+        torch.testing.assert_close(bound, (log_w[0]).mean())
+
+
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_beta_tcvae_loss_is_the_decomposed_kl(estimator):
+    torch.manual_seed(0)
+    n, beta = 1000, 6.0
+    model = BetaTCVAE(beta=beta, tc_estimator=estimator, dataset_size=n, **COMMON)
+    x = torch.rand(8, 1, 4, 4).bernoulli()
+    eps = torch.randn(8, 3)
+    terms = model.losses(model.per_example(x, eps))
+
+    q, z = _posterior(model, x, eps)
+    recon = -D.Bernoulli(logits=model.decode(z)).log_prob(x).sum((1, 2, 3)).mean()
+    torch.testing.assert_close(terms["recon"], recon)
+    # q(z_i | x_m) for every sample i and example m, per dimension.
+    pairs = D.Normal(q.loc[None], q.scale[None]).log_prob(z[:, None])  # (i, m, Z)
+    b = 8
+    if estimator == "mws":
+        log_w = torch.full((b, b), -math.log(n * b))
+    else:
+        w = torch.full((b, b), 1 / (b - 1))
+        for i in range(b):
+            w[i, (i + 1) % b] = (n - b + 1) / (n * (b - 1))
+            w[i, i] = 1 / n
+        log_w = w.log()
+    log_qz = torch.logsumexp(log_w + pairs.sum(2), 1)
+    log_prod = torch.logsumexp(log_w[..., None] + pairs, 1).sum(1)
+    log_qzx, log_pz = q.log_prob(z).sum(1), D.Normal(0.0, 1.0).log_prob(z).sum(1)
+    mi, tc, dim_kl = log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
+    torch.testing.assert_close(terms["tc"], tc.mean())
+    torch.testing.assert_close(terms["mi"], mi.mean())
+    torch.testing.assert_close(terms["dim_kl"], dim_kl.mean())
+    torch.testing.assert_close(terms["loss"], terms["recon"] + (mi + beta * tc + dim_kl).mean())
+
+
+def _exact_log_q(z, mu, logvar):
+    """log q(z_i) and log prod_j q(z_ij) under the aggregate posterior of all N examples."""
+    pairs = D.Normal(mu[None], (0.5 * logvar).exp()[None]).log_prob(z[:, None])  # (i, n, Z)
+    log_n = math.log(mu.shape[0])
+    log_q = torch.logsumexp(pairs.sum(2), 1) - log_n
+    return log_q, (torch.logsumexp(pairs, 1) - log_n).sum(1)
+
+
+def _estimated_log_q(z, mu, logvar, n, estimator):
+    """log q(z_i) and log prod_j q(z_ij) as kl_split estimates them from the batch."""
+    mi, tc, dim_kl = kl_split(z, mu, logvar, n, estimator)
+    log_qzx = D.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(1)
+    log_q = log_qzx - mi
+    log_pz = D.Normal(0.0, 1.0).log_prob(z).sum(1)
+    torch.testing.assert_close(mi + tc + dim_kl, log_qzx - log_pz)  # whatever the estimator
+    return log_q, log_q - tc
+
+
+def _dataset(n, spread, scale, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    mu = spread * torch.randn(n, 3, generator=generator)
+    logvar = torch.full((n, 3), 2 * math.log(scale))
+    z = mu + scale * torch.randn(n, 3, generator=generator)
+    return z, mu, logvar
+
+
+@pytest.mark.parametrize(
+    ("spread", "mws_offset"),
+    [(0.0, "log N"), (1000.0, "log B")],  # posteriors all alike; posteriors far apart
+)
+def test_estimators_in_their_limits(spread, mws_offset):
+    n, b = 64, 16
+    z, mu, logvar = _dataset(n, spread, scale=1.0)
+    exact_q, exact_prod = _exact_log_q(z, mu, logvar)
+    batch = slice(0, b)
+    mss_q, mss_prod = _estimated_log_q(z[batch], mu[batch], logvar[batch], n, "mss")
+    torch.testing.assert_close(mss_q, exact_q[batch], atol=1e-4, rtol=0)
+    mws_q, _ = _estimated_log_q(z[batch], mu[batch], logvar[batch], n, "mws")
+    offset = math.log(n) if mws_offset == "log N" else math.log(b)
+    torch.testing.assert_close(mws_q, exact_q[batch] - offset, atol=1e-4, rtol=0)
+    if spread == 0.0:
+        torch.testing.assert_close(mss_prod, exact_prod[batch], atol=1e-4, rtol=0)
+
+
+def test_estimators_against_the_exact_aggregate_posterior():
+    """Random minibatches of a dataset whose posteriors overlap. MSS is biased only by Jensen's
+    gap, which shrinks as the batch grows (and nearly vanishes when it holds the whole dataset);
+    MWS reads log q(z) low by at least log B at every sample, and by at most log N on average."""
+    n = 256
+    z, mu, logvar = _dataset(n, spread=1.0, scale=0.5)
+    exact_q, exact_prod = _exact_log_q(z, mu, logvar)
+    generator = torch.Generator().manual_seed(1)
+    mss_bias, tc_bias = [], []
+    for b in (16, 64, 256):
+        errors = {"mss": [], "tc": [], "mws": []}
+        for _ in range(20):
+            index = torch.randperm(n, generator=generator)[:b]
+            mss_q, mss_prod = _estimated_log_q(z[index], mu[index], logvar[index], n, "mss")
+            errors["mss"].append(mss_q - exact_q[index])
+            errors["tc"].append((mss_q - mss_prod) - (exact_q - exact_prod)[index])
+            mws_q, _ = _estimated_log_q(z[index], mu[index], logvar[index], n, "mws")
+            errors["mws"].append(mws_q - exact_q[index])
+        mss, tc, mws = (torch.cat(e) for e in errors.values())
+        mss_bias.append(abs(float(mss.mean())))
+        tc_bias.append(abs(float(tc.mean())))
+        assert float(mws.max()) <= -math.log(b) + 1e-4
+        assert -math.log(n) - 1e-3 < float(mws.mean()) < -math.log(b) + 1e-4
+    assert mss_bias[0] > mss_bias[1] > mss_bias[2] and mss_bias[2] < 1e-2
+    assert tc_bias[0] > tc_bias[1] > tc_bias[2] and tc_bias[2] < 1e-2
