@@ -1,4 +1,4 @@
-"""A model of the user's own, added through hydra.searchpath as the README shows, without forking."""
+"""A model of the user's own, added through hydra.searchpath as the README shows."""
 
 import textwrap
 

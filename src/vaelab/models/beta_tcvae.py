@@ -42,10 +42,14 @@ class BetaTCVAE(VAE):
     def per_example(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
         out = super().per_example(x, eps)
         size = self.hparams.dataset_size
+        if size is None and not self.training:
+            # Validation before the fit has read its data (Lightning's sanity check): the
+            # split is measured over the validation data instead (eval_outputs).
+            return out
         if size is None:
             raise ConfigError(
-                "model=beta_tcvae: the training split's size is not known before the fit "
-                "starts; give dataset_size"
+                "model=beta_tcvae: the number of training examples is known once the fit has "
+                "read its data; to use the model before, give dataset_size"
             )
         mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], size, self.tc_estimator)
         return out | {"mi": mi, "tc": tc, "dim_kl": dim_kl}
