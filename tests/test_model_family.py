@@ -40,10 +40,10 @@ class Preempt(L.Callback):
 @pytest.mark.parametrize("model", FAMILY)
 def test_model_trains_resumes_exactly_and_serves_eval_embed_sample(model, net, tmp_path):
     setting = [f"model={model}", *NETS[net], *QUICK]
-    # Digits: 9 steps per epoch; the stop falls in the middle of the second epoch.
+    # Digits: 12 steps per epoch; the stop falls in the middle of the second epoch.
     straight, _ = train(compose(*setting, "trainer.max_epochs=2", output_dir=tmp_path / "a"))
     with pytest.raises(Preempted):
-        train(compose(*setting, "trainer.max_epochs=2", output_dir=tmp_path / "b"), [Preempt(13)])
+        train(compose(*setting, "trainer.max_epochs=2", output_dir=tmp_path / "b"), [Preempt(17)])
     resumed, _ = train(compose(*setting, f"resume={tmp_path / 'b'}"))
     assert_identical(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == (

@@ -27,8 +27,9 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities.parsing import collect_init_args
-from torch import Tensor
+from torch import Tensor, nn
 
 from vaelab.config.containers import to_plain
 from vaelab.config.schema import check_model
@@ -265,12 +266,30 @@ class Model(L.LightningModule):
         if "train_means" in checkpoint:
             self.train_means.load_state_dict(checkpoint["train_means"], self.device)
 
+    def extra_optimizers(self) -> list[tuple[list[nn.Parameter], dict]]:
+        """(parameters, optimizer config) of parts trained by optimizers of their own (a
+        FactorVAE's discriminator): the model's optimizer leaves them out. A model that has any
+        optimizes by hand (`automatic_optimization = False`) and steps them with `step_extra`."""
+        return []
+
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor},
-        }
+        extra = [(list(parameters), config) for parameters, config in self.extra_optimizers()]
+        apart = {id(p) for parameters, _ in extra for p in parameters}
+        own = [p for p in self.parameters() if id(p) not in apart]
+        optimizer = instantiate(self.hparams.optimizer)(own)
+        main: dict[str, Any] = {"optimizer": optimizer}
+        if self.hparams.scheduler:
+            scheduler = instantiate(self.hparams.scheduler)(optimizer)
+            main["lr_scheduler"] = {"scheduler": scheduler, "monitor": self.monitor}
+        if not extra:
+            return main
+        return [main, *({"optimizer": instantiate(c)(p)} for p, c in extra)]
+
+    def step_extra(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
+        """Back-propagate `loss` into the parts `optimizer` trains and step it, through the
+        precision plugin (loss scaling under 16-mixed) but without counting a training step:
+        trainer.global_step, and with it max_steps, the KL schedules and the logging windows,
+        counts the batches the model's own optimizer stepped on, whatever else steps."""
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
