@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from vaelab import compose
+
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 HIDDEN, LATENT, LR, SEED = [512, 256], 32, 1e-3, 0
 
@@ -59,26 +61,6 @@ def data_overrides(data_dir: str | None) -> list[str]:
     return ["data=digits"]
 
 
-def compose(overrides: list[str], run_dir: Path):
-    """vaelab's train config, composed by Hydra exactly as `vaelab-train` composes it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from vaelab.config.config_dir import config_dir
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-        cfg.paths.output_dir = str(run_dir)
-    return cfg
-
-
 def model_overrides(args) -> list[str]:
     return [
         "model=vae",
@@ -102,7 +84,7 @@ def load_splits(args):
 
     from vaelab.config.instantiate import build
 
-    cfg = compose([*data_overrides(args.data_dir), *model_overrides(args)], Path("unused"))
+    cfg = compose(*data_overrides(args.data_dir), *model_overrides(args), output_dir="unused")
     datamodule = build(cfg.data)
     datamodule.setup()
     optimizer = instantiate(cfg.model.optimizer)
@@ -215,7 +197,7 @@ def run_vaelab(args, compiled: bool) -> dict:
         overrides += ["model.compile=true", f"model.compile_mode={args.compile_mode}"]
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as run_dir:
-        cfg = compose(overrides, Path(run_dir))
+        cfg = compose(*overrides, output_dir=run_dir)
         results, objects = train(cfg, extra_callbacks=[timer])
         n_batches = objects["trainer"].num_training_batches
     return {
