@@ -25,9 +25,10 @@ def compose(
     check: bool = True,
 ) -> DictConfig:
     """conf/<config_name>.yaml with the command line's `overrides`, checked as the command
-    checks it (`check=False`: as composed, for a caller that checks it later). The run directory is `output_dir`, else where the command would put it
-    (hydra.run.dir: a new dated folder, or the run named by `resume=`). `${hydra:...}` values
-    resolve as in a real run, and a resume sees `overrides` as this invocation's changes."""
+    checks it (`check=False`: as composed, for a caller that checks it later). The run directory
+    is `output_dir`, else where the command would put it (hydra.run.dir: a new dated folder, or
+    the run named by `resume=`). `${hydra:...}` values resolve as in a real run, and a resume
+    sees `overrides` as this invocation's changes."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
