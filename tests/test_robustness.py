@@ -87,6 +87,11 @@ CONFIG_ERRORS = [
     (["data.val_size=nan"], "data.val_size=nan: must be a finite number"),
     (["model.optimizer.lr=nan"], "model.optimizer.lr=nan: must be a finite number"),
     (["model.beta=inf"], "model.beta=inf: must be a finite number"),
+    (["model=iwae", "model.k=0"], "model.k=0: must be an integer >= 1"),
+    (["model=beta_tcvae", "model.tc_estimator=exact"], "model.tc_estimator='exact': must be one"),
+    (["model/kl_schedule=cyclical", "model.kl_schedule.ratio=2"], "ratio=2: must be in (0, 1]"),
+    (["callbacks.collapse_monitor.patience=0"], "patience=0: must be an integer >= 1"),
+    (["callbacks.images.every_n_epochs=0"], "every_n_epochs=0: must be an integer >= 1"),
     (["hydra.run.dir=/proc/vaelab_run"], "cannot write in /proc/vaelab_run"),
     (["resume=/nope"], "resume=/nope continues the run in its own directory, not in hydra.run"),
     (
@@ -119,6 +124,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["data=tabular", f"data.path={truncated}"], "cannot read " + str(truncated)),
         (["model/net=conv"], "model/net=conv with 2 stride-2 layers needs height and width"),
         (["+model.foo=1"], "vaelab.models.VAE takes no argument 'foo'"),
+        (["model=beta_tcvae", "model.free_bits=0.5"], "model=beta_tcvae weighs the total"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
         (["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
     ]

@@ -14,10 +14,6 @@ class CollapseMonitor(L.Callback):
     few active dimensions are normal. It warns once per run."""
 
     def __init__(self, min_active_share: float = 0.5, patience: int = 10):
-        if not 0.0 <= min_active_share <= 1.0:
-            raise ValueError(f"min_active_share must be in [0, 1], got {min_active_share}")
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got {patience}")
         self.min_active_share, self.patience = min_active_share, patience
         self._streak, self._warned = 0, False
 
@@ -25,8 +21,7 @@ class CollapseMonitor(L.Callback):
         active = trainer.callback_metrics.get("val/active_units")
         if trainer.sanity_checking or active is None or self._warned:
             return
-        schedule = getattr(pl_module, "kl_schedule", None)
-        warmed_up = schedule is None or trainer.global_step >= schedule.warmup_end()
+        warmed_up = trainer.global_step >= pl_module.warmup_end()
         total = pl_module.latent_dim
         collapsed = warmed_up and int(active) < self.min_active_share * total
         self._streak = self._streak + 1 if collapsed else 0

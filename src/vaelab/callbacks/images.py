@@ -24,8 +24,6 @@ class ImageLogger(L.Callback):
     def __init__(
         self, dirpath: str, every_n_epochs: int = 5, n: int = 64, seed: int = 0, max_dims: int = 10
     ):
-        if every_n_epochs < 1 or n < 1:
-            raise ValueError(f"every_n_epochs and n must be >= 1, got {every_n_epochs} and {n}")
         self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
         self.n, self.seed, self.max_dims = n, seed, max_dims
         self._examples: Tensor | None = None

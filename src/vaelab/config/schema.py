@@ -161,6 +161,11 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.kl_schedule.n_cycles": _int_at_least(1),
     "model.kl_schedule.capacity": _number(positive=False),
     "model.kl_schedule.capacity_steps": _int_at_least(1),
+    "callbacks.collapse_monitor.min_active_share": _in_unit_interval(low_open=False),
+    "callbacks.collapse_monitor.patience": _int_at_least(1),
+    "callbacks.images.every_n_epochs": _int_at_least(1),
+    "callbacks.images.n": _int_at_least(2),  # half of them are examples to reconstruct
+    "callbacks.images.max_dims": _int_at_least(1),
     "data.batch_size": _int_at_least(1),
     "data.val_size": _number(positive=True),
     "data.test_size": _number(positive=True),

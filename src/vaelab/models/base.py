@@ -117,6 +117,11 @@ class Model(L.LightningModule):
     def eval_outputs(self, x: Tensor, out: dict[str, Tensor], split: str) -> dict[str, Tensor]:
         return {}
 
+    def warmup_end(self) -> float:
+        """The step from which the objective has its final weights (a KL warm-up's end): before
+        it, few active latent dimensions are no sign of collapse."""
+        return 0
+
     # What every model offers on top of its math.
 
     def forward(self, x: Tensor) -> Tensor:

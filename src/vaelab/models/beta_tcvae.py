@@ -18,7 +18,7 @@ class BetaTCVAE(VAE):
     the closed-form values; mi, tc and dim_kl are logged beside them.
     """
 
-    def __init__(self, tc_estimator: str = "mws", dataset_size: int | None = None, **vae):
+    def __init__(self, tc_estimator: str = "mss", dataset_size: int | None = None, **vae):
         super().__init__(**vae)
         if self.free_bits or hasattr(self.kl_schedule, "target"):
             raise ConfigError(

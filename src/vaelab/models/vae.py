@@ -39,6 +39,9 @@ class VAE(GaussianPosterior):
         if hasattr(self.kl_schedule, "spanning"):  # a schedule laid over the run's length
             self.kl_schedule = self.kl_schedule.spanning(self.trainer.estimated_stepping_batches)
 
+    def warmup_end(self) -> float:
+        return self.kl_schedule.warmup_end()
+
     def regulariser(self, out: dict[str, Tensor], kl: Tensor) -> Tensor:
         """What beta weighs: the KL, or with free bits its floored sum."""
         return free_bits(out["kl_dims"], self.free_bits) if self.free_bits else kl
