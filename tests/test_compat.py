@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaelab import compose
+from vaelab.errors import ConfigError
 from vaelab.evaluate import evaluate
 from vaelab.models import VAE, AutoEncoder
 from vaelab.train import train
@@ -43,3 +45,26 @@ def test_a_run_of_the_release_resumes(old_run):
     results, objects = train(compose(f"resume={old_run}", "trainer.max_epochs=2"))
     assert results["global_step"] == 24 and objects["trainer"].current_epoch == 2
     assert results["run_dir"] == str(old_run)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("_target_", "vaelab.models.NoSuchModel"), "which this installation does not have"),
+        (("hparam", "from_the_future"), "does not take the arguments the checkpoint was written"),
+    ],
+)
+def test_a_checkpoint_this_release_cannot_build_is_refused_in_one_line(tmp_path, edit, message):
+    run = Path(shutil.copytree(RELEASE / "vae", tmp_path / "run"))
+    ckpt = run / "checkpoints" / "last.ckpt"
+    kind, value = edit
+    if kind == "_target_":
+        config = (run / "config.yaml").read_text()
+        (run / "config.yaml").write_text(config.replace("vaelab.models.VAE", value))
+    else:
+        checkpoint = torch.load(ckpt, weights_only=True)
+        checkpoint["hyper_parameters"][value] = 1
+        torch.save(checkpoint, ckpt)
+    cfg = compose(f"ckpt_path={ckpt}", config_name="eval", output_dir=tmp_path / "eval")
+    with pytest.raises(ConfigError, match=message):
+        evaluate(cfg)

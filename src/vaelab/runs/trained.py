@@ -32,7 +32,21 @@ def load_trained(ckpt_path: str):
             f"ckpt_path={ckpt_path} holds no hyper_parameters, so the model cannot be rebuilt "
             f"from it: give a checkpoint that vaelab-train wrote"
         )
-    model = get_class(run_cfg.model._target_)(**checkpoint["hyper_parameters"])
+    target = run_cfg.model._target_
+    try:
+        model_class = get_class(target)
+    except Exception:  # ImportError, AttributeError, Hydra's own: the class is not there
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} was trained as {target}, which this installation does not "
+            f"have: install the package that defines it (or put it on PYTHONPATH)"
+        ) from None
+    try:
+        model = model_class(**checkpoint["hyper_parameters"])
+    except TypeError as error:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: {target} of this vaelab release does not take the "
+            f"arguments the checkpoint was written with ({error}); use the release that wrote it"
+        ) from None
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), run_cfg, checkpoint
