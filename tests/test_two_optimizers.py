@@ -38,10 +38,7 @@ class AdversarialAE(AutoEncoder):
 
     def training_step(self, batch, batch_idx):
         model_optimizer, critic_optimizer = self.optimizers()
-        x, _ = batch
-        out = self.core(x)
-        terms = self.losses(out)
-        self._log_train(terms, x.shape[0])
+        terms, out = self.training_terms(batch[0])
         model_optimizer.zero_grad()
         self.manual_backward(terms["loss"])
         model_optimizer.step()

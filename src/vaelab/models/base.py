@@ -13,7 +13,9 @@ A model defines:
 - where it has a prior, `has_prior = True` and `sample(n, generator)`;
 - optionally `eval_outputs(x, out, split)`: what only validation and test measure. It updates
   the model's epoch-level metrics and returns per-example tensors that join `out` before
-  `losses` (replacing training-time estimates of the same name) and are logged as they are.
+  `losses` (replacing training-time estimates of the same name) and are logged as they are;
+- optionally `warmup_end()`, where a schedule ramps its weights up, and `extra_optimizers()` for
+  parts trained by optimizers of their own (then it optimizes by hand, with `step_extra`).
 
 Its `__init__` takes its own arguments and passes the shared ones on (`**shared`); all of them
 are saved as the checkpoint's hyper-parameters, as plain containers, and checked against the
@@ -145,13 +147,19 @@ class Model(L.LightningModule):
 
     # Training, validation and test steps.
 
+    def training_terms(self, x: Tensor) -> tuple[dict[str, Tensor | float], dict[str, Tensor]]:
+        """A training batch's terms, logged as every model's are, and what `per_example` gave:
+        where the `training_step` of a model that optimizes by hand starts."""
+        out = self.core(x, *self.noise(x))
+        terms = self.losses(out)
+        self._log_train(terms, x.shape[0])
+        return terms, out
+
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, _ = batch
-        out = self.core(x, *self.noise(x))
         if split == "train":
-            terms = self.losses(out)
-            self._log_train(terms, x.shape[0])
-            return terms["loss"]
+            return self.training_terms(x)[0]["loss"]
+        out = self.core(x, *self.noise(x))
         measured = self.eval_outputs(x, out, split)
         terms = self.losses(out | measured)
         terms = {k: v for k, v in terms.items() if isinstance(v, Tensor)}
