@@ -259,11 +259,12 @@ def test_one_latent_dimension_validates(compose_train):
     assert "val/kl_dim00" in results
 
 
-def test_64_and_bf16_true_precision_train_test_and_draw(compose_train):
-    """The pictures and the IWAE bound work in the model's own dtype."""
+@pytest.mark.parametrize("model", ["vae", "iwae", "beta_tcvae"])
+def test_64_and_bf16_true_precision_train_test_and_draw(compose_train, model):
+    """The pictures, the K-sample bounds and the KL split work in the model's own dtype."""
     for precision in ("64-true", "bf16-true"):
-        cfg = compose_train(f"trainer.precision={precision}", "debug=fdr", "logger=none",
-                            "callbacks.images.every_n_epochs=1")  # fmt: skip
+        cfg = compose_train(f"model={model}", f"trainer.precision={precision}", "debug=fdr",
+                            "logger=none", "callbacks.images.every_n_epochs=1")  # fmt: skip
         results, _ = train(cfg)
         assert (Path(cfg.paths.output_dir) / "images" / "samples.png").is_file()
         assert np.isfinite(results["test/nll_iw"]), precision
