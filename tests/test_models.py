@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from vaelab.config.instantiate import build
 from vaelab.errors import ConfigError
-from vaelab.models import IWAE, VAE, AutoEncoder, BetaTCVAE
+from vaelab.models import DIPVAE, IWAE, VAE, WAE, AutoEncoder, BetaTCVAE, InfoVAE
 from vaelab.train import train
 
 DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
@@ -22,6 +22,9 @@ MODELS = {
     "vae": (VAE, GAUSSIAN),
     "iwae": (IWAE, GAUSSIAN | {"iw_elbo"}),
     "beta_tcvae": (BetaTCVAE, GAUSSIAN),
+    "dip_vae": (DIPVAE, GAUSSIAN | {"dip_od", "dip_d"}),
+    "info_vae": (InfoVAE, GAUSSIAN | {"mmd"}),
+    "wae_mmd": (WAE, {"loss", "recon", "mmd"}),
 }
 
 

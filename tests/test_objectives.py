@@ -3,12 +3,14 @@ the aggregate posterior summed over every example of a tiny dataset)."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import distributions as D
 
-from vaelab.models import IWAE, BetaTCVAE
+from vaelab.models import DIPVAE, IWAE, WAE, BetaTCVAE, InfoVAE
 from vaelab.models.aggregate_posterior import kl_split
+from vaelab.models.mmd import mmd
 
 NET = {"_target_": "vaelab.models.nets.mlp", "hidden": [16]}
 COMMON = {"input_shape": [1, 4, 4], "latent_dim": 3, "net": NET, "optimizer": {}}
@@ -147,3 +149,70 @@ def test_estimators_against_the_exact_aggregate_posterior():
         assert -math.log(n) - 1e-3 < float(mws.mean()) < -math.log(b) + 1e-4
     assert mss_bias[0] > mss_bias[1] > mss_bias[2] and mss_bias[2] < 1e-2
     assert tc_bias[0] > tc_bias[1] > tc_bias[2] and tc_bias[2] < 1e-2
+
+
+@pytest.mark.parametrize("name", ["imq", "rbf"])
+def test_mmd_is_the_unbiased_estimate_of_a_double_loop(name):
+    generator = torch.Generator().manual_seed(0)
+    z, prior = torch.randn(6, 3, generator=generator) + 0.5, torch.randn(6, 3, generator=generator)
+    scales = [0.5, 2.0]
+
+    def k(a, b):
+        squared = float(((a - b) ** 2).sum())
+        cs = [2 * 3 * s for s in scales]
+        if name == "imq":
+            return sum(c / (c + squared) for c in cs)
+        return sum(math.exp(-squared / c) for c in cs)
+
+    n = len(z)
+    within = sum(
+        k(z[i], z[j]) + k(prior[i], prior[j]) for i in range(n) for j in range(n) if i != j
+    )
+    between = sum(k(z[i], prior[j]) for i in range(n) for j in range(n))
+    expected = within / (n * (n - 1)) - 2 * between / n**2
+    assert float(mmd(z, prior, name, scales)) == pytest.approx(expected, rel=1e-5)
+    # Zero in expectation for one distribution: near zero for two large samples of it.
+    a, b = torch.randn(2, 2000, 3, generator=generator)
+    assert abs(float(mmd(a, b, name, scales))) < 2e-3 < float(mmd(a + 0.5, b, name, scales))
+
+
+@pytest.mark.parametrize("dip_type", ["i", "ii"])
+def test_dip_vae_penalty_is_on_the_covariance_numpy_computes(dip_type):
+    torch.manual_seed(0)
+    model = DIPVAE(dip_type=dip_type, lambda_od=10.0, **COMMON)
+    x, eps = torch.rand(16, 1, 4, 4).bernoulli(), torch.randn(16, 3)
+    out = model.per_example(x, eps)
+    terms = model.losses(out)
+    mu, logvar = (out[k].detach().double().numpy() for k in ("mu", "logvar"))
+    cov = np.cov(mu.T, bias=True)  # over examples, divided by B
+    if dip_type == "ii":
+        cov = cov + np.diag(np.exp(logvar).mean(0))
+    off = ((cov - np.diag(np.diag(cov))) ** 2).sum()
+    on = ((np.diag(cov) - 1) ** 2).sum()
+    lambda_d = 100.0 if dip_type == "i" else 10.0  # disentanglement_lib's convention
+    assert float(terms["dip_od"]) == pytest.approx(off, rel=1e-4)
+    assert float(terms["dip_d"]) == pytest.approx(on, rel=1e-4)
+    expected = terms["recon"] + terms["kl"] + 10.0 * off + lambda_d * on
+    assert float(terms["loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_info_vae_and_wae_losses_weigh_kl_and_mmd_as_their_papers():
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 4, 4).bernoulli()
+    eps, prior = torch.randn(8, 3), torch.randn(8, 3)
+    info = InfoVAE(alpha=0.5, lambda_mmd=100.0, **COMMON)
+    out = info.per_example(x, eps, prior)
+    terms = info.losses(out)
+    q, z = _posterior(info, x, eps)
+    divergence = mmd(z, prior)
+    torch.testing.assert_close(terms["mmd"], divergence)
+    kl = D.kl_divergence(q, D.Normal(0.0, 1.0)).sum(-1).mean()
+    expected = terms["recon"] + 0.5 * kl + (0.5 + 100.0 - 1.0) * divergence
+    torch.testing.assert_close(terms["loss"], expected)
+
+    wae = WAE(lambda_mmd=10.0, **COMMON)
+    terms = wae.losses(wae.per_example(x, prior))
+    h = wae.encode(x)
+    recon = -D.Bernoulli(logits=wae.decode(h)).log_prob(x).sum((1, 2, 3)).mean()
+    torch.testing.assert_close(terms["loss"], recon + 10.0 * mmd(h, prior))
+    assert wae.has_prior and wae.sample(3).shape == (3, 1, 4, 4)

@@ -104,6 +104,20 @@ def _in_unit_interval(low_open: bool) -> Callable[[Any], str | None]:
     return check
 
 
+def _at_most_one(value: Any) -> str | None:
+    """InfoVAE's alpha: 1 - alpha weighs the KL, which must not turn into a reward."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number"
+    return None if value <= 1 else "must be <= 1 (1 - alpha weighs the KL)"
+
+
+def _positive_numbers(value: Any) -> str | None:
+    numbers = isinstance(value, (list, ListConfig)) and value
+    if numbers and all(_number(positive=True)(v) is None for v in value):
+        return None
+    return "must be a list of numbers > 0, e.g. [0.1,1,10]"
+
+
 def _existing_file(value: Any) -> str | None:
     return None if Path(str(value)).expanduser().is_file() else "no such file"
 
@@ -154,6 +168,13 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.k": _int_at_least(1),
     "model.tc_estimator": _one_of("mws", "mss"),
     "model.dataset_size": _or_null(_int_at_least(2)),
+    "model.dip_type": _one_of("i", "ii"),
+    "model.lambda_od": _number(positive=False),
+    "model.lambda_d": _or_null(_number(positive=False)),
+    "model.alpha": _at_most_one,
+    "model.lambda_mmd": _number(positive=False),
+    "model.kernel": _one_of("imq", "rbf"),
+    "model.kernel_scales": _positive_numbers,
     "model.kl_schedule.warmup_steps": _int_at_least(1),
     "model.kl_schedule.start": _in_unit_interval(low_open=False),
     "model.kl_schedule.ratio": _in_unit_interval(low_open=True),

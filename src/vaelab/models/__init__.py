@@ -1,8 +1,21 @@
 from vaelab.models.autoencoder import AutoEncoder
 from vaelab.models.base import Model
 from vaelab.models.beta_tcvae import BetaTCVAE
+from vaelab.models.dip_vae import DIPVAE
 from vaelab.models.gaussian import GaussianPosterior
+from vaelab.models.info_vae import InfoVAE
 from vaelab.models.iwae import IWAE
 from vaelab.models.vae import VAE
+from vaelab.models.wae import WAE
 
-__all__ = ["VAE", "IWAE", "AutoEncoder", "BetaTCVAE", "GaussianPosterior", "Model"]
+__all__ = [
+    "VAE",
+    "IWAE",
+    "WAE",
+    "AutoEncoder",
+    "BetaTCVAE",
+    "DIPVAE",
+    "GaussianPosterior",
+    "InfoVAE",
+    "Model",
+]

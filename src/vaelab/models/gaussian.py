@@ -11,6 +11,7 @@ from vaelab.data.batches import num_examples
 from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, iw_log_likelihood
 from vaelab.models.aggregate_posterior import kl_split
 from vaelab.models.base import Model
+from vaelab.models.priors import StandardNormalPrior
 
 
 def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -27,7 +28,7 @@ def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return kl_per_dimension(mu, logvar).sum(1)
 
 
-class GaussianPosterior(Model):
+class GaussianPosterior(StandardNormalPrior, Model):
     """z = mu + sigma·eps with eps ~ N(0, I) drawn outside the network math (`noise`), so that a
     compiled graph holds no random generator. `per_example` gives recon = -log p(x|z) for one
     sample, the KL per dimension, mu, logvar and z; `elbo_terms` their batch means and the ELBO.
@@ -39,7 +40,6 @@ class GaussianPosterior(Model):
 
     codes_per_latent = 2
     default_monitor = ("val/elbo", "max")  # beta-free, so runs with different beta compare
-    has_prior = True
 
     def __init__(self, iw_samples: int = 100, report_bpd: bool = False, **shared):
         super().__init__(**shared)
@@ -117,10 +117,3 @@ class GaussianPosterior(Model):
         # as it is.
         super().reseed_eval_noise()
         self._iw_generator = torch.Generator(self.device).manual_seed(1)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws of the mean of p(x|z), z ~ N(0, I). A generator of its own keeps picture-making
-        from moving the training random stream."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device, self.dtype)
-        return self.likelihood.mean(self.decode(z))
