@@ -11,7 +11,16 @@ from hydra.utils import instantiate
 
 from vaelab.config.instantiate import build
 from vaelab.errors import ConfigError
-from vaelab.models import DIPVAE, IWAE, VAE, WAE, AutoEncoder, BetaTCVAE, InfoVAE
+from vaelab.models import (
+    DIPVAE,
+    IWAE,
+    VAE,
+    WAE,
+    AutoEncoder,
+    BetaTCVAE,
+    FactorVAE,
+    InfoVAE,
+)
 from vaelab.train import train
 
 DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
@@ -25,6 +34,7 @@ MODELS = {
     "dip_vae": (DIPVAE, GAUSSIAN | {"dip_od", "dip_d"}),
     "info_vae": (InfoVAE, GAUSSIAN | {"mmd"}),
     "wae_mmd": (WAE, {"loss", "recon", "mmd"}),
+    "factor_vae": (FactorVAE, GAUSSIAN | {"tc_discriminator"}),
 }
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import distributions as D
 
-from vaelab.models import DIPVAE, IWAE, WAE, BetaTCVAE, InfoVAE
+from vaelab.models import DIPVAE, IWAE, WAE, BetaTCVAE, FactorVAE, InfoVAE
 from vaelab.models.aggregate_posterior import kl_split
+from vaelab.models.factor_vae import permute_dims
 from vaelab.models.mmd import mmd
 
 NET = {"_target_": "vaelab.models.nets.mlp", "hidden": [16]}
@@ -216,3 +217,29 @@ def test_info_vae_and_wae_losses_weigh_kl_and_mmd_as_their_papers():
     recon = -D.Bernoulli(logits=wae.decode(h)).log_prob(x).sum((1, 2, 3)).mean()
     torch.testing.assert_close(terms["loss"], recon + 10.0 * mmd(h, prior))
     assert wae.has_prior and wae.sample(3).shape == (3, 1, 4, 4)
+
+
+def test_factor_vae_loss_and_its_discriminator():
+    torch.manual_seed(0)
+    model = FactorVAE(discriminator_optimizer={}, gamma=6.4, **COMMON)
+    layers = [m for m in model.discriminator if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in layers] == [
+        (3, 1000),
+        *[(1000, 1000)] * 4,
+        (1000, 2),
+    ]  # the paper's six layers of 1000 units
+    x, eps = torch.rand(8, 1, 4, 4).bernoulli(), torch.randn(8, 3)
+    terms = model.losses(model.per_example(x, eps))
+    _, z = _posterior(model, x, eps)
+    logits = model.discriminator(z)
+    log_ratio = torch.log_softmax(logits, 1)[:, 0] - torch.log_softmax(logits, 1)[:, 1]
+    torch.testing.assert_close(terms["tc_discriminator"], log_ratio.mean())
+    torch.testing.assert_close(terms["loss"], terms["recon"] + terms["kl"] + 6.4 * log_ratio.mean())
+
+
+def test_permuted_dimensions_keep_each_marginal_and_break_the_joint():
+    z = torch.arange(200.0).view(100, 2) * torch.tensor([1.0, -1.0])  # z_1 = -z_0 - 1
+    permuted = permute_dims(z, torch.Generator().manual_seed(0))
+    for j in range(2):
+        assert torch.equal(permuted[:, j].sort().values, z[:, j].sort().values)
+    assert (permuted[:, 1] != -permuted[:, 0] - 1).float().mean() > 0.9

@@ -125,6 +125,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["model/net=conv"], "model/net=conv with 2 stride-2 layers needs height and width"),
         (["+model.foo=1"], "vaelab.models.VAE takes no argument 'foo'"),
         (["model=beta_tcvae", "model.free_bits=0.5"], "model=beta_tcvae weighs the total"),
+        (["model=factor_vae", "trainer.gradient_clip_val=1"], "steps its optimizers itself"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
         (["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
     ]

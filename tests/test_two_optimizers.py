@@ -38,7 +38,10 @@ class AdversarialAE(AutoEncoder):
 
     def training_step(self, batch, batch_idx):
         model_optimizer, critic_optimizer = self.optimizers()
-        terms, out = self.training_terms(batch[0])
+        x, _ = batch
+        out = self.core(x, *self.noise(x))
+        terms = self.losses(out)
+        self.log_training(terms, len(x))
         model_optimizer.zero_grad()
         self.manual_backward(terms["loss"])
         model_optimizer.step()

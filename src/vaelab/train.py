@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.config.cli import hydra_main
-from vaelab.config.schema import refuse_ddp_in_multirun, validate
+from vaelab.config.schema import check_optimizing_by_hand, refuse_ddp_in_multirun, validate
 from vaelab.runs.preemption import preemptible
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ def train(
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))
+    if not model.automatic_optimization:
+        check_optimizing_by_hand(cfg)
     if start is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
         check_fits(model, start, ckpt_path)
 

@@ -175,6 +175,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.lambda_mmd": _number(positive=False),
     "model.kernel": _one_of("imq", "rbf"),
     "model.kernel_scales": _positive_numbers,
+    "model.discriminator_units": _int_at_least(1),
+    "model.discriminator_layers": _int_at_least(2),
+    "model.discriminator_optimizer.lr": _number(positive=True),
     "model.kl_schedule.warmup_steps": _int_at_least(1),
     "model.kl_schedule.start": _in_unit_interval(low_open=False),
     "model.kl_schedule.ratio": _in_unit_interval(low_open=True),
@@ -355,6 +358,25 @@ def _check_device(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.precision={precision} needs a GPU, and this run is on the CPU; use "
             f"trainer.precision=bf16-mixed or 32-true"
+        )
+
+
+def check_optimizing_by_hand(cfg: DictConfig) -> None:
+    """What Lightning does only for models it optimizes itself (models with extra optimizers,
+    such as FactorVAE, optimize by hand): refused here in one line, not at the first step."""
+    clip = OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None)
+    accumulate = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1)
+    if clip:
+        raise ConfigError(
+            f"trainer.gradient_clip_val={clip}: {cfg.model._target_} steps its optimizers itself "
+            f"and Lightning clips gradients only for models it steps; set "
+            f"trainer.gradient_clip_val=null"
+        )
+    if accumulate != 1:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={accumulate}: {cfg.model._target_} steps its "
+            f"optimizers itself, once per batch; set trainer.accumulate_grad_batches=1 and a "
+            f"larger data.batch_size instead"
         )
 
 

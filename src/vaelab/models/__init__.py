@@ -2,6 +2,7 @@ from vaelab.models.autoencoder import AutoEncoder
 from vaelab.models.base import Model
 from vaelab.models.beta_tcvae import BetaTCVAE
 from vaelab.models.dip_vae import DIPVAE
+from vaelab.models.factor_vae import FactorVAE
 from vaelab.models.gaussian import GaussianPosterior
 from vaelab.models.info_vae import InfoVAE
 from vaelab.models.iwae import IWAE
@@ -15,6 +16,7 @@ __all__ = [
     "AutoEncoder",
     "BetaTCVAE",
     "DIPVAE",
+    "FactorVAE",
     "GaussianPosterior",
     "InfoVAE",
     "Model",

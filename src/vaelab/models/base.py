@@ -147,19 +147,13 @@ class Model(L.LightningModule):
 
     # Training, validation and test steps.
 
-    def training_terms(self, x: Tensor) -> tuple[dict[str, Tensor | float], dict[str, Tensor]]:
-        """A training batch's terms, logged as every model's are, and what `per_example` gave:
-        where the `training_step` of a model that optimizes by hand starts."""
-        out = self.core(x, *self.noise(x))
-        terms = self.losses(out)
-        self._log_train(terms, x.shape[0])
-        return terms, out
-
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, _ = batch
-        if split == "train":
-            return self.training_terms(x)[0]["loss"]
         out = self.core(x, *self.noise(x))
+        if split == "train":
+            terms = self.losses(out)
+            self.log_training(terms, x.shape[0])
+            return terms["loss"]
         measured = self.eval_outputs(x, out, split)
         terms = self.losses(out | measured)
         terms = {k: v for k, v in terms.items() if isinstance(v, Tensor)}
@@ -182,8 +176,9 @@ class Model(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
-    def _log_train(self, terms: dict[str, Tensor | float], batch_size: int) -> None:
-        """Training terms are summed on the device and read every `log_every_n_steps` steps
+    def log_training(self, terms: dict[str, Tensor | float], batch_size: int) -> None:
+        """Training terms (what the `training_step` of a model that optimizes by hand passes
+        here) are summed on the device and read every `log_every_n_steps` steps
         (their mean since the last read) and at the end of each epoch (the epoch's mean). The
         window means go straight to the loggers, at the step `self.log` would give them: a
         `self.log` call costs ~0.5 ms of host time here, more than a small model's whole step."""
@@ -205,6 +200,21 @@ class Model(L.LightningModule):
         if means:
             self._refuse_divergence(means)
             self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True, logger=False)
+        if not self.automatic_optimization:
+            self._step_scheduler()
+
+    def _step_scheduler(self) -> None:
+        """Lightning steps the LR schedulers of the models it optimizes; that of a model which
+        optimizes by hand is stepped here, once per epoch as Lightning would."""
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            value = self.trainer.callback_metrics.get(self.monitor)
+            if value is not None:  # no validation this epoch: nothing to judge the plateau by
+                scheduler.step(value)
+            return
+        scheduler.step()
 
     def _refuse_divergence(self, means: dict[str, Tensor | float]) -> dict[str, float]:
         """The means as floats; stop the run when one is no longer finite: the step, the last
