@@ -16,7 +16,9 @@ from vaelab.evaluate import evaluate
 from vaelab.sample import draw
 from vaelab.train import train
 
-FAMILY = ["ae", "vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd", "factor_vae"]
+FAMILY = [
+    "ae", "vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd", "factor_vae", "vq_vae"
+]  # fmt: skip
 # Digits are 8x8: one stride-2 layer leaves the 4x4 map the conv net needs.
 NETS = {
     "mlp": ["model.net.hidden=[64]"],

@@ -15,6 +15,7 @@ from vaelab.models import (
     DIPVAE,
     IWAE,
     VAE,
+    VQVAE,
     WAE,
     AutoEncoder,
     BetaTCVAE,
@@ -35,6 +36,7 @@ MODELS = {
     "info_vae": (InfoVAE, GAUSSIAN | {"mmd"}),
     "wae_mmd": (WAE, {"loss", "recon", "mmd"}),
     "factor_vae": (FactorVAE, GAUSSIAN | {"tc_discriminator"}),
+    "vq_vae": (VQVAE, {"loss", "recon", "commitment", "perplexity", "dead_codes"}),
 }
 
 

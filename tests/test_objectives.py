@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from vaelab.models import DIPVAE, IWAE, WAE, BetaTCVAE, FactorVAE, InfoVAE
+from vaelab.models import DIPVAE, IWAE, VQVAE, WAE, BetaTCVAE, FactorVAE, InfoVAE
 from vaelab.models.aggregate_posterior import kl_split
 from vaelab.models.factor_vae import permute_dims
 from vaelab.models.mmd import mmd
@@ -243,3 +243,46 @@ def test_permuted_dimensions_keep_each_marginal_and_break_the_joint():
     for j in range(2):
         assert torch.equal(permuted[:, j].sort().values, z[:, j].sort().values)
     assert (permuted[:, 1] != -permuted[:, 0] - 1).float().mean() > 0.9
+
+
+def test_vq_vae_quantizes_to_the_nearest_code_and_passes_gradients_straight_through():
+    torch.manual_seed(0)
+    model = VQVAE(vector_dim=1, codebook_size=16, commitment=0.25, **COMMON)
+    x = torch.rand(5, 1, 4, 4).bernoulli()
+    z_e = model.encode(x)
+    z_q, codes = model.quantize(z_e)
+    # Nearest by brute force: each of the 3 numbers is its own vector of one.
+    nearest = (z_e.detach()[..., None] - model.codebook[:, 0]).abs().argmin(-1)
+    assert torch.equal(codes, nearest) and torch.equal(z_q, model.codebook[nearest, 0])
+
+    out = model.per_example(x)
+    terms = model.losses(out)
+    torch.testing.assert_close(terms["commitment"], (z_e - z_q).pow(2).sum(1).mean())
+    encoder_grads = torch.autograd.grad(out["recon"].sum(), list(model.encoder.parameters()))
+    # The same gradient by hand: dL/dz_q of a decoder fed z_q, carried into the encoder at z_e.
+    fed = z_q.detach().requires_grad_()
+    recon = -D.Bernoulli(logits=model.decode(fed)).log_prob(x).sum((1, 2, 3))
+    (upstream,) = torch.autograd.grad(recon.sum(), fed)
+    by_hand = torch.autograd.grad(model.encode(x), list(model.encoder.parameters()), upstream)
+    for a, b in zip(encoder_grads, by_hand, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_vq_vae_codebook_follows_moving_averages_and_restarts_dead_codes():
+    torch.manual_seed(0)
+    model = VQVAE(vector_dim=2, codebook_size=4, decay=0.5, dead_threshold=0.3, **COMMON | {
+        "latent_dim": 2})  # fmt: skip
+    model.codebook.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0], [5.0, -5.0]]))
+    model.sums.copy_(model.codebook)
+    model.counts.copy_(torch.tensor([1.0, 1.0, 1.0, 0.4]))
+    z_e = torch.tensor([[1.0, 1.0], [9.0, 9.0], [11.0, 11.0]])
+    _, codes = model.quantize(z_e)
+    assert codes.flatten().tolist() == [0, 1, 1]
+    model.update_state({"z_e": z_e, "codes": codes})
+    counts = torch.tensor([0.5 + 0.5, 0.5 + 1.0, 0.5, 0.2])  # code 3 now below 0.3: dead
+    sums = torch.tensor([[0.5, 0.5], [5.0 + 10.0, 5.0 + 10.0], [-5.0, 5.0]])
+    total = counts.sum()
+    smoothed = (counts + 1e-5) / (total + 4e-5) * total
+    torch.testing.assert_close(model.codebook[:3], sums / smoothed[:3, None])
+    # The dead code restarted at one of the batch's encoder outputs, with a count of one.
+    assert any(torch.equal(model.codebook[3], v) for v in z_e) and model.counts[3] == 1.0

@@ -7,10 +7,12 @@ from vaelab.models.gaussian import GaussianPosterior
 from vaelab.models.info_vae import InfoVAE
 from vaelab.models.iwae import IWAE
 from vaelab.models.vae import VAE
+from vaelab.models.vq_vae import VQVAE
 from vaelab.models.wae import WAE
 
 __all__ = [
     "VAE",
+    "VQVAE",
     "IWAE",
     "WAE",
     "AutoEncoder",

@@ -14,7 +14,8 @@ A model defines:
 - optionally `eval_outputs(x, out, split)`: what only validation and test measure. It updates
   the model's epoch-level metrics and returns per-example tensors that join `out` before
   `losses` (replacing training-time estimates of the same name) and are logged as they are;
-- optionally `warmup_end()`, where a schedule ramps its weights up, and `extra_optimizers()` for
+- optionally `update_state(out)`, what it moves after a training batch outside the gradient;
+  `warmup_end()`, where a schedule ramps its weights up, and `extra_optimizers()` for
   parts trained by optimizers of their own (then it optimizes by hand, with `step_extra`).
 
 Its `__init__` takes its own arguments and passes the shared ones on (`**shared`); all of them
@@ -119,6 +120,10 @@ class Model(L.LightningModule):
     def eval_outputs(self, x: Tensor, out: dict[str, Tensor], split: str) -> dict[str, Tensor]:
         return {}
 
+    def update_state(self, out: dict[str, Tensor]) -> None:
+        """State a model moves after each training batch outside the gradient (a codebook's
+        moving averages)."""
+
     def warmup_end(self) -> float:
         """The step from which the objective has its final weights (a KL warm-up's end): before
         it, few active latent dimensions are no sign of collapse."""
@@ -152,6 +157,7 @@ class Model(L.LightningModule):
         out = self.core(x, *self.noise(x))
         if split == "train":
             terms = self.losses(out)
+            self.update_state(out)
             self.log_training(terms, x.shape[0])
             return terms["loss"]
         measured = self.eval_outputs(x, out, split)
