@@ -17,7 +17,8 @@ from vaelab.sample import draw
 from vaelab.train import train
 
 FAMILY = [
-    "ae", "vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd", "factor_vae", "vq_vae"
+    "ae", "vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd", "factor_vae", "vq_vae",
+    "cvae",
 ]  # fmt: skip
 # Digits are 8x8: one stride-2 layer leaves the 4x4 map the conv net needs.
 NETS = {
@@ -69,7 +70,8 @@ def test_model_trains_resumes_exactly_and_serves_eval_embed_sample(model, net, t
 
     # An AE has no prior: it generates through a mixture fitted to its training embeddings.
     sampler = "sampler=gmm" if model == "ae" else "sampler=prior"
-    written = draw(compose(ckpt, sampler, "n=4", config_name="sample",
+    by_class = ["label=3"] if model == "cvae" else []  # a conditional model draws one class
+    written = draw(compose(ckpt, sampler, *by_class, "n=4", config_name="sample",
                            output_dir=tmp_path / "sample"))  # fmt: skip
     assert [p.name for p in written] == ["samples.png", "interpolation.png", "traversals.png"]
     assert all(p.stat().st_size > 0 for p in written)

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from vaelab.config.instantiate import build
 from vaelab.errors import ConfigError
 from vaelab.models import (
+    CVAE,
     DIPVAE,
     IWAE,
     VAE,
@@ -37,6 +38,7 @@ MODELS = {
     "wae_mmd": (WAE, {"loss", "recon", "mmd"}),
     "factor_vae": (FactorVAE, GAUSSIAN | {"tc_discriminator"}),
     "vq_vae": (VQVAE, {"loss", "recon", "commitment", "perplexity", "dead_codes"}),
+    "cvae": (CVAE, GAUSSIAN),
 }
 
 

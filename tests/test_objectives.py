@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 from torch import distributions as D
+from torch.nn import functional as F
 
-from vaelab.models import DIPVAE, IWAE, VQVAE, WAE, BetaTCVAE, FactorVAE, InfoVAE
+from vaelab.models import CVAE, DIPVAE, IWAE, VQVAE, WAE, BetaTCVAE, FactorVAE, InfoVAE
 from vaelab.models.aggregate_posterior import kl_split
 from vaelab.models.factor_vae import permute_dims
 from vaelab.models.mmd import mmd
@@ -286,3 +287,29 @@ def test_vq_vae_codebook_follows_moving_averages_and_restarts_dead_codes():
     torch.testing.assert_close(model.codebook[:3], sums / smoothed[:3, None])
     # The dead code restarted at one of the batch's encoder outputs, with a count of one.
     assert any(torch.equal(model.codebook[3], v) for v in z_e) and model.counts[3] == 1.0
+
+
+def test_cvae_conditions_encoder_and_decoder_on_the_label():
+    torch.manual_seed(0)
+    model = CVAE(num_classes=3, **COMMON)
+    x, eps = torch.rand(6, 1, 4, 4).bernoulli(), torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    terms = model.losses(model.per_example(x, eps, y=y))
+    # q(z|x, y): the encoder's output shifted by the label's column; p(x|z, y): [z, one-hot y].
+    h = model.encoder(x) + model.encoder_label.weight.T[y]
+    mu, logvar = h.chunk(2, 1)
+    q = D.Normal(mu, (0.5 * logvar).exp())
+    z = mu + q.scale * eps
+    logits = model.decoder(torch.cat([z, F.one_hot(y, 3).float()], 1))
+    recon = -D.Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)).mean()
+    kl = D.kl_divergence(q, D.Normal(0.0, 1.0)).sum(1).mean()
+    torch.testing.assert_close(terms["recon"], recon)
+    torch.testing.assert_close(terms["loss"], recon + kl)
+    # Without labels (y = -1, or none) the label enters as no class at all.
+    unlabelled = model.embed(x, torch.full((6,), -1))
+    torch.testing.assert_close(unlabelled, model.encoder(x).chunk(2, 1)[0])
+    torch.testing.assert_close(model.embed(x), unlabelled)
+    generator = torch.Generator().manual_seed(0)
+    threes = model.sample(4, generator, label=2)
+    generator = torch.Generator().manual_seed(0)
+    assert not torch.allclose(threes, model.sample(4, generator, label=0))

@@ -112,6 +112,8 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
     words = tmp_path / "words.csv"
     words.write_text("a,b\n1,one\n" + "1,2\n" * 20)
     np.savez(tmp_path / "table.npz", x=np.ones((50, 4)))
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("a,b\n" + "".join(f"{i % 7},{i % 3}\n" for i in range(60)))
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes((tmp_path / "table.npz").read_bytes()[:300])
     return [
@@ -126,6 +128,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["+model.foo=1"], "vaelab.models.VAE takes no argument 'foo'"),
         (["model=beta_tcvae", "model.free_bits=0.5"], "model=beta_tcvae weighs the total"),
         (["model=factor_vae", "trainer.gradient_clip_val=1"], "steps its optimizers itself"),
+        (["model=cvae", "data=tabular", f"data.path={unlabelled}"], "this data has none"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
         (["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
     ]

@@ -12,10 +12,12 @@ from torchvision.utils import make_grid, save_image
 
 
 @torch.no_grad()
-def reconstructions(model, x: Tensor, cols: int) -> Tensor:
-    """Each row of originals followed by the row of their reconstructions (means of p(x|x'))."""
+def reconstructions(model, x: Tensor, cols: int, y: Tensor | None = None) -> Tensor:
+    """Each row of originals followed by the row of their reconstructions (means of p(x|x'); of a
+    conditional model, given the labels y)."""
     x = x[: len(x) // cols * cols]
-    recon = model.reconstruct(x).float().clamp(0, 1)
+    y = None if y is None else y[: len(x)]
+    recon = model.reconstruct(x, y).float().clamp(0, 1)
     rows = torch.stack([x.float().unflatten(0, (-1, cols)), recon.unflatten(0, (-1, cols))], 1)
     return rows.flatten(0, 2)
 

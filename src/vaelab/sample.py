@@ -9,6 +9,7 @@ samples.csv, in the units of the training file. Samples come from the model's pr
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,13 +35,25 @@ def _sampler(cfg: DictConfig, model, datamodule) -> Callable[..., "Tensor"]:
 
     from vaelab.embeddings import embed
 
+    label = cfg.get("label")
+    if label is not None and not model.conditional:
+        raise ConfigError(
+            f"label={label}: the model of ckpt_path={cfg.ckpt_path} ({type(model).__name__}) "
+            f"does not generate by class; leave label out, or sample a conditional model "
+            f"(model=cvae)"
+        )
+    if label is not None and label >= model.num_classes:
+        raise ConfigError(
+            f"label={label}: the model knows {model.num_classes} classes, 0 to "
+            f"{model.num_classes - 1}"
+        )
     if cfg.sampler == "prior":
         if not model.has_prior:
             raise ConfigError(
                 f"ckpt_path={cfg.ckpt_path} is an {type(model).__name__}: it has no prior to "
                 f"sample; use sampler=gmm"
             )
-        return model.sample
+        return partial(model.sample, label=label) if model.conditional else model.sample
     codes, _ = embed(model, datamodule.loader("train"))
     if len(codes) < cfg.gmm_components:
         raise ConfigError(

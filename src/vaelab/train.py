@@ -102,6 +102,7 @@ def train(
 
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))
+    model.check_data(datamodule)
     if not model.automatic_optimization:
         check_optimizing_by_hand(cfg)
     if start is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit

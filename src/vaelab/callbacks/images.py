@@ -27,10 +27,12 @@ class ImageLogger(L.Callback):
         self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
         self.n, self.seed, self.max_dims = n, seed, max_dims
         self._examples: Tensor | None = None
+        self._labels: Tensor | None = None  # theirs, for a conditional model's reconstructions
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self._examples is None and batch[0].dim() == 4:  # images only: (B, C, H, W)
             self._examples = batch[0][: self.n // 2].detach().clone()
+            self._labels = batch[1][: self.n // 2].detach().clone()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -48,7 +50,8 @@ class ImageLogger(L.Callback):
             return
         x = self._examples.to(pl_module.device, pl_module.dtype)  # 64-true, bf16-true
         cols = min(8, len(x))
-        grids = {"reconstructions": pictures.reconstructions(pl_module, x, cols)}
+        y = self._labels.to(pl_module.device)
+        grids = {"reconstructions": pictures.reconstructions(pl_module, x, cols, y)}
         if pl_module.has_prior:
             generator = torch.Generator().manual_seed(self.seed)
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)

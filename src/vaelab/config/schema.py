@@ -152,6 +152,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "n": _int_at_least(1),
     "sampler": _one_of("prior", "gmm"),
     "gmm_components": _int_at_least(1),
+    "label": _or_null(_int_at_least(0)),
     "steps": _int_at_least(2),
     "max_dims": _int_at_least(1),
     # Also what a model's constructor checks its arguments against (check_model).
@@ -175,6 +176,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.lambda_mmd": _number(positive=False),
     "model.kernel": _one_of("imq", "rbf"),
     "model.kernel_scales": _positive_numbers,
+    "model.num_classes": _int_at_least(2),
     "model.vector_dim": _int_at_least(1),
     "model.codebook_size": _int_at_least(2),
     "model.commitment": _number(positive=False),

@@ -30,16 +30,17 @@ def iw_log_likelihood(
     generator: torch.Generator | None = None,
     chunk: int = 16,
     report_every_s: float = 10.0,
+    y: Tensor | None = None,
 ) -> Tensor:
     """The K-sample estimate of log p(x) per example, (B,) float64, for a model with `encode`,
-    `decode` and `likelihood`. Samples go through the decoder `chunk` at a time and the
-    log-sum-exp runs over the chunks as they come, so memory is that of one chunk whatever K is.
-    A batch that takes long (K in the thousands) logs its progress every `report_every_s`.
-    """
+    `decode` and `likelihood` (of a conditional model, log p(x|y) for the labels y). Samples go
+    through the decoder `chunk` at a time and the log-sum-exp runs over the chunks as they come,
+    so memory is that of one chunk whatever K is. A batch that takes long (K in the thousands)
+    logs its progress every `report_every_s`."""
     if k < 1:
         raise ValueError(f"iw_samples must be >= 1, got {k}")
     # The weights in float32; the decoder gets z in its own dtype (bf16-true, 64-true).
-    encoded = model.encode(x)
+    encoded = model.encode(x, y)
     dtype = encoded[0].dtype
     mu, logvar = (t.float() for t in encoded)
     top = torch.full(mu.shape[:1], -math.inf, dtype=torch.float64, device=mu.device)
@@ -55,7 +56,8 @@ def iw_log_likelihood(
         c = min(chunk, k - start)
         eps = torch.randn((c, *mu.shape), generator=generator, device=mu.device)
         z = mu + (0.5 * logvar).exp() * eps  # (c, B, Z)
-        params = model.decode(z.flatten(0, 1).to(dtype))  # (c * B, *shape)
+        labels = None if y is None else y.repeat(c)
+        params = model.decode(z.flatten(0, 1).to(dtype), labels)  # (c * B, *shape)
         log_px = model.likelihood.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), params).view(c, -1)
         log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
         log_qz = log_normal(z, mu, logvar).sum(-1)

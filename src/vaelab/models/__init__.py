@@ -1,6 +1,7 @@
 from vaelab.models.autoencoder import AutoEncoder
 from vaelab.models.base import Model
 from vaelab.models.beta_tcvae import BetaTCVAE
+from vaelab.models.cvae import CVAE
 from vaelab.models.dip_vae import DIPVAE
 from vaelab.models.factor_vae import FactorVAE
 from vaelab.models.gaussian import GaussianPosterior
@@ -16,6 +17,7 @@ __all__ = [
     "IWAE",
     "WAE",
     "AutoEncoder",
+    "CVAE",
     "BetaTCVAE",
     "DIPVAE",
     "FactorVAE",

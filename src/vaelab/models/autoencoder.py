@@ -10,11 +10,11 @@ class AutoEncoder(Model):
     """h = encode(x); loss = recon = -log p(x | decode(h)), summed over dimensions, averaged over
     the batch. It has no prior: `vaelab-sample sampler=gmm` generates from it."""
 
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """(B, *shape) -> h, (B, latent_dim)."""
         return self.encoder(x)
 
-    def embed(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The representation of x: h, (B, latent_dim)."""
         return self.encode(x)
 

@@ -11,7 +11,7 @@ A model defines:
   over the batch. Terms that are plain floats (a scheduled weight) describe the training step and
   are logged in training only;
 - where it has a prior, `has_prior = True` and `sample(n, generator)`;
-- optionally `eval_outputs(x, out, split)`: what only validation and test measure. It updates
+- optionally `eval_outputs(x, y, out, split)`: what only validation and test measure. It updates
   the model's epoch-level metrics and returns per-example tensors that join `out` before
   `losses` (replacing training-time estimates of the same name) and are logged as they are;
 - optionally `update_state(out)`, what it moves after a training batch outside the gradient;
@@ -54,6 +54,7 @@ class Model(L.LightningModule):
     codes_per_latent = 1  # encoder outputs per latent dimension (2 for a mean and a log-variance)
     default_monitor = ("val/recon", "min")  # the best checkpoint's metric, when none is given
     has_prior = False
+    conditional = False  # whether the label y enters encode, decode and the loss
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class Model(L.LightningModule):
             self.hparams.net,
             input_shape=self.input_shape,
             code_dim=self.codes_per_latent * latent_dim,
-            latent_dim=latent_dim,
+            latent_dim=self.decoder_inputs(),
         )
         self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
         self.core = self.per_example  # torch.compile'd while fitting, with model.compile=true
@@ -98,14 +99,19 @@ class Model(L.LightningModule):
 
     # The model's math: what a subclass defines.
 
-    def encode(self, x: Tensor) -> Any:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Any:
         raise NotImplementedError
 
-    def decode(self, z: Tensor) -> Tensor:
-        """(B, latent_dim) -> parameters of p(x|z), (B, *shape): logits or Gaussian means."""
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """(B, latent_dim) -> parameters of p(x|z), (B, *shape): logits or Gaussian means. The
+        labels y (B,) matter to a conditional model only, as in encode and embed."""
         return self.decoder(z)
 
-    def embed(self, x: Tensor) -> Tensor:
+    def decoder_inputs(self) -> int:
+        """The size of the decoder's input: latent_dim, plus what a conditional model adds."""
+        return self.hparams.latent_dim
+
+    def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
@@ -117,8 +123,14 @@ class Model(L.LightningModule):
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
         raise NotImplementedError
 
-    def eval_outputs(self, x: Tensor, out: dict[str, Tensor], split: str) -> dict[str, Tensor]:
+    def eval_outputs(
+        self, x: Tensor, y: Tensor | None, out: dict[str, Tensor], split: str
+    ) -> dict[str, Tensor]:
         return {}
+
+    def check_data(self, datamodule) -> None:
+        """Refuse data this model cannot train on (a conditional model's, without labels):
+        called once the data is set up, before the run writes anything."""
 
     def update_state(self, out: dict[str, Tensor]) -> None:
         """State a model moves after each training batch outside the gradient (a codebook's
@@ -131,18 +143,22 @@ class Model(L.LightningModule):
 
     # What every model offers on top of its math.
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Decoder output for the embedding: a deterministic reconstruction's parameters."""
-        return self.decode(self.embed(x))
+        return self.decode(self.embed(x, y), y)
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The mean of p(x|x'), deterministic: what a picture of the reconstruction shows."""
-        return self.likelihood.mean(self(x))
+        return self.likelihood.mean(self(x, y))
 
-    def terms(self, x: Tensor) -> dict[str, Tensor | float]:
+    def terms(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor | float]:
         """The loss and what it is made of for a batch x (nats per example)."""
-        return self.losses(self.core(x, *self.noise(x)))
+        return self.losses(self.core(x, *self.noise(x), **self._condition(y)))
+
+    def _condition(self, y: Tensor | None) -> dict[str, Tensor]:
+        """The labels as `per_example` takes them: a conditional model's keyword, else none."""
+        return {"y": y} if self.conditional else {}
 
     def randn(self, *shape: int) -> Tensor:
         """Standard normal noise: from the training random stream while training, else from the
@@ -153,14 +169,14 @@ class Model(L.LightningModule):
     # Training, validation and test steps.
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
-        x, _ = batch
-        out = self.core(x, *self.noise(x))
+        x, y = batch
+        out = self.core(x, *self.noise(x), **self._condition(y))
         if split == "train":
             terms = self.losses(out)
             self.update_state(out)
             self.log_training(terms, x.shape[0])
             return terms["loss"]
-        measured = self.eval_outputs(x, out, split)
+        measured = self.eval_outputs(x, y if self.conditional else None, out, split)
         terms = self.losses(out | measured)
         terms = {k: v for k, v in terms.items() if isinstance(v, Tensor)}
         terms |= {k: v.mean() for k, v in measured.items()}

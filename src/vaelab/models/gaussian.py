@@ -51,24 +51,28 @@ class GaussianPosterior(StandardNormalPrior, Model):
         self.val_kl_per_dim = KLPerDimension(z)
         self.test_nll_iw = ImportanceWeightedNLL()
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B, *shape) -> (mu, logvar), each (B, latent_dim)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return self.posterior(self.encoder(x))
+
+    def posterior(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The encoder's output (B, 2·latent_dim) as (mu, logvar)."""
+        mu, logvar = h.chunk(2, dim=1)
         # exp(logvar) overflows fp16 and bf16 for logvar > 11; the bounds keep sigma in
         # [3e-7, 2e4], far outside anything a trained encoder uses.
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def embed(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The posterior mean E_q[z|x], (B, latent_dim): the representation of x."""
-        return self.encode(x)[0]
+        return self.encode(x, y)[0]
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
         return (self.randn(x.shape[0], self.latent_dim),)
 
-    def per_example(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
-        mu, logvar = self.encode(x)
+    def per_example(self, x: Tensor, eps: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        mu, logvar = self.encode(x, y)
         z = mu + torch.exp(0.5 * logvar) * eps
-        recon = -self.likelihood.log_prob(x, self.decode(z))
+        recon = -self.likelihood.log_prob(x, self.decode(z, y))
         kl_dims = kl_per_dimension(mu, logvar)
         return {"recon": recon, "kl_dims": kl_dims, "mu": mu, "logvar": logvar, "z": z}
 
@@ -78,14 +82,16 @@ class GaussianPosterior(StandardNormalPrior, Model):
         recon, kl = out["recon"].mean(), out["kl_dims"].sum(1).mean()
         return {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
-    def eval_outputs(self, x: Tensor, out: dict[str, Tensor], split: str) -> dict[str, Tensor]:
+    def eval_outputs(
+        self, x: Tensor, y: Tensor | None, out: dict[str, Tensor], split: str
+    ) -> dict[str, Tensor]:
         active_units = getattr(self, f"{split}_active_units")
         active_units.update(out["mu"])
         self.log(f"{split}/active_units", active_units, on_step=False, on_epoch=True)
         if split == "val":
             self.val_kl_per_dim.update(out["kl_dims"])
         if split == "test":
-            log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator)
+            log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator, y=y)
             self.test_nll_iw.update(log_px)
             self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
         if self._split_size is None:

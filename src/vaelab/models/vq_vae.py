@@ -52,7 +52,7 @@ class VQVAE(Model):
         self.register_buffer("counts", torch.ones(codebook_size))  # moving assignment counts
         self.register_buffer("sums", codebook.clone())  # moving sums of assigned outputs
 
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """z_e, the encoder's output before quantisation: (B, latent_dim)."""
         return self.encoder(x)
 
@@ -69,7 +69,7 @@ class VQVAE(Model):
         quantized = self.codebook[codes].reshape(z_e.shape).to(z_e.dtype)
         return quantized, codes.reshape(z_e.shape[0], -1)
 
-    def embed(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The quantised code vectors of x, flattened: (B, latent_dim)."""
         return self.quantize(self.encode(x))[0]
 
