@@ -1,0 +1,88 @@
+"""The README's model table: every model preset trained on the same data for the same budget,
+then tested and probed as vaelab-eval does, in one process; a markdown table on stdout and the
+numbers as JSON.
+
+    python scripts/model_table.py                         # Fashion-MNIST, 1 epoch each
+    python scripts/model_table.py --epochs 5 --out table.json
+    python scripts/model_table.py --models vae iwae --data-dir /path/to/fashion-mnist
+"""
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from vaelab import compose
+from vaelab.evaluate import evaluate
+from vaelab.train import train
+
+MODELS = [
+    "ae", "vae", "beta_vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd",
+    "factor_vae", "vq_vae", "cvae",
+]  # fmt: skip
+COLUMNS = {
+    "test/elbo": "ELBO",
+    "test/recon": "recon",
+    "test/nll_iw": "nll_iw",
+    "test/active_units": "active units",
+    "test/linear_probe_acc": "linear probe",
+    "test/knn_acc": "kNN",
+    "seconds": "s",
+}
+
+
+def measure(model: str, args, root: Path) -> dict:
+    data = ["data=fashion_mnist", f"data.data_dir={args.data_dir}"]
+    budget = [f"trainer.max_epochs={args.epochs}", f"seed={args.seed}", f"iw_samples={args.iw}"]
+    quiet = ["callbacks.rich_progress_bar=null", "callbacks.images=null", "logger=none"]
+    start = time.perf_counter()
+    trained, _ = train(
+        compose(f"model={model}", *data, *budget, *quiet, "trainer=cpu", output_dir=root / model)
+    )
+    seconds = time.perf_counter() - start
+    evaluated = evaluate(
+        compose(
+            f"ckpt_path={trained['best_ckpt']}",
+            f"iw_samples={args.iw}",
+            "accelerator=cpu",
+            config_name="eval",
+            output_dir=root / f"{model}_eval",
+        )  # fmt: skip
+    )
+    return {k: evaluated.get(k) for k in COLUMNS if k != "seconds"} | {"seconds": seconds}
+
+
+def markdown(rows: dict[str, dict]) -> str:
+    lines = ["| model | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for model, row in rows.items():
+        cells = []
+        for key in COLUMNS:
+            value = row.get(key)
+            cells.append(
+                "—" if value is None else f"{value:.3f}" if "acc" in key else f"{value:.1f}"
+            )
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--iw", type=int, default=100, help="importance samples of nll_iw")
+    parser.add_argument("--out", type=Path, help="also write the numbers here as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        rows = {model: measure(model, args, Path(root)) for model in args.models}
+    print(f"Fashion-MNIST, {args.epochs} epoch(s), seed {args.seed}, {platform.processor() or ''}")
+    print(markdown(rows))
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
