@@ -15,7 +15,9 @@ def embed(model, batches) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     codes, labels = [], []
     for x, y in batches:
-        codes.append(model.embed(x.to(model.device), y.to(model.device)).float().cpu())
+        # Without the label: it is what the probes predict, and a conditional model's code
+        # given it would carry it by construction.
+        codes.append(model.embed(x.to(model.device)).float().cpu())
         labels.append(y.cpu())
     return torch.cat(codes).numpy(), torch.cat(labels).numpy()
 
