@@ -134,3 +134,16 @@ def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_aga
     with open(sweep / "0" / "metrics.csv") as file:
         tested = [r["step"] for r in csv.DictReader(file) if r["test/elbo"]]
     assert tested == ["12"]  # tested once, after the restart
+
+
+def test_every_model_preset_trains_through_the_cli_in_one_multirun(tmp_path):
+    """One process for all presets: the CLI's import cost once, each preset a job."""
+    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *QUICK, f"model={','.join(presets)}", "debug=fdr", "logger=none",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = rows(sweep)
+    assert [(r["model"], r["status"]) for r in summary] == [(p, "COMPLETED") for p in presets]
+    assert all(float(r["test/loss"]) > 0 for r in summary)
