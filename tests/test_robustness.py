@@ -129,6 +129,8 @@ def _bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["model=beta_tcvae", "model.free_bits=0.5"], "model=beta_tcvae weighs the total"),
         (["model=factor_vae", "trainer.gradient_clip_val=1"], "steps its optimizers itself"),
         (["model=cvae", "data=tabular", f"data.path={unlabelled}"], "this data has none"),
+        (["model=factor_vae", "data.batch_size=1"], "splits each training batch into two"),
+        (["model=vq_vae", "model.latent_dim=7"], "make latent_dim a multiple of it"),
         (["data.val_size=0.9999"], "data.val_size=0.9999: gives 1797 of 1797 examples"),
         (["ckpt_path=/nope.ckpt"], "ckpt_path='/nope.ckpt': no such file"),
     ]

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from vaelab.errors import ConfigError
 from vaelab.models.gaussian import GaussianPosterior
 
 
@@ -48,6 +49,14 @@ class FactorVAE(GaussianPosterior):
         self.discriminator = discriminator(
             self.latent_dim, discriminator_units, discriminator_layers
         )
+
+    def check_data(self, datamodule) -> None:
+        x = next(iter(datamodule.train_dataloader()))[0]
+        if len(x) < 2:
+            raise ConfigError(
+                f"model=factor_vae splits each training batch into two halves, and these batches "
+                f"hold {len(x)} example: set data.batch_size to 2 or more"
+            )
 
     def extra_optimizers(self):
         return [(self.discriminator.parameters(), self.hparams.discriminator_optimizer)]
