@@ -97,3 +97,52 @@ def write_table(path: Path, counts, kinds=None, ids=None) -> Path:
         var = pd.DataFrame(index=genes)
         anndata.AnnData(counts.astype(np.float32), obs=obs, var=var).write_h5ad(path)
     return path
+
+
+def _grid(sizes: tuple[int, ...]) -> np.ndarray:
+    """Every point of a factor grid, row-major: (N, K) int64."""
+    return np.stack(np.unravel_index(np.arange(int(np.prod(sizes))), sizes), 1).astype(np.int64)
+
+
+def _images(classes: np.ndarray, channels: int) -> np.ndarray:
+    """(N, 64, 64[, C]) uint8 images that differ by their row: the factors written as pixels."""
+    n = len(classes)
+    images = np.zeros((n, 64, 64, channels), np.uint8)
+    images[:, 0, : classes.shape[1], :] = (classes * 7 % 256)[:, :, None]
+    images[:, 1, :4, :] = (np.arange(n) % 251)[:, None, None]
+    return images[..., 0] if channels == 1 else images
+
+
+DSPRITES_SIZES = (1, 3, 2, 4, 3, 3)  # colour, shape, scale, orientation, x, y: a small grid
+
+
+def write_dsprites_like(folder: Path, compressed: bool = True) -> Path:
+    """dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz as published (imgs (N, 64, 64) uint8 of
+    0/1, latents_classes (N, 6) int64 row-major, latents_values (N, 6) float64), over a small
+    grid of the same six factors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = _grid(DSPRITES_SIZES)
+    imgs = (_images(classes, 1) % 2).astype(np.uint8)
+    save = np.savez_compressed if compressed else np.savez
+    path = folder / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+    save(path, imgs=imgs, latents_classes=classes, latents_values=classes.astype(np.float64))
+    return path
+
+
+def write_shapes3d_like(folder: Path, sizes: tuple[int, ...]) -> Path:
+    """3dshapes.h5 as published: images (N, 64, 64, 3) uint8 and labels (N, 6) float64."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = _grid(sizes)
+    with h5py.File(folder / "3dshapes.h5", "w") as file:
+        file.create_dataset("images", data=_images(classes, 3))
+        file.create_dataset("labels", data=classes.astype(np.float64))
+    return folder / "3dshapes.h5"
+
+
+def write_mpi3d_like(folder: Path, sizes: tuple[int, ...], variant: str = "toy") -> Path:
+    """mpi3d_<variant>.npz as published: images (N, 64, 64, 3) uint8, stored uncompressed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / f"mpi3d_{variant}.npz", images=_images(_grid(sizes), 3))
+    return folder / f"mpi3d_{variant}.npz"

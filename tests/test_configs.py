@@ -1,12 +1,22 @@
 """Every option of every config group composes and its objects instantiate."""
 
+import importlib
+
 import lightning as L
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, group_options, write_mnist_like
-from tests.datasets import expression_matrix, write_celeba_like, write_cifar_like, write_table
+from tests.datasets import (
+    expression_matrix,
+    write_celeba_like,
+    write_cifar_like,
+    write_dsprites_like,
+    write_mpi3d_like,
+    write_shapes3d_like,
+    write_table,
+)
 from vaelab.config.instantiate import build, build_group
 
 GROUPS = [
@@ -30,7 +40,16 @@ GROUPS = [
 PARTS = ["model/shared"]
 
 
-def _data_for(group: str, option: str, tmp_path) -> list[str]:
+# The official factor datasets on small grids, written in their formats (tests/datasets.py).
+FACTOR_GRIDS = {
+    "shapes3d": {"floor_hue": 2, "wall_hue": 2, "object_hue": 2, "scale": 2, "shape": 4,
+                 "orientation": 3},
+    "mpi3d": {"object_color": 2, "object_shape": 2, "object_size": 2, "camera_height": 3,
+              "background_color": 1, "horizontal_axis": 2, "vertical_axis": 2},
+}  # fmt: skip
+
+
+def _data_for(group: str, option: str, tmp_path, monkeypatch) -> list[str]:
     """Overrides that give a case data it can run on: its own dataset's files in the real
     format; 28x28 images elsewhere, so that every net, the conv included, can take them."""
     name = {"conv_32x32": "cifar10", "conv_64x64": "celeba"}.get(option, "fashion_mnist")
@@ -51,6 +70,15 @@ def _data_for(group: str, option: str, tmp_path) -> list[str]:
         return [*choice, f"data.data_dir={write_cifar_like(tmp_path)}", "data.val_size=10"]
     if name == "celeba":
         return [*choice, f"data.data_dir={write_celeba_like(tmp_path)}"]
+    if name == "dsprites":
+        folder = write_dsprites_like(tmp_path / "dsprites").parent
+        return [*choice, f"data.data_dir={folder}", "data.test_size=20"]
+    if name in FACTOR_GRIDS:
+        module = importlib.import_module(f"vaelab.data.{name}")
+        monkeypatch.setattr(module, "SIZES", FACTOR_GRIDS[name])
+        writer = write_shapes3d_like if name == "shapes3d" else write_mpi3d_like
+        folder = writer(tmp_path / name, tuple(FACTOR_GRIDS[name].values())).parent
+        return [*choice, f"data.data_dir={folder}", "data.test_size=20"]
     if name == "tabular":
         counts, kinds, ids = expression_matrix()
         path = write_table(tmp_path / "m.csv", counts, kinds, ids)
@@ -67,8 +95,8 @@ def test_every_group_folder_is_covered():
 
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
-def test_option_composes_and_instantiates(compose_train, tmp_path, group, option):
-    data = _data_for(group, option, tmp_path)
+def test_option_composes_and_instantiates(compose_train, tmp_path, monkeypatch, group, option):
+    data = _data_for(group, option, tmp_path, monkeypatch)
     cfg = compose_train(*data, f"{group}={option}", quick=False)
 
     datamodule = build(cfg.data)

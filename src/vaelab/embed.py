@@ -20,16 +20,26 @@ SPLITS = ("train", "val", "test")
 FORMATS = ("npy", "csv", "parquet")
 
 
-def write_embeddings(out: Path, fmt: str, z: np.ndarray, columns: dict[str, np.ndarray]) -> Path:
-    """npy: embeddings.npy with <column>s.npy beside it (labels.npy, indices.npy, ...); csv and
-    parquet: one table of the columns, then z0, z1, ..."""
+def write_embeddings(
+    out: Path,
+    fmt: str,
+    z: np.ndarray,
+    columns: dict[str, np.ndarray],
+    factors: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """npy: embeddings.npy with <column>s.npy beside it (labels.npy, indices.npy, ...) and, for
+    data with known factors, factors.npy (N, K); csv and parquet: one table of the columns, the
+    factors by name, then z0, z1, ..."""
     out.mkdir(parents=True, exist_ok=True)
+    factors = factors or {}
     if fmt == "npy":
         np.save(out / "embeddings.npy", z)
         for name, values in columns.items():
             np.save(out / f"{'indices' if name == 'index' else name + 's'}.npy", values)
+        if factors:
+            np.save(out / "factors.npy", np.stack(list(factors.values()), 1))
         return out / "embeddings.npy"
-    table = {**columns, **{f"z{j}": z[:, j] for j in range(z.shape[1])}}
+    table = {**columns, **factors, **{f"z{j}": z[:, j] for j in range(z.shape[1])}}
     if fmt == "csv":
         import csv
 
@@ -85,6 +95,8 @@ def export(cfg: DictConfig) -> Path:
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
+    # Data with known generative factors: written beside the embeddings.
+    names = datamodule.factor_names
     parts = []
     for split in splits:
         z, labels = embed(model, datamodule.loader(split))
@@ -95,6 +107,9 @@ def export(cfg: DictConfig) -> Path:
             "id": datamodule.row_ids(split),
             "label": labels,
         }
+        if names:
+            split_factors = datamodule.factors[split].T.numpy()
+            part.update({f"factor:{n}": f for n, f in zip(names, split_factors, strict=True)})
         parts.append((z, part))
     z = np.concatenate([p[0] for p in parts])
     columns = {
@@ -106,8 +121,11 @@ def export(cfg: DictConfig) -> Path:
     source = [SPLITS.index(name) for name in columns.pop("source")]
     order = np.lexsort((columns["index"], source))
     z, columns = z[order], {name: values[order] for name, values in columns.items()}
+    factors = {
+        n.removeprefix("factor:"): columns.pop(n) for n in list(columns) if n.startswith("factor:")
+    }
     out = Path(cfg.paths.output_dir)
-    path = write_embeddings(out, cfg.format, z, columns)
+    path = write_embeddings(out, cfg.format, z, columns, factors)
     labels = columns["label"]
     plot_embeddings(out / "embeddings.png", z, labels)
     for method in cfg.projections:

@@ -23,15 +23,16 @@ def reconstructions(model, x: Tensor, cols: int, y: Tensor | None = None) -> Ten
 
 
 @torch.no_grad()
-def traversals(model, x: Tensor, steps: int, max_dims: int) -> Tensor:
-    """Row j: the posterior mean of x (1 example) with z_j swept over [-3, 3], decoded; for the
-    first `max_dims` latent dimensions. A row that does not change is an unused dimension."""
+def traversals(model, x: Tensor, steps: int, max_dims: int, order: Tensor | None = None) -> Tensor:
+    """Row j: the posterior mean of x (1 example) with one latent dimension swept over [-3, 3],
+    decoded; the first `max_dims` dimensions, or of `order` (dimension indices, e.g. by KL) when
+    given. A row that does not change is an unused dimension."""
     mu = model.embed(x[:1])  # (1, Z)
-    dims = min(model.latent_dim, max_dims)
-    z = mu.repeat(dims * steps, 1)  # (dims * steps, Z)
+    dims = (torch.arange(model.latent_dim) if order is None else order)[:max_dims].tolist()
+    z = mu.repeat(len(dims) * steps, 1)  # (dims * steps, Z)
     values = torch.linspace(-3, 3, steps, device=z.device)
-    for j in range(dims):
-        z[j * steps : (j + 1) * steps, j] = values
+    for row, j in enumerate(dims):
+        z[row * steps : (row + 1) * steps, j] = values
     return model.likelihood.mean(model.decode(z)).float().clamp(0, 1)
 
 

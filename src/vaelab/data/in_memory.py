@@ -28,6 +28,9 @@ class InMemoryDataModule(L.LightningDataModule):
     config reads them from here. `binarize` turns grey values in [0, 1] into 0/1 draws.
     """
 
+    # Data with known generative factors names them (vaelab.data.factors); here there are none.
+    factor_names: tuple[str, ...] = ()
+
     def __init__(
         self,
         data_dir: str = "data",
@@ -63,6 +66,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.indices: dict[str, Tensor] = {}
         # Row names per part of `read()`'s data, where the data has them (a table's id column).
         self.ids: dict[str, np.ndarray] = {}
+        self.factors: dict[str, Tensor] = {}  # per split (N, K) factor indices, where known
 
     def read(self) -> dict[str, Arrays]:
         """The data as tensors: {"train": ...} and, where the dataset fixes them, "val" and

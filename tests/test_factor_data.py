@@ -1,0 +1,203 @@
+"""Data with known generative factors: the sprite renderer, the readers of the official files
+(on small grids written in their formats), the factor contract, training and the exports."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.datasets import (
+    DSPRITES_SIZES,
+    write_dsprites_like,
+    write_mpi3d_like,
+    write_shapes3d_like,
+)
+from vaelab.data import (
+    DSpritesDataModule,
+    MPI3DDataModule,
+    Shapes3DDataModule,
+    SpritesDataModule,
+    mpi3d,
+    shapes3d,
+)
+from vaelab.data.sprites import MARGIN, render
+from vaelab.errors import DataError
+
+SIZE = 64
+
+
+def _centre(image: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(image)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def test_rendering_is_deterministic_and_binary():
+    args = ([0, 1, 2], [0.5, 0.8, 1.0], [0.1, 2.0, 4.0], [0.2, 0.5, 0.9], [0.7, 0.1, 0.5])
+    first, second = render(*args, size=SIZE), render(*args, size=SIZE)
+    assert first.dtype == bool and np.array_equal(first, second) and first.any(axis=(1, 2)).all()
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+def test_a_position_step_moves_the_centre_of_mass_by_its_share_of_the_image(shape):
+    images = render([shape] * 2, [1.0] * 2, [0.0] * 2, [0.25, 0.75], [0.5, 0.5], size=SIZE)
+    moved = _centre(images[1]) - _centre(images[0])
+    expected = 0.5 * (1 - 2 * MARGIN) * SIZE  # pixels for half the position range, across
+    assert moved[0] == pytest.approx(expected, abs=0.5) and abs(moved[1]) < 0.5
+    down = render([shape] * 2, [1.0] * 2, [0.0] * 2, [0.5, 0.5], [0.25, 0.75], size=SIZE)
+    assert (_centre(down[1]) - _centre(down[0]))[1] == pytest.approx(expected, abs=0.5)
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+def test_rotation_keeps_the_area_and_scale_changes_it_by_its_square(shape):
+    angles = np.linspace(0, 2 * math.pi, 40, endpoint=False)
+    turned = render([shape] * 40, [1.0] * 40, angles, [0.5] * 40, [0.5] * 40, size=SIZE)
+    areas = turned.sum(axis=(1, 2))
+    # The raster's error: at most half the pixels on the shape's edge turn over.
+    inside = turned[:, 1:-1, 1:-1]
+    edge = inside & ~(turned[:, :-2, 1:-1] & turned[:, 2:, 1:-1] & turned[:, 1:-1, :-2]
+                      & turned[:, 1:-1, 2:])  # fmt: skip
+    assert (np.abs(areas - areas.mean()) <= edge.sum(axis=(1, 2)) / 2).all()
+    # Scale, at a resolution where the raster's error is small against the area.
+    small, large = render([shape] * 2, [0.5, 1.0], [0.0] * 2, [0.5] * 2, [0.5] * 2, size=512)
+    assert large.sum() / small.sum() == pytest.approx(4.0, rel=0.05)  # a side: ±1 of 70 px
+
+
+def test_the_heart_is_not_symmetric_under_a_half_turn_and_the_ellipse_is():
+    heart, ellipse = render([2, 1], [1.0, 1.0], [0.0, 0.0], [0.5, 0.5], [0.5, 0.5], size=SIZE)
+    assert (heart != np.rot90(heart, 2)).sum() > 0.2 * heart.sum()
+    assert (ellipse != np.rot90(ellipse, 2)).sum() < 0.02 * ellipse.sum()
+
+
+def test_sprites_hold_the_factor_contract():
+    grid = {"shape": 3, "scale": 2, "orientation": 4, "position_x": 4, "position_y": 4}
+    dm = SpritesDataModule(grid=grid, image_size=16, test_size=100, label_factor="scale")
+    dm.setup()
+    assert dm.factor_names == ("shape", "scale", "orientation", "position_x", "position_y")
+    assert dm.factor_sizes == (3, 2, 4, 4, 4)
+    assert sum(len(f) for f in dm.factors.values()) == 3 * 2 * 4 * 4 * 4
+    for split, (x, y) in dm.splits.items():
+        assert x.shape[1:] == (1, 16, 16) and set(x.unique().tolist()) <= {0, 255}
+        assert dm.factors[split].dtype == torch.int64
+        assert torch.equal(y, dm.factors[split][:, 1])  # label_factor=scale
+    again = SpritesDataModule(grid=grid, image_size=16, test_size=100, label_factor="scale")
+    again.setup()
+    assert torch.equal(again.factors["test"], dm.factors["test"])  # the split is seeded
+
+
+def test_dsprites_reads_the_official_layout_and_a_sub_grid(tmp_path):
+    write_dsprites_like(tmp_path)
+    dm = DSpritesDataModule(data_dir=str(tmp_path), grid={"orientation": 2}, test_size=10)
+    dm.setup()
+    assert dm.factor_sizes == (3, 2, 2, 3, 3)
+    x = torch.cat([dm.splits[s][0] for s in ("train", "val", "test")])
+    assert x.shape == (3 * 2 * 2 * 3 * 3, 1, 64, 64) and set(x.unique().tolist()) <= {0, 255}
+    # Each image is the file's row of its factors (the orientations kept: 0 and 3 of 4).
+    factors = torch.cat([dm.factors[s] for s in ("train", "val", "test")]).numpy()
+    full = factors.copy()
+    full[:, 2] = np.array([0, 3])[factors[:, 2]]
+    rows = np.ravel_multi_index((np.zeros(len(full), int), *full.T), DSPRITES_SIZES)
+    with np.load(tmp_path / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz") as npz:
+        assert np.array_equal(x[:, 0].numpy(), npz["imgs"][rows] * 255)
+
+
+def test_a_file_in_the_wrong_layout_is_refused_in_one_line(tmp_path):
+    path = write_dsprites_like(tmp_path)
+    with np.load(path) as npz:
+        classes = npz["latents_classes"][::-1]  # rows out of grid order
+        np.savez(path, imgs=npz["imgs"], latents_classes=classes)
+    with pytest.raises(DataError, match="cannot read .* as dSprites .* not the factor grid"):
+        DSpritesDataModule(data_dir=str(tmp_path)).setup()
+    with pytest.raises(DataError, match="dSprites not found: looked for"):
+        DSpritesDataModule(data_dir=str(tmp_path / "none")).setup()
+
+
+def test_shapes3d_reads_only_the_kept_rows(tmp_path, monkeypatch):
+    sizes = {"floor_hue": 2, "wall_hue": 2, "object_hue": 2, "scale": 2, "shape": 4,
+             "orientation": 3}  # fmt: skip
+    monkeypatch.setattr(shapes3d, "SIZES", sizes)
+    write_shapes3d_like(tmp_path, tuple(sizes.values()))
+    dm = Shapes3DDataModule(data_dir=str(tmp_path), grid={"orientation": 2}, test_size=10)
+    dm.setup()
+    assert dm.factor_sizes == (2, 2, 2, 2, 4, 2)
+    x, y = dm.splits["train"]
+    assert x.shape[1:] == (3, 64, 64) and torch.equal(y, dm.factors["train"][:, 4])
+    # The first pixels hold the factors as written: the file's row for each kept point.
+    kept = dm.factors["train"].numpy().copy()
+    kept[:, 5] = np.array([0, 2])[kept[:, 5]]
+    assert np.array_equal(x[:, 0, 0, :6].numpy(), kept * 7 % 256)
+
+
+def test_mpi3d_memory_maps_the_uncompressed_file(tmp_path, monkeypatch):
+    sizes = {"object_color": 2, "object_shape": 2, "object_size": 2, "camera_height": 3,
+             "background_color": 1, "horizontal_axis": 2, "vertical_axis": 2}  # fmt: skip
+    monkeypatch.setattr(mpi3d, "SIZES", sizes)
+    path = write_mpi3d_like(tmp_path, tuple(sizes.values()), variant="real")
+    images = mpi3d.npz_array(path, "images")
+    assert isinstance(images, np.memmap)
+    with np.load(path) as npz:
+        assert np.array_equal(images, npz["images"])
+    dm = MPI3DDataModule(data_dir=str(tmp_path), variant="real", test_size=10,
+                         label_factor="object_shape")  # fmt: skip
+    dm.setup()
+    assert sum(len(f) for f in dm.factors.values()) == 96 and dm.factor_sizes == (
+        2,
+        2,
+        2,
+        3,
+        1,
+        2,
+        2,
+    )
+    with pytest.raises(DataError, match=r"MPI3D \(toy\) not found"):
+        MPI3DDataModule(data_dir=str(tmp_path)).setup()
+
+
+SMALL_GRID = ["data=sprites", "data.image_size=16", "data.test_size=200", "data.grid.scale=2",
+              "data.grid.orientation=4", "data.grid.position_x=6",
+              "data.grid.position_y=6"]  # fmt: skip
+
+
+def test_a_vae_trains_on_sprites_and_exports_the_factors(tmp_path):
+    from PIL import Image
+
+    from vaelab import compose
+    from vaelab.embed import export
+    from vaelab.train import train
+
+    cfg = compose(*SMALL_GRID, "trainer=cpu", "trainer.max_epochs=2", "model.latent_dim=6",
+                  "callbacks.rich_progress_bar=null", "callbacks.images.every_n_epochs=1",
+                  output_dir=tmp_path / "run")  # fmt: skip
+    results, objects = train(cfg)
+    assert results["test/elbo"] < 0 and results["test/active_units"] >= 1
+    # Traversals of factor data: every latent dimension, one row each.
+    # 16-pixel images are drawn twice as large, with 2 pixels of padding: 34 per row.
+    height = Image.open(tmp_path / "run" / "images" / "traversals.png").height
+    assert (height - 2) / 34 == 6
+
+    dm = objects["datamodule"]
+    ckpt = f"ckpt_path={results['best_ckpt']}"
+    path = export(compose(ckpt, "split=all", config_name="embed", output_dir=tmp_path / "npy"))
+    factors = np.load(path.parent / "factors.npy")
+    indices = np.load(path.parent / "indices.npy")
+    assert factors.shape == (len(indices), 5)
+    every = torch.zeros(len(indices), 5, dtype=torch.int64)
+    for split in ("train", "val", "test"):
+        every[dm.indices[split]] = dm.factors[split]
+    assert np.array_equal(factors, every[indices].numpy())  # each row's own factors
+    table = export(compose(ckpt, "split=test", "format=csv", config_name="embed",
+                           output_dir=tmp_path / "csv"))  # fmt: skip
+    header = table.read_text().splitlines()[0].split(",")
+    assert header[:9] == ["index", "split", "label", *dm.factor_names, "z0"]
+
+
+def test_traversals_follow_the_given_order_of_dimensions():
+    from vaelab import pictures
+    from vaelab.models import VAE
+
+    net = {"_target_": "vaelab.models.nets.mlp", "hidden": [8]}
+    model = VAE(input_shape=[1, 4, 4], latent_dim=3, net=net, optimizer={}).eval()
+    x = torch.rand(1, 1, 4, 4)
+    plain = pictures.traversals(model, x, steps=5, max_dims=3).view(3, 5, -1)
+    ordered = pictures.traversals(model, x, 5, 3, order=torch.tensor([2, 0, 1])).view(3, 5, -1)
+    torch.testing.assert_close(ordered, plain[[2, 0, 1]])
