@@ -1,5 +1,5 @@
 """3D Shapes (Burgess & Kim 2018), the official file: `data=shapes3d data.data_dir=<folder>` with
-3dshapes.h5 from github.com/deepmind/3d-shapes (reading it needs h5py: pip install h5py)."""
+3dshapes.h5 from github.com/deepmind/3d-shapes (reading it needs h5py: vaelab[shapes3d])."""
 
 from pathlib import Path
 
@@ -26,7 +26,7 @@ class Shapes3DDataModule(FactorDataModule):
             import h5py
         except ImportError:
             raise ConfigError(
-                "data=shapes3d reads 3dshapes.h5 with h5py: pip install h5py"
+                "data=shapes3d reads 3dshapes.h5 with h5py: pip install 'vaelab[shapes3d]'"
             ) from None
         path = Path(self.data_dir) / FILE
         if not path.is_file():
