@@ -201,3 +201,28 @@ def test_traversals_follow_the_given_order_of_dimensions():
     plain = pictures.traversals(model, x, steps=5, max_dims=3).view(3, 5, -1)
     ordered = pictures.traversals(model, x, 5, 3, order=torch.tensor([2, 0, 1])).view(3, 5, -1)
     torch.testing.assert_close(ordered, plain[[2, 0, 1]])
+
+
+def test_shapes3d_and_mpi3d_files_of_another_layout_are_refused_in_one_line(tmp_path):
+    import h5py
+
+    (tmp_path / "s").mkdir()
+    with h5py.File(tmp_path / "s" / "3dshapes.h5", "w") as file:
+        file.create_dataset("images", data=np.zeros((4, 64, 64, 3), np.float32))
+        file.create_dataset("labels", data=np.zeros((4, 6)))
+    with pytest.raises(DataError, match=r"3dshapes.h5 as 3D Shapes \(h5 with images \(480000"):
+        Shapes3DDataModule(data_dir=str(tmp_path / "s")).setup()
+    (tmp_path / "m").mkdir()
+    np.savez(tmp_path / "m" / "mpi3d_toy.npz", imgs=np.zeros((4, 64, 64, 3), np.uint8))
+    with pytest.raises(DataError, match=r"mpi3d_toy.npz as MPI3D \(npz with images"):
+        MPI3DDataModule(data_dir=str(tmp_path / "m")).setup()
+
+
+def test_vaelab_train_on_sprites_through_the_cli(tmp_path):
+    from tests.test_cli import VAELAB_TRAIN, run
+
+    args = [VAELAB_TRAIN, *SMALL_GRID, "debug=fdr", "trainer.accelerator=cpu",
+            "callbacks.rich_progress_bar=null", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "results.json").is_file()
