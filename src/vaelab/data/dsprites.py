@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from vaelab.data.factors import FactorDataModule, as_tensors, grid_factors, grid_rows, subgrid
+from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
 from vaelab.errors import DataError
 
 FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -36,12 +36,9 @@ class DSpritesDataModule(FactorDataModule):
                 rows = grid_rows(sizes, {"colour": np.arange(1), **kept})
                 images = npz["imgs"][rows] * np.uint8(255)
         except (OSError, KeyError, ValueError, EOFError) as error:
-            raise DataError(
-                f"cannot read {path} as dSprites (npz with imgs (N, 64, 64) uint8 and "
-                f"latents_classes (N, 6) int64): {str(error).splitlines()[0]}"
-            ) from None
-        self.factor_sizes = tuple(len(v) for v in kept.values())
-        return as_tensors(images, grid_factors(kept))
+            layout = "dSprites (npz with imgs (N, 64, 64) uint8 and latents_classes (N, 6) int64)"
+            raise unreadable(path, layout, error) from None
+        return self.kept_grid(images, kept)
 
 
 def _check_layout(path: Path, classes: np.ndarray, sizes: dict[str, int]) -> None:

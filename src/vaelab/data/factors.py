@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from vaelab.data.in_memory import Arrays, InMemoryDataModule
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, DataError
 
 
 def subgrid(sizes: dict[str, int], counts: dict[str, int] | None) -> dict[str, np.ndarray]:
@@ -62,6 +62,12 @@ class FactorDataModule(InMemoryDataModule):
     def read_grid(self) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def kept_grid(self, images: np.ndarray, kept: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
+        """The kept sub-grid's images (row-major over it) as tensors, with its factor indices;
+        its factor sizes recorded."""
+        self.factor_sizes = tuple(len(v) for v in kept.values())
+        return as_tensors(images, grid_factors(kept))
+
     def read(self) -> dict[str, Arrays]:
         if self.label_factor not in self.factor_names:
             raise ConfigError(
@@ -78,6 +84,11 @@ class FactorDataModule(InMemoryDataModule):
         super().setup(stage)
         self.factors = {split: self._factors[index] for split, index in self.indices.items()}
         self._factors = None
+
+
+def unreadable(path, layout: str, error: Exception) -> DataError:
+    """The one-line error for a file that is not in its dataset's published layout."""
+    return DataError(f"cannot read {path} as {layout}: {str(error).splitlines()[0]}")
 
 
 def as_tensors(images: np.ndarray, factors: np.ndarray) -> tuple[Tensor, Tensor]:

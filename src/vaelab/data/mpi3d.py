@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from vaelab.data.factors import FactorDataModule, as_tensors, grid_factors, grid_rows, subgrid
+from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
 from vaelab.errors import ConfigError, DataError
 
 SIZES = {"object_color": 6, "object_shape": 6, "object_size": 2, "camera_height": 3,
@@ -67,9 +67,7 @@ class MPI3DDataModule(FactorDataModule):
             kept = subgrid(SIZES, self.grid)
             x = images[grid_rows(SIZES, kept)]
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise DataError(
-                f"cannot read {path} as MPI3D (npz with images ({n}, 64, 64, 3) uint8): "
-                f"{str(error).splitlines()[0]}"
+            raise unreadable(
+                path, f"MPI3D (npz with images ({n}, 64, 64, 3) uint8)", error
             ) from None
-        self.factor_sizes = tuple(len(v) for v in kept.values())
-        return as_tensors(x, grid_factors(kept))
+        return self.kept_grid(x, kept)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from vaelab.data.factors import FactorDataModule, as_tensors, grid_factors, grid_rows, subgrid
+from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
 from vaelab.errors import ConfigError, DataError
 
 FILE = "3dshapes.h5"
@@ -50,9 +50,8 @@ class Shapes3DDataModule(FactorDataModule):
                 rows = grid_rows(SIZES, kept)
                 x = images[rows] if len(rows) < n else images[()]
         except (OSError, KeyError, ValueError) as error:
-            raise DataError(
-                f"cannot read {path} as 3D Shapes (h5 with images ({n}, 64, 64, 3) uint8 and "
-                f"labels ({n}, 6) float64): {str(error).splitlines()[0]}"
-            ) from None
-        self.factor_sizes = tuple(len(v) for v in kept.values())
-        return as_tensors(x, grid_factors(kept))
+            layout = (
+                f"3D Shapes (h5 with images ({n}, 64, 64, 3) uint8 and labels ({n}, 6) float64)"
+            )
+            raise unreadable(path, layout, error) from None
+        return self.kept_grid(x, kept)

@@ -6,7 +6,6 @@ a white shape on black, binary, as in dSprites (Matthey et al. 2017). The drawin
 import math
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from vaelab.data.factors import FactorDataModule, grid_factors, subgrid
@@ -65,12 +64,10 @@ class SpritesDataModule(FactorDataModule):
 
     def read_grid(self) -> tuple[Tensor, Tensor]:
         kept = subgrid(SIZES, self.grid)
-        self.factor_sizes = tuple(len(v) for v in kept.values())
         factors = grid_factors(kept)
         values = [factor_values(n, kept[n][factors[:, k]]) for k, n in enumerate(SIZES)]
         chunks = [
             render(*(v[start : start + 4096] for v in values), size=self.image_size)
             for start in range(0, len(factors), 4096)
         ]
-        images = np.concatenate(chunks).astype(np.uint8) * 255
-        return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(factors)
+        return self.kept_grid(np.concatenate(chunks).astype(np.uint8) * 255, kept)
