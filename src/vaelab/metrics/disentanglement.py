@@ -1,0 +1,43 @@
+"""Disentanglement scores of a representation against known factors, each as its paper defines
+it, with disentanglement_lib's protocol where the paper leaves a choice. `codes` (N, Z) are the
+model's `embed(x)` of N examples, `factors` (N, K) their integer factor indices; factors that are
+constant over the examples are dropped (they have no entropy to explain)."""
+
+import numpy as np
+from sklearn.metrics import mutual_info_score
+
+
+def varying(factors: np.ndarray) -> np.ndarray:
+    """The factor columns that take more than one value."""
+    keep = [k for k in range(factors.shape[1]) if len(np.unique(factors[:, k])) > 1]
+    return factors[:, keep]
+
+
+def discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Each code dimension into `bins` equal-width bins between its minimum and maximum: the
+    left edges of numpy's histogram, then np.digitize (so the maximum gets a bin of its own
+    index, as disentanglement_lib does). (N, Z) int."""
+    columns = []
+    for j in range(codes.shape[1]):
+        edges = np.histogram(codes[:, j], bins)[1][:-1]
+        columns.append(np.digitize(codes[:, j], edges))
+    return np.stack(columns, 1)
+
+
+def mutual_information(discrete: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """I(code_j; factor_k) in nats from counts, (Z, K)."""
+    return np.array(
+        [[mutual_info_score(factors[:, k], discrete[:, j]) for k in range(factors.shape[1])]
+         for j in range(discrete.shape[1])]
+    )  # fmt: skip
+
+
+def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
+    """Mutual information gap (Chen et al. 2018): per factor, the gap between the two code
+    dimensions that know most about it, over its entropy; averaged over the factors."""
+    factors = varying(factors)
+    info = mutual_information(discretize(codes, bins), factors)
+    entropy = np.array([mutual_info_score(f, f) for f in factors.T])
+    top = np.sort(info, axis=0)[::-1]
+    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
+    return float(np.mean((top[0] - second) / entropy))
