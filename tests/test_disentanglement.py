@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vaelab.metrics.disentanglement import discretize, mig
+from vaelab.metrics.disentanglement import discretize, mig, sap
 
 # Every point of a 3 x 40 x 10 factor grid.
 FACTORS = np.stack(np.unravel_index(np.arange(3 * 40 * 10), (3, 40, 10)), 1)
@@ -43,3 +43,20 @@ def test_constant_factors_are_dropped_and_bins_follow_numpys_edges():
     )
     codes = np.array([[0.0], [0.5], [1.0]])
     assert discretize(codes, bins=2)[:, 0].tolist() == [1, 2, 2]  # the maximum: the last bin
+
+
+def test_sap_is_high_for_aligned_codes_and_near_zero_for_noise():
+    rng = np.random.default_rng(0)
+    small = FACTORS[(FACTORS[:, 1] % 8 == 0)]  # 3 x 5 x 10 points: quick SVMs
+    order = rng.permutation(len(small))
+    train, test = order[: len(order) // 2], order[len(order) // 2 :]
+    aligned = small.astype(float) + 0.05 * rng.normal(size=small.shape)
+    noise = rng.normal(size=small.shape)
+    high = sap((aligned[train], small[train]), (aligned[test], small[test]))
+    low = sap((noise[train], small[train]), (noise[test], small[test]))
+    permuted = aligned[:, [1, 2, 0]] * 4.0
+    assert sap((permuted[train], small[train]), (permuted[test], small[test])) == pytest.approx(
+        high
+    )
+    # A linear SVM on one dimension separates few of 10 classes: good codes score ~0.3, not 1.
+    assert 0.0 <= low < 0.05 < 0.2 < high <= 1.0

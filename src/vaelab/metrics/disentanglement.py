@@ -41,3 +41,25 @@ def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
     top = np.sort(info, axis=0)[::-1]
     second = top[1] if len(top) > 1 else np.zeros_like(top[0])
     return float(np.mean((top[0] - second) / entropy))
+
+
+def sap(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float:
+    """Separated attribute predictability (Kumar et al. 2018), for discrete factors as
+    disentanglement_lib computes it: per code dimension and factor, the test accuracy of a
+    linear SVM (C = 0.01, balanced classes) predicting the factor from that dimension alone,
+    fitted on `train`; per factor, the gap between the two best dimensions; their mean.
+    `train` and `test` are (codes (N, Z), factors (N, K))."""
+    from sklearn.svm import LinearSVC
+
+    (codes, factors), (test_codes, test_factors) = train, test
+    keep = [k for k in range(factors.shape[1]) if len(np.unique(factors[:, k])) > 1]
+    scores = np.zeros((codes.shape[1], len(keep)))
+    for j in range(codes.shape[1]):
+        for column, k in enumerate(keep):
+            classifier = LinearSVC(C=0.01, class_weight="balanced")
+            classifier.fit(codes[:, j : j + 1], factors[:, k])
+            predicted = classifier.predict(test_codes[:, j : j + 1])
+            scores[j, column] = np.mean(predicted == test_factors[:, k])
+    top = np.sort(scores, axis=0)
+    second = top[-2] if len(top) > 1 else np.zeros_like(top[-1])
+    return float(np.mean(top[-1] - second))
