@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vaelab.metrics.disentanglement import discretize, mig, sap
+from vaelab.metrics.disentanglement import dci, discretize, mig, sap
 
 # Every point of a 3 x 40 x 10 factor grid.
 FACTORS = np.stack(np.unravel_index(np.arange(3 * 40 * 10), (3, 40, 10)), 1)
@@ -60,3 +60,19 @@ def test_sap_is_high_for_aligned_codes_and_near_zero_for_noise():
     )
     # A linear SVM on one dimension separates few of 10 classes: good codes score ~0.3, not 1.
     assert 0.0 <= low < 0.05 < 0.2 < high <= 1.0
+
+
+def test_dci_separates_aligned_from_mixed_codes():
+    rng = np.random.default_rng(0)
+    small = FACTORS[(FACTORS[:, 1] % 8 == 0)][:, [0, 2]]  # 3 x 10 values, 150 points
+    order = rng.permutation(len(small))
+    train, test = order[:100], order[100:]
+    aligned = small.astype(float)
+    mixed = np.stack([small[:, 0] + small[:, 1], small[:, 0] - small[:, 1]], 1).astype(float)
+    good = dci((aligned[train], small[train]), (aligned[test], small[test]))
+    poor = dci((mixed[train], small[train]), (mixed[test], small[test]))
+    assert good["dci_disentanglement"] > 0.9 and good["dci_completeness"] > 0.9
+    assert poor["dci_disentanglement"] < good["dci_disentanglement"] - 0.3
+    assert good["dci_informativeness"] == pytest.approx(1.0)
+    for value in (*good.values(), *poor.values()):
+        assert 0.0 <= value <= 1.0

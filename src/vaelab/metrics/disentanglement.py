@@ -63,3 +63,32 @@ def sap(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray
     top = np.sort(scores, axis=0)
     second = top[-2] if len(top) > 1 else np.zeros_like(top[-1])
     return float(np.mean(top[-1] - second))
+
+
+def dci(
+    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], seed: int = 0
+) -> dict[str, float]:
+    """DCI (Eastwood & Williams 2018) with gradient-boosted trees, as disentanglement_lib: one
+    classifier per factor on all code dimensions, fitted on `train`; R (Z, K) their feature
+    importances. disentanglement: per code dimension 1 - H_K(its row of R), weighted by the
+    dimension's share of R; completeness: per factor 1 - H_Z(its column), weighted by the
+    factor's share; informativeness: the classifiers' mean test accuracy (higher is better)."""
+    from scipy.stats import entropy
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    (codes, factors), (test_codes, test_factors) = train, test
+    keep = [k for k in range(factors.shape[1]) if len(np.unique(factors[:, k])) > 1]
+    importance = np.zeros((codes.shape[1], len(keep)))
+    accuracy = []
+    for column, k in enumerate(keep):
+        model = GradientBoostingClassifier(random_state=seed).fit(codes, factors[:, k])
+        importance[:, column] = np.abs(model.feature_importances_)
+        accuracy.append(np.mean(model.predict(test_codes) == test_factors[:, k]))
+    weights = importance if importance.sum() > 0 else np.ones_like(importance)
+    per_code = 1.0 - entropy(importance.T + 1e-11, base=importance.shape[1])
+    per_factor = 1.0 - entropy(importance + 1e-11, base=importance.shape[0])
+    return {
+        "dci_disentanglement": float(np.sum(per_code * weights.sum(1) / weights.sum())),
+        "dci_completeness": float(np.sum(per_factor * weights.sum(0) / weights.sum())),
+        "dci_informativeness": float(np.mean(accuracy)),
+    }
