@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from vaelab.metrics.disentanglement import dci, discretize, mig, sap
+from vaelab.metrics.disentanglement import (
+    beta_vae_score,
+    dci,
+    discretize,
+    factor_vae_score,
+    mig,
+    sap,
+)
 
 # Every point of a 3 x 40 x 10 factor grid.
 FACTORS = np.stack(np.unravel_index(np.arange(3 * 40 * 10), (3, 40, 10)), 1)
@@ -76,3 +83,21 @@ def test_dci_separates_aligned_from_mixed_codes():
     assert good["dci_informativeness"] == pytest.approx(1.0)
     for value in (*good.values(), *poor.values()):
         assert 0.0 <= value <= 1.0
+
+
+SIZES = {"batch_size": 32, "num_train": 300, "num_eval": 200}
+
+
+def test_beta_vae_and_factor_vae_scores_of_aligned_and_noise_codes():
+    rng = np.random.default_rng(0)
+    small = FACTORS[(FACTORS[:, 1] % 8 == 0)]  # 3 x 5 x 10
+    aligned = small.astype(float) / small.max(0) * 2  # each dimension's variance above 0.05
+    noise = rng.normal(size=small.shape)
+    assert beta_vae_score(aligned, small, **SIZES) > 0.95
+    assert beta_vae_score(noise, small, **SIZES) < 0.6  # chance is 1/3
+    assert factor_vae_score(aligned, small, **SIZES, num_variance_estimate=500) == 1.0
+    assert factor_vae_score(noise, small, **SIZES, num_variance_estimate=500) < 0.6
+    # Invariant to permuting and rescaling dimensions (the FactorVAE score by its normalisation).
+    permuted = aligned[:, [2, 0, 1]] * np.array([3.0, 0.5, 10.0])
+    assert factor_vae_score(permuted, small, **SIZES, num_variance_estimate=500) == 1.0
+    assert factor_vae_score(np.zeros_like(aligned), small, **SIZES) == 0.0  # nothing active

@@ -92,3 +92,75 @@ def dci(
         "dci_completeness": float(np.sum(per_factor * weights.sum(0) / weights.sum())),
         "dci_informativeness": float(np.mean(accuracy)),
     }
+
+
+def _with_value(factors: np.ndarray, k: int, value: int, n: int, rng) -> np.ndarray:
+    """n example indices (with replacement) whose factor k equals `value`."""
+    return rng.choice(np.flatnonzero(factors[:, k] == value), n)
+
+
+def beta_vae_score(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    seed: int = 0,
+) -> float:
+    """The β-VAE score (Higgins et al. 2017): points of mean |z1 - z2| over `batch_size` pairs
+    that share one factor's value (the factor chosen at random); a logistic regression fitted on
+    `num_train` of them names the shared factor, its accuracy on `num_eval` more. The pairs are
+    drawn from the examples given (a split of the data), not generated anew as in
+    disentanglement_lib, which covers its uniform factor sampling when the split is the grid."""
+    from sklearn.linear_model import LogisticRegression
+
+    factors = varying(factors)
+    rng = np.random.default_rng(seed)
+
+    def points(n: int) -> tuple[np.ndarray, np.ndarray]:
+        shared = rng.integers(factors.shape[1], size=n)
+        features = np.empty((n, codes.shape[1]))
+        for i, k in enumerate(shared):
+            first = rng.integers(len(codes), size=batch_size)
+            second = np.array([_with_value(factors, k, factors[j, k], 1, rng)[0] for j in first])
+            features[i] = np.abs(codes[first] - codes[second]).mean(0)
+        return features, shared
+
+    model = LogisticRegression(max_iter=1000).fit(*points(num_train))
+    return float(model.score(*points(num_eval)))
+
+
+def factor_vae_score(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    num_variance_estimate: int = 10000,
+    seed: int = 0,
+) -> float:
+    """The FactorVAE score (Kim & Mnih 2018): each vote fixes one factor's value over
+    `batch_size` examples and names the code dimension whose variance, relative to its variance
+    over the data, is smallest; the majority-vote classifier from dimensions to factors, fitted on
+    `num_train` votes, scored on `num_eval`. Dimensions whose variance over the data is below
+    0.05 are left out (disentanglement_lib's pruning); with none left the score is 0."""
+    factors = varying(factors)
+    rng = np.random.default_rng(seed)
+    sample = rng.integers(len(codes), size=num_variance_estimate)
+    scale = np.var(codes[sample], axis=0, ddof=1)
+    active = scale > 0.05
+    if not active.any():
+        return 0.0
+
+    def votes(n: int) -> np.ndarray:
+        counts = np.zeros((codes.shape[1], factors.shape[1]), dtype=np.int64)
+        for k in rng.integers(factors.shape[1], size=n):
+            value = factors[rng.integers(len(codes)), k]
+            batch = codes[_with_value(factors, k, value, batch_size, rng)]
+            relative = np.var(batch, axis=0, ddof=1)[active] / scale[active]
+            counts[np.flatnonzero(active)[np.argmin(relative)], k] += 1
+        return counts
+
+    train, evaluation = votes(num_train), votes(num_eval)
+    classifier = np.argmax(train, axis=1)  # each dimension's factor
+    return float(evaluation[np.arange(len(classifier)), classifier].sum() / evaluation.sum())
