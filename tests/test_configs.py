@@ -29,6 +29,7 @@ GROUPS = [
     "trainer",
     "logger",
     "callbacks",
+    "metrics",
     "experiment",
     "debug",
     "paths",

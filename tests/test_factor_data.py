@@ -153,6 +153,10 @@ def test_mpi3d_memory_maps_the_uncompressed_file(tmp_path, monkeypatch):
         MPI3DDataModule(data_dir=str(tmp_path)).setup()
 
 
+DISENTANGLEMENT = ["mig", "sap", "dci_disentanglement", "dci_completeness",
+                   "dci_informativeness", "beta_vae_score", "factor_vae_score"]  # fmt: skip
+QUICK_METRICS = ["metrics.num_train=100", "metrics.num_eval=50", "metrics.fit_examples=200",
+                 "metrics.score_examples=100", "metrics.num_variance_estimate=500"]  # fmt: skip
 SMALL_GRID = ["data=sprites", "data.image_size=16", "data.test_size=200", "data.grid.scale=2",
               "data.grid.orientation=4", "data.grid.position_x=6",
               "data.grid.position_y=6"]  # fmt: skip
@@ -163,13 +167,16 @@ def test_a_vae_trains_on_sprites_and_exports_the_factors(tmp_path):
 
     from vaelab import compose
     from vaelab.embed import export
+    from vaelab.evaluate import evaluate
     from vaelab.train import train
 
-    cfg = compose(*SMALL_GRID, "trainer=cpu", "trainer.max_epochs=2", "model.latent_dim=6",
-                  "callbacks.rich_progress_bar=null", "callbacks.images.every_n_epochs=1",
-                  output_dir=tmp_path / "run")  # fmt: skip
+    cfg = compose(*SMALL_GRID, *QUICK_METRICS, "trainer=cpu", "trainer.max_epochs=2",
+                  "model.latent_dim=6", "callbacks.rich_progress_bar=null",
+                  "callbacks.images.every_n_epochs=1", output_dir=tmp_path / "run")  # fmt: skip
     results, objects = train(cfg)
     assert results["test/elbo"] < 0 and results["test/active_units"] >= 1
+    for name in DISENTANGLEMENT:
+        assert 0.0 <= results[f"test/{name}"] <= 1.0, name
     # Traversals of factor data: every latent dimension, one row each.
     # 16-pixel images are drawn twice as large, with 2 pixels of padding: 34 per row.
     height = Image.open(tmp_path / "run" / "images" / "traversals.png").height
@@ -185,6 +192,13 @@ def test_a_vae_trains_on_sprites_and_exports_the_factors(tmp_path):
     for split in ("train", "val", "test"):
         every[dm.indices[split]] = dm.factors[split]
     assert np.array_equal(factors, every[indices].numpy())  # each row's own factors
+    evaluated = evaluate(compose(ckpt, *QUICK_METRICS, "iw_samples=5", config_name="eval",
+                                 output_dir=tmp_path / "eval"))  # fmt: skip
+    for name in DISENTANGLEMENT:
+        assert evaluated[f"test/{name}"] == pytest.approx(results[f"test/{name}"]), name
+    quiet = evaluate(compose(ckpt, "metrics=none", "iw_samples=5", config_name="eval",
+                             output_dir=tmp_path / "eval_none"))  # fmt: skip
+    assert not any(f"test/{name}" in quiet for name in DISENTANGLEMENT)
     table = export(compose(ckpt, "split=test", "format=csv", config_name="embed",
                            output_dir=tmp_path / "csv"))  # fmt: skip
     header = table.read_text().splitlines()[0].split(",")

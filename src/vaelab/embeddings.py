@@ -34,3 +34,33 @@ def probe_accuracies(train: tuple, test: tuple, k: int = 5) -> dict[str, float]:
         "linear_probe_acc": float(linear.fit(z_train, y_train).score(z_test, y_test)),
         "knn_acc": float(knn.fit(z_train, y_train).score(z_test, y_test)),
     }
+
+
+def disentanglement_scores(model, datamodule, settings) -> dict[str, float]:
+    """The disentanglement scores of the model's embeddings against the data's factors
+    (vaelab.metrics.disentanglement): MIG, the β-VAE and FactorVAE scores on the test split,
+    SAP and DCI fitted on training examples and scored on test ones; {} for data without
+    factors. `settings` are the sample sizes of conf/metrics."""
+    from vaelab.metrics import disentanglement as d
+
+    if not datamodule.factor_names or not settings or not settings.enabled:
+        return {}
+    rng = np.random.default_rng(settings.seed)
+    codes, _ = embed(model, datamodule.test_dataloader())
+    factors = datamodule.factors["test"].numpy()
+    fit_codes, _ = embed(model, datamodule.loader("train"))
+    fit_factors = datamodule.factors["train"].numpy()
+    fit = rng.permutation(len(fit_codes))[: settings.fit_examples]
+    score = rng.permutation(len(codes))[: settings.score_examples]
+    train, test = (fit_codes[fit], fit_factors[fit]), (codes[score], factors[score])
+    sizes = dict(batch_size=settings.batch_size, num_train=settings.num_train,
+                 num_eval=settings.num_eval, seed=settings.seed)  # fmt: skip
+    return {
+        "mig": d.mig(codes, factors, settings.bins),
+        "sap": d.sap(train, test),
+        **d.dci(train, test, settings.seed),
+        "beta_vae_score": d.beta_vae_score(codes, factors, **sizes),
+        "factor_vae_score": d.factor_vae_score(
+            codes, factors, num_variance_estimate=settings.num_variance_estimate, **sizes
+        ),
+    }

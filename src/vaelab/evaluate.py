@@ -20,7 +20,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint on the run's data (or `cfg.data`); probe its embeddings."""
     import lightning as L
 
-    from vaelab.embeddings import embed, probe_accuracies
+    from vaelab.embeddings import disentanglement_scores, embed, probe_accuracies
     from vaelab.runs.run_dir import provenance, write_results
     from vaelab.runs.trained import load_trained, trained_data
 
@@ -43,6 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     train_codes = embed(model, datamodule.loader("train"))
     test_codes = embed(model, datamodule.test_dataloader())
     probes = probe_accuracies(train_codes, test_codes)
+    probes |= disentanglement_scores(model, datamodule, cfg.get("metrics"))
     for name, value in probes.items():
         log.info(f"test/{name}: {value:.4f}")
 

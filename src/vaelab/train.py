@@ -52,6 +52,7 @@ def train(
 
     from vaelab.callbacks import CheckpointOnSigterm, FollowMovedRun
     from vaelab.config.instantiate import build, build_group
+    from vaelab.embeddings import disentanglement_scores
     from vaelab.errors import ConfigError
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.runs.preemption import preempted
@@ -152,6 +153,9 @@ def train(
         log.info(f"Testing {best_ckpt or 'the final weights'}")
         trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, weights_only=True)
         metrics.update(trainer.callback_metrics)
+        if trainer.is_global_zero:
+            scores = disentanglement_scores(model, datamodule, cfg.get("metrics"))
+            metrics.update({f"test/{name}": value for name, value in scores.items()})
         failed = False
     except SIGTERMException:
         raise preempted(run_dir, on_sigterm.saved) from None

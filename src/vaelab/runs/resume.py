@@ -30,6 +30,7 @@ MAY_CHANGE = (
     "data.download",
     "logger",
     "callbacks",
+    "metrics",
     "optimized_metric",
 )
 
