@@ -181,6 +181,7 @@ def test_a_vae_trains_on_sprites_and_exports_the_factors(tmp_path):
     # 16-pixel images are drawn twice as large, with 2 pixels of padding: 34 per row.
     height = Image.open(tmp_path / "run" / "images" / "traversals.png").height
     assert (height - 2) / 34 == 6
+    assert Image.open(tmp_path / "run" / "images" / "mi_matrix.png").width > 300
 
     dm = objects["datamodule"]
     ckpt = f"ckpt_path={results['best_ckpt']}"

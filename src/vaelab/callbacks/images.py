@@ -43,6 +43,8 @@ class ImageLogger(L.Callback):
         was_training = pl_module.training
         pl_module.eval()
         self._draw(trainer, pl_module, "")
+        if trainer.is_global_zero and getattr(trainer.datamodule, "factor_names", ()):
+            self._draw_mi(trainer, pl_module)
         pl_module.train(was_training)
 
     def _traversals(self, trainer, pl_module, x: Tensor, cols: int) -> Tensor:
@@ -85,11 +87,43 @@ class ImageLogger(L.Callback):
         axes = figure.subplots()
         axes.bar(range(len(kl_dims)), kl_dims.numpy())
         axes.set(xlabel="latent dimension", ylabel="KL (nats)", title="val KL per dimension")
-        path = self.dirpath / f"kl_per_dim{suffix}.png"
+        self._save_figure(trainer, figure, f"kl_per_dim{suffix}", "kl_per_dim")
+
+    def _draw_mi(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The mutual information between each code dimension and each factor of the validation
+        split, over the factor's entropy (MIG's discretisation): one bright cell per column and
+        row is a disentangled code."""
+        from vaelab.embeddings import embed
+        from vaelab.metrics.disentanglement import (
+            discretize,
+            factor_entropy,
+            mutual_information,
+            varying,
+        )
+
+        datamodule = trainer.datamodule
+        codes, _ = embed(pl_module, datamodule.val_dataloader())
+        factors = datamodule.factors["val"].numpy()
+        names = [n for n, f in zip(datamodule.factor_names, factors.T) if len(set(f)) > 1]
+        factors = varying(factors)
+        share = mutual_information(discretize(codes), factors) / factor_entropy(factors)
+        figure = Figure(
+            figsize=(1.2 + 0.9 * len(names), 1 + 0.3 * len(share)), layout="constrained"
+        )
+        axes = figure.subplots()
+        image = axes.imshow(share, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        axes.set(xticks=range(len(names)), xticklabels=names, ylabel="code dimension",
+                 title="I(code; factor) / H(factor), val")  # fmt: skip
+        axes.tick_params(axis="x", labelrotation=30)
+        figure.colorbar(image, ax=axes)
+        self._save_figure(trainer, figure, "mi_matrix", "mi_matrix")
+
+    def _save_figure(self, trainer: L.Trainer, figure, filename: str, name: str) -> None:
+        path = self.dirpath / f"{filename}.png"
         self.dirpath.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=100)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("images/kl_per_dim", figure, trainer.global_step)
+                logger.experiment.add_figure(f"images/{name}", figure, trainer.global_step)
             elif isinstance(logger, WandbLogger):
-                logger.log_image("images/kl_per_dim", [str(path)], step=trainer.global_step)
+                logger.log_image(f"images/{name}", [str(path)], step=trainer.global_step)

@@ -32,12 +32,17 @@ def mutual_information(discrete: np.ndarray, factors: np.ndarray) -> np.ndarray:
     )  # fmt: skip
 
 
+def factor_entropy(factors: np.ndarray) -> np.ndarray:
+    """H(factor_k) in nats from counts, (K,)."""
+    return np.array([mutual_info_score(f, f) for f in factors.T])
+
+
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
     """Mutual information gap (Chen et al. 2018): per factor, the gap between the two code
     dimensions that know most about it, over its entropy; averaged over the factors."""
     factors = varying(factors)
     info = mutual_information(discretize(codes, bins), factors)
-    entropy = np.array([mutual_info_score(f, f) for f in factors.T])
+    entropy = factor_entropy(factors)
     top = np.sort(info, axis=0)[::-1]
     second = top[1] if len(top) > 1 else np.zeros_like(top[0])
     return float(np.mean((top[0] - second) / entropy))
