@@ -241,3 +241,32 @@ def test_vaelab_train_on_sprites_through_the_cli(tmp_path):
     result = run(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "results.json").is_file()
+
+
+def test_the_study_command_runs_a_sweep_with_the_scores_and_their_picture(tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tiny = [arg for arg in SMALL_GRID if arg != "data=sprites"]  # the script picks sprites
+    script = Path(__file__).parents[1] / "scripts" / "disentanglement_study.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--models", "vae", "beta_vae", "--seeds", "1", "2",
+         "--epochs", "1", "--out", str(tmp_path), *tiny, *QUICK_METRICS,
+         "trainer.accelerator=cpu"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "sweep" / "sweep.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["model"], r["seed"]) for r in rows] == [
+        ("vae", "1"),
+        ("vae", "2"),
+        ("beta_vae", "1"),
+        ("beta_vae", "2"),
+    ]
+    assert all(0.0 <= float(r[f"test/{name}"]) <= 1.0 for r in rows for name in DISENTANGLEMENT)
+    assert (tmp_path / "sweep" / "disentanglement.png").stat().st_size > 1000
+    assert (tmp_path / "mi_matrix.png").is_file()
+    assert "| `beta_vae` |" in result.stdout

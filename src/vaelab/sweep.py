@@ -27,6 +27,9 @@ from vaelab.runs.secrets import mask_text, redact_argument
 
 SUMMARY = "sweep.csv"
 PLOT = "rate_distortion.png"
+SCORES_PLOT = "disentanglement.png"
+SCORES = ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness",
+          "beta_vae_score", "factor_vae_score")  # fmt: skip
 _FIRST = ["job", "status", "overrides"]
 
 
@@ -84,8 +87,7 @@ def plot_rate_distortion(sweep_dir: Path, split: str = "test") -> Path | None:
 
     rows = read_rows(sweep_dir)
     # A setting is what the sweep varies, seeds aside: its points are averaged over the seeds.
-    keys = {k for r in rows for k in _override_columns(r["overrides"].split())} - {"seed"}
-    varying = sorted(k for k in keys if len({r.get(k) for r in rows}) > 1)
+    varying = _setting_keys(rows)
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
         kl, recon = _float(row.get(f"{split}/kl")), _float(row.get(f"{split}/recon"))
@@ -111,6 +113,37 @@ def plot_rate_distortion(sweep_dir: Path, split: str = "test") -> Path | None:
     return path
 
 
+def _setting_keys(rows: list[dict[str, str]]) -> list[str]:
+    """What the sweep varies, seeds aside."""
+    keys = {k for r in rows for k in _override_columns(r["overrides"].split())} - {"seed"}
+    return sorted(k for k in keys if len({r.get(k) for r in rows}) > 1)
+
+
+def plot_disentanglement(sweep_dir: Path, split: str = "test") -> Path | None:
+    """Each disentanglement score against the swept setting, one point per job (so one per
+    seed); None when no finished job has a score (data without known factors)."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in read_rows(sweep_dir) if r["status"] == "COMPLETED"]
+    scores = [s for s in SCORES if any(_float(r.get(f"{split}/{s}")) is not None for r in rows)]
+    if not scores:
+        return None
+    keys = _setting_keys(rows)
+    settings = sorted({" ".join(f"{k}={r.get(k)}" for k in keys) or "all" for r in rows})
+    figure = Figure(figsize=(3.2 * len(scores), 3.2), layout="constrained")
+    for axes, score in zip(figure.subplots(1, len(scores), squeeze=False)[0], scores, strict=True):
+        for row in rows:
+            value = _float(row.get(f"{split}/{score}"))
+            setting = " ".join(f"{k}={row.get(k)}" for k in keys) or "all"
+            if value is not None:
+                axes.plot(settings.index(setting), value, "o", alpha=0.7)
+        axes.set_xticks(range(len(settings)), settings, rotation=30, fontsize=7)
+        axes.set(title=f"{split}/{score}", ylim=(0, 1))
+    path = sweep_dir / SCORES_PLOT
+    figure.savefig(path, dpi=110)
+    return path
+
+
 class SweepSummary(Callback):
     """Hydra callback (hydra.callbacks in conf/hydra/default.yaml); acts in multiruns only."""
 
@@ -131,6 +164,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         plot_rate_distortion(Path(config.hydra.sweep.dir))
+        plot_disentanglement(Path(config.hydra.sweep.dir))
 
 
 def summarize(sweep_dir: Path) -> None:
@@ -142,6 +176,7 @@ def summarize(sweep_dir: Path) -> None:
         status = "COMPLETED" if done else "UNFINISHED"
         write_row(sweep_dir, job_row(job_dir, num, list(overrides), status))
     plot_rate_distortion(sweep_dir)
+    plot_disentanglement(sweep_dir)
 
 
 if __name__ == "__main__":
