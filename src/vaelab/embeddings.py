@@ -36,19 +36,24 @@ def probe_accuracies(train: tuple, test: tuple, k: int = 5) -> dict[str, float]:
     }
 
 
-def disentanglement_scores(model, datamodule, settings) -> dict[str, float]:
+def disentanglement_scores(model, datamodule, settings, embedded=None) -> dict[str, float]:
     """The disentanglement scores of the model's embeddings against the data's factors
     (vaelab.metrics.disentanglement): MIG, the β-VAE and FactorVAE scores on the test split,
     SAP and DCI fitted on training examples and scored on test ones; {} for data without
-    factors. `settings` are the sample sizes of conf/metrics."""
+    factors. `settings` are the sample sizes of conf/metrics; `embedded`, the (train, test)
+    results of `embed` where the caller has them already."""
     from vaelab.metrics import disentanglement as d
 
     if not datamodule.factor_names or not settings or not settings.enabled:
         return {}
     rng = np.random.default_rng(settings.seed)
-    codes, _ = embed(model, datamodule.test_dataloader())
+    if embedded is None:
+        embedded = (
+            embed(model, datamodule.loader("train")),
+            embed(model, datamodule.test_dataloader()),
+        )
+    (fit_codes, _), (codes, _) = embedded
     factors = datamodule.factors["test"].numpy()
-    fit_codes, _ = embed(model, datamodule.loader("train"))
     fit_factors = datamodule.factors["train"].numpy()
     fit = rng.permutation(len(fit_codes))[: settings.fit_examples]
     score = rng.permutation(len(codes))[: settings.score_examples]

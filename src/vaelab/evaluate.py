@@ -43,7 +43,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     train_codes = embed(model, datamodule.loader("train"))
     test_codes = embed(model, datamodule.test_dataloader())
     probes = probe_accuracies(train_codes, test_codes)
-    probes |= disentanglement_scores(model, datamodule, cfg.get("metrics"))
+    probes |= disentanglement_scores(
+        model, datamodule, cfg.get("metrics"), (train_codes, test_codes)
+    )
     for name, value in probes.items():
         log.info(f"test/{name}: {value:.4f}")
 

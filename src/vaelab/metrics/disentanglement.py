@@ -99,9 +99,13 @@ def dci(
     }
 
 
-def _with_value(factors: np.ndarray, k: int, value: int, n: int, rng) -> np.ndarray:
-    """n example indices (with replacement) whose factor k equals `value`."""
-    return rng.choice(np.flatnonzero(factors[:, k] == value), n)
+def _by_value(factors: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """The example indices of each (factor, value), found once for all the draws."""
+    return {
+        (k, value): np.flatnonzero(factors[:, k] == value)
+        for k in range(factors.shape[1])
+        for value in np.unique(factors[:, k])
+    }
 
 
 def beta_vae_score(
@@ -121,13 +125,14 @@ def beta_vae_score(
 
     factors = varying(factors)
     rng = np.random.default_rng(seed)
+    groups = _by_value(factors)
 
     def points(n: int) -> tuple[np.ndarray, np.ndarray]:
         shared = rng.integers(factors.shape[1], size=n)
         features = np.empty((n, codes.shape[1]))
         for i, k in enumerate(shared):
             first = rng.integers(len(codes), size=batch_size)
-            second = np.array([_with_value(factors, k, factors[j, k], 1, rng)[0] for j in first])
+            second = np.array([rng.choice(groups[k, factors[j, k]], 1)[0] for j in first])
             features[i] = np.abs(codes[first] - codes[second]).mean(0)
         return features, shared
 
@@ -151,6 +156,7 @@ def factor_vae_score(
     0.05 are left out (disentanglement_lib's pruning); with none left the score is 0."""
     factors = varying(factors)
     rng = np.random.default_rng(seed)
+    groups = _by_value(factors)
     sample = rng.integers(len(codes), size=num_variance_estimate)
     scale = np.var(codes[sample], axis=0, ddof=1)
     active = scale > 0.05
@@ -161,7 +167,7 @@ def factor_vae_score(
         counts = np.zeros((codes.shape[1], factors.shape[1]), dtype=np.int64)
         for k in rng.integers(factors.shape[1], size=n):
             value = factors[rng.integers(len(codes)), k]
-            batch = codes[_with_value(factors, k, value, batch_size, rng)]
+            batch = codes[rng.choice(groups[k, value], batch_size)]
             relative = np.var(batch, axis=0, ddof=1)[active] / scale[active]
             counts[np.flatnonzero(active)[np.argmin(relative)], k] += 1
         return counts
