@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install train test lint clean
+.PHONY: install train test floors lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,28 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -n auto $(ARGS)
 
+# The oldest releases vaelab supports, pinned in .ci/floors.txt, in an environment of their own
+# (torch 2.5 comes from PyPI as a CUDA build: ~4 GB, ~1 min here), running a fast subset.
+FLOORS := .venv-floors
+FLOORS_TESTS := tests/test_cli.py tests/test_configs.py tests/test_model_family.py \
+	tests/test_resume.py tests/test_mlflow.py tests/test_wandb.py tests/test_extras.py \
+	tests/test_where_it_runs.py tests/test_compat.py tests/test_embed_sample.py
+
+$(FLOORS)/.installed: pyproject.toml .ci/floors.txt
+	$(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS)/bin/python -m pip install --quiet -c .ci/floors.txt -e ".[dev]"
+	touch $@
+
+floors: $(FLOORS)/.installed
+	$(FLOORS)/bin/python -c "import torch, lightning, numpy, hydra; print('floors: torch', \
+	  torch.__version__, 'lightning', lightning.__version__, 'numpy', numpy.__version__, \
+	  'hydra', hydra.__version__)"
+	$(FLOORS)/bin/pytest -n auto -p no:cacheprovider $(FLOORS_TESTS) $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests notebooks scripts
 
 clean:
-	rm -rf $(VENV) logs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS) logs .pytest_cache .ruff_cache

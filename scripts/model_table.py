@@ -46,7 +46,7 @@ def measure(model: str, args, root: Path) -> dict:
         compose(
             f"ckpt_path={trained['best_ckpt']}",
             f"iw_samples={args.iw}",
-            "accelerator=cpu",
+            "trainer=cpu",
             config_name="eval",
             output_dir=root / f"{model}_eval",
         )  # fmt: skip

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,26 @@ def test_default_run_writes_the_whole_run_directory(tmp_path):
             image.verify()
         with Image.open(run_dir / "images" / name) as image:
             assert min(image.size) > 8
+
+    # The console: the config tree once, an epoch line each epoch (no terminal, so no bar),
+    # and none of the notices of libraries.
+    out = result.stdout + result.stderr
+    assert out.count("├── trainer") == 1 and "│       max_epochs: 6" in out
+    assert [f"epoch {i}/6 · step" in out for i in range(1, 7)] == [True] * 6
+    assert_quiet(out)
+
+
+# What a run must not print: Lightning's advertisements and limit_* notices, warnings.
+NOTICES = re.compile(
+    r"Tip:|litlogger|litmodels|limit_(train|val|test)_batches|Warning|deprecated|"
+    r"exists and is not empty|database tables|not found. Creating it",
+    re.IGNORECASE,
+)
+
+
+def assert_quiet(out: str) -> None:
+    noise = [line for line in out.splitlines() if NOTICES.search(line)]
+    assert noise == [], noise
 
 
 def test_python_dash_m_and_the_written_config_is_resolved(tmp_path):

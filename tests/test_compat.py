@@ -28,7 +28,7 @@ def old_run(tmp_path, request) -> Path:
 def test_a_checkpoint_of_the_release_evaluates_as_it_did(old_run, model_class, tmp_path):
     ckpt = old_run / "checkpoints" / "last.ckpt"
     assert type(model_class.load_from_checkpoint(ckpt)) is model_class
-    cfg = compose(f"ckpt_path={ckpt}", "accelerator=cpu", config_name="eval",
+    cfg = compose(f"ckpt_path={ckpt}", "trainer=cpu", config_name="eval",
                   output_dir=tmp_path / "eval")  # fmt: skip
     results = evaluate(cfg)
     before = json.loads((old_run / "results.json").read_text())

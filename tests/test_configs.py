@@ -18,6 +18,8 @@ from tests.datasets import (
     write_table,
 )
 from vaelab.config.instantiate import build, build_group
+from vaelab.config.schema import validate
+from vaelab.errors import ConfigError
 
 GROUPS = [
     "data",
@@ -108,6 +110,10 @@ def test_option_composes_and_instantiates(compose_train, tmp_path, monkeypatch, 
     assert isinstance(model, L.LightningModule)
     callbacks = build_group(cfg.get("callbacks"))
     loggers = build_group(cfg.get("logger"))
+    if cfg.trainer.get("accelerator") == "mps" and not torch.backends.mps.is_available():
+        with pytest.raises(ConfigError, match="trainer.accelerator=mps, but no Apple GPU"):
+            validate(cfg)
+        return
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         with pytest.raises(Exception, match="No supported gpu backend"):
             build(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -30,7 +30,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(tmp_path):
         VAELAB_EVAL,
         f"ckpt_path={results['best_ckpt']}",
         "iw_samples=50",
-        "accelerator=cpu",
+        "trainer=cpu",
         f"hydra.run.dir={eval_dir}",
     ]
     evaluated = run(args, cwd=tmp_path)

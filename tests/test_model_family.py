@@ -59,7 +59,7 @@ def test_model_trains_resumes_exactly_and_serves_eval_embed_sample(model, net, t
     assert tested == {k: v for k, v in resumed.items() if k.startswith("test/")}
 
     ckpt = f"ckpt_path={resumed['best_ckpt']}"
-    evaluated = evaluate(compose(ckpt, "iw_samples=5", "accelerator=cpu", config_name="eval",
+    evaluated = evaluate(compose(ckpt, "iw_samples=5", "trainer=cpu", config_name="eval",
                                  output_dir=tmp_path / "eval"))  # fmt: skip
     for name, value in tested.items():
         assert evaluated[name] == pytest.approx(value, abs=1e-4), name

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.test_cli import VAELAB_TRAIN, assert_quiet, run
 from tests.wandb_records import run_contents
 from vaelab.errors import DataError
 from vaelab.runs.resume import newest_checkpoint
@@ -63,6 +64,7 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
     code, out = train(tmp_path, f"resume={run_dir}", "trainer.max_epochs=4")
     assert code == 0, out[-3000:]
     assert_identical(weights(run_dir), weights(straight))
+    assert_quiet(out)  # no "checkpoint directory not empty", no tips
 
     # Hydra's record of the resume sits beside the original, which is untouched.
     assert (run_dir / ".hydra" / "overrides.yaml").read_text() == original_hydra
@@ -88,6 +90,12 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
             [row["trainer/global_step"] for row in contents["history"] if "val/elbo" in row]
         )
     assert steps == [[11, 23], [35, 47]]
+    # And the same MLflow run.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    assert mlflow_run.info.run_id == (run_dir / "mlflow_id").read_text().strip()
+    history = client.get_metric_history(mlflow_run.info.run_id, "val/elbo")
+    assert [m.step for m in history] == [11, 23, 35, 47]
 
 
 def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path):

@@ -205,7 +205,11 @@ def test_bad_arguments_of_the_other_commands(tmp_path, capsys, in_process):
         (sample_main, ["ckpt_path=/nope.ckpt", "n=0"], "n=0: must be an integer >= 1"),
         (sample_main, ["ckpt_path=/nope.ckpt", "n=abc"], "n='abc': must be an integer >= 1"),
         (sample_main, ["ckpt_path=/nope.ckpt", "seed=abc"], "seed='abc': must be an integer"),
-        (eval_main, ["ckpt_path=/nope.ckpt", "accelerator=quantum"], "accelerator='quantum'"),
+        (
+            eval_main,
+            ["ckpt_path=/nope.ckpt", "trainer.accelerator=quantum"],
+            "trainer.accelerator='quantum'",
+        ),
         (eval_main, ["ckpt_path=/nope.ckpt", "iw_samples=nan"], "iw_samples=nan: must be"),
         (embed_main, [f"ckpt_path={some}", "hydra.run.dir=/proc/x"], "cannot write in /proc/x"),
         (sample_main, [], "ckpt_path must be set: add ckpt_path=<value>"),

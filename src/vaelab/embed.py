@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from vaelab.config.cli import hydra_main
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
+from vaelab.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,7 @@ def project(z: np.ndarray, method: str) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         return TSNE(n_components=2, init="pca", random_state=0).fit_transform(z)
-    try:
-        import umap
-    except ImportError:
-        raise ConfigError("projections=[umap] needs umap-learn: pip install umap-learn") from None
+    umap = require("umap", "umap", "projections=[umap]")
     return umap.UMAP(n_components=2, random_state=0).fit_transform(z)
 
 
@@ -89,17 +87,21 @@ def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str =
 
 
 def export(cfg: DictConfig) -> Path:
+    from vaelab.console import quiet
     from vaelab.embeddings import embed
-    from vaelab.runs.trained import load_trained, trained_data
+    from vaelab.runs.trained import inference_trainer, load_trained, placed, trained_data
 
+    quiet()
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
+    trainer = inference_trainer(cfg.trainer)
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
     # Data with known generative factors: written beside the embeddings.
     names = datamodule.factor_names
     parts = []
     for split in splits:
-        z, labels = embed(model, datamodule.loader(split))
+        with placed(model, trainer) as on_device:
+            z, labels = embed(on_device, datamodule.loader(split))
         part = {
             "index": datamodule.indices[split].numpy(),
             "source": np.full(len(z), datamodule.sources[split]),

@@ -17,7 +17,7 @@ def embed(model, batches) -> tuple[np.ndarray, np.ndarray]:
     for x, y in batches:
         # Without the label: it is what the probes predict, and a conditional model's code
         # given it would carry it by construction.
-        codes.append(model.embed(x.to(model.device)).float().cpu())
+        codes.append(model.embed(x.to(model.device, model.dtype)).float().cpu())
         labels.append(y.cpu())
     return torch.cat(codes).numpy(), torch.cat(labels).numpy()
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from vaelab.config.cli import hydra_main
 from vaelab.config.schema import validate
+from vaelab.console import quiet
 
 log = logging.getLogger(__name__)
 
@@ -22,30 +23,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     from vaelab.embeddings import disentanglement_scores, embed, probe_accuracies
     from vaelab.runs.run_dir import provenance, write_results
-    from vaelab.runs.trained import load_trained, trained_data
+    from vaelab.runs.trained import inference_trainer, load_trained, placed, trained_data
 
-    logging.getLogger("lightning").handlers.clear()
+    quiet()
     L.seed_everything(cfg.seed)
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
     model.iw_samples = cfg.iw_samples  # read by the models that report test/nll_iw
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        default_root_dir=output_dir,
-        enable_model_summary=False,
-    )
+    trainer = inference_trainer(cfg.trainer)
     (metrics,) = trainer.test(model, datamodule=datamodule, weights_only=True)
-    train_codes = embed(model, datamodule.loader("train"))
-    test_codes = embed(model, datamodule.test_dataloader())
-    probes = probe_accuracies(train_codes, test_codes)
-    probes |= disentanglement_scores(
-        model, datamodule, cfg.get("metrics"), (train_codes, test_codes)
-    )
+    with placed(model, trainer) as model:
+        train_codes = embed(model, datamodule.loader("train"))
+        test_codes = embed(model, datamodule.test_dataloader())
+        probes = probe_accuracies(train_codes, test_codes)
+        probes |= disentanglement_scores(
+            model, datamodule, cfg.get("metrics"), (train_codes, test_codes)
+        )
     for name, value in probes.items():
         log.info(f"test/{name}: {value:.4f}")
 

@@ -77,20 +77,23 @@ def draw(cfg: DictConfig) -> list[Path]:
     import torch
 
     from vaelab import pictures
-    from vaelab.runs.trained import load_trained, trained_data
+    from vaelab.console import quiet
+    from vaelab.runs.trained import inference_trainer, load_trained, placed, trained_data
 
+    quiet()
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
-    sample = _sampler(cfg, model, datamodule)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if len(datamodule.shape) != 3:
-        return [_write_table(cfg, sample, datamodule, generator)]
-    x = next(iter(datamodule.loader("test")))[0][:2].to(model.device, model.dtype)
-    grids = {
-        "samples": (sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
-        "interpolation": (pictures.interpolation(model, x[:1], x[1:2], cfg.steps), cfg.steps),
-        "traversals": (pictures.traversals(model, x, cfg.steps, cfg.max_dims), cfg.steps),
-    }
+    with placed(model, inference_trainer(cfg.trainer)) as model:
+        sample = _sampler(cfg, model, datamodule)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        if len(datamodule.shape) != 3:
+            return [_write_table(cfg, sample, datamodule, generator)]
+        x = next(iter(datamodule.loader("test")))[0][:2].to(model.device, model.dtype)
+        grids = {
+            "samples": (sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
+            "interpolation": (pictures.interpolation(model, x[:1], x[1:2], cfg.steps), cfg.steps),
+            "traversals": (pictures.traversals(model, x, cfg.steps, cfg.max_dims), cfg.steps),
+        }
     out = Path(cfg.paths.output_dir) / "images"
     written = []
     for name, (images, cols) in grids.items():
@@ -122,9 +125,10 @@ def _to_wandb(run_cfg: DictConfig, ckpt_path: str, out: Path, written: list[Path
     id_file = Path(run_cfg.paths.output_dir) / "wandb_id"
     if not wandb_cfg or not id_file.is_file():
         return
-    import wandb
-
+    from vaelab.extras import require
     from vaelab.loggers import WandbLogger
+
+    wandb = require("wandb", "wandb", "adding the pictures to the training run's W&B run")
 
     keep = ("project", "entity", "group", "mode")
     settings = {k: wandb_cfg[k] for k in keep if wandb_cfg.get(k) is not None}

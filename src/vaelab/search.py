@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.errors import ConfigError
+from vaelab.extras import require
+
+optuna = require("optuna", "search", "hparams_search")
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from the job directories of any sweep, finished or not.
 """
 
 import csv
-import fcntl
 import json
 import math
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from statistics import fmean, pstdev
 from typing import Any
 
+from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -51,8 +51,7 @@ def job_row(job_dir: Path, job: int, overrides: list[str], status: str, error: s
 def write_row(sweep_dir: Path, row: dict[str, Any]) -> None:
     """Add or replace the job's row in sweep.csv; jobs running in parallel take turns."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with open(sweep_dir / ".sweep.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(sweep_dir / ".sweep.lock"):  # fcntl or msvcrt, as the OS has
         rows = [r for r in read_rows(sweep_dir) if str(r["job"]) != str(row["job"])]
         rows = sorted([*rows, row], key=lambda r: int(r["job"]))
         columns = list(dict.fromkeys(_FIRST + [k for r in rows for k in r]))

@@ -7,18 +7,19 @@ vaelab-train resume=logs/train/runs/2026-11-26_07-00-00 trainer.max_epochs=20
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.config.cli import hydra_main
 from vaelab.config.schema import check_optimizing_by_hand, refuse_ddp_in_multirun, validate
+from vaelab.console import print_config, quiet
 from vaelab.runs.preemption import preemptible
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 def _this_command_line() -> list[str] | None:
     """The overrides typed for this invocation, when Hydra started it."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+
+
+def _on_a_terminal() -> bool:
+    """Whether a progress bar would be seen redrawn: not in CI, a pipe or a scheduler's file."""
+    return sys.stdout.isatty() and not os.environ.get("CI")
 
 
 def _finish_wandb(failed: bool) -> None:
@@ -47,13 +53,13 @@ def train(
     """
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+    from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from vaelab.callbacks import CheckpointOnSigterm, FollowMovedRun
-    from vaelab.config.instantiate import build, build_group
+    from vaelab.callbacks import CheckpointOnSigterm, EpochLog, FollowMovedRun
+    from vaelab.config.instantiate import build, build_group, build_trainer
     from vaelab.embeddings import disentanglement_scores
-    from vaelab.errors import ConfigError
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.runs.preemption import preempted
     from vaelab.runs.resume import (
@@ -70,9 +76,7 @@ def train(
     from vaelab.runs.run_dir import provenance, write_config, write_results
     from vaelab.runs.secrets import redact, remember
 
-    # Lightning gives its logger a console handler of its own; under Hydra's logging setup
-    # every line would print twice.
-    logging.getLogger("lightning").handlers.clear()
+    quiet()
 
     # A checkpoint the user names is read once here: checked now, and against the model below.
     ckpt_path = cfg.get("ckpt_path")
@@ -92,6 +96,9 @@ def train(
             log.info(f"Resuming from {ckpt_path}")
     run_dir = Path(cfg.paths.output_dir)
     remember(OmegaConf.to_container(cfg, resolve=True))
+    run_config = redact(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.get("extras", {}).get("print_config", True) and rank_zero_only.rank == 0:
+        print_config(run_config)
     L.seed_everything(cfg.seed, workers=True)
 
     log.info(f"Data: {cfg.data._target_}")
@@ -116,20 +123,20 @@ def train(
     loggers = build_group(cfg.get("logger"))
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not _on_a_terminal():  # a redrawn bar is noise in a log file
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    progress = {}
+    if not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(EpochLog(cfg.model.get("monitor")))
+        progress = {"enable_progress_bar": False}
     if cfg.get("resume") and start is not None:
         # What was logged after the checkpoint is logged again from it: each step once.
         for logger in loggers:
             if hasattr(logger, "rewind"):
                 logger.rewind(start["global_step"])
-    try:
-        trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
-    except InstantiationException as error:
-        # Lightning checks its arguments as it starts: what it refuses is a trainer.* value.
-        why = str(error.__cause__ or error).strip().splitlines()[0]
-        raise ConfigError(f"the trainer.* settings were refused by Lightning: {why}") from error
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **progress)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)
-    run_config = redact(OmegaConf.to_container(cfg, resolve=True))
     for logger in loggers:
         logger.log_hyperparams(run_config)
 
@@ -155,7 +162,11 @@ def train(
         metrics.update(trainer.callback_metrics)
         if trainer.is_global_zero:
             scores = disentanglement_scores(model, datamodule, cfg.get("metrics"))
-            metrics.update({f"test/{name}": value for name, value in scores.items()})
+            scores = {f"test/{name}": value for name, value in scores.items()}
+            metrics.update(scores)
+            for logger in loggers if scores else ():
+                logger.log_metrics(scores, step=trainer.global_step)
+                logger.save()
         failed = False
     except SIGTERMException:
         raise preempted(run_dir, on_sigterm.saved) from None
@@ -164,12 +175,17 @@ def train(
 
     results = {name: float(value) for name, value in metrics.items()}
     results.update(run_dir=str(run_dir), best_ckpt=best_ckpt, seed=cfg.seed, **provenance())
+    results["tags"] = [str(tag) for tag in cfg.get("tags") or []]
     # What the run finished under: a resume that raises neither limit has nothing to do.
     results.update(global_step=trainer.global_step, **limits(cfg))
     if (run_dir / ID_FILE).is_file():
         results["wandb_id"] = (run_dir / ID_FILE).read_text().strip()
     if trainer.is_global_zero:
         write_results(run_dir, results)
+        for logger in loggers:
+            if hasattr(logger, "log_file"):  # the run's record beside its metrics
+                logger.log_file(run_dir / "config.yaml")
+                logger.log_file(run_dir / "results.json")
     objects = dict(datamodule=datamodule, model=model, trainer=trainer)
     return results, objects
 

@@ -1,4 +1,5 @@
 from vaelab.callbacks.collapse import CollapseMonitor
+from vaelab.callbacks.epoch_log import EpochLog
 from vaelab.callbacks.images import ImageLogger
 from vaelab.callbacks.lr_monitor import LearningRateMonitor
 from vaelab.callbacks.preemption import CheckpointOnSigterm
@@ -8,6 +9,7 @@ from vaelab.callbacks.relocation import FollowMovedRun
 __all__ = [
     "CheckpointOnSigterm",
     "CollapseMonitor",
+    "EpochLog",
     "FollowMovedRun",
     "ImageLogger",
     "LearningRateMonitor",

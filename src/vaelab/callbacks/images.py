@@ -6,7 +6,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -71,15 +70,9 @@ class ImageLogger(L.Callback):
         if kl_dims is not None:
             self._draw_kl(trainer, kl_dims, suffix)
         for name, images in grids.items():
-            picture = pictures.grid(images, cols)
-            pictures.save(picture, self.dirpath / f"{name}{suffix}.png")
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(f"images/{name}", picture, trainer.global_step)
-                elif isinstance(logger, WandbLogger):
-                    # uint8 (H, W, C): wandb renders float images in [0, 1] as black.
-                    pixels = picture.mul(255).round().byte().permute(1, 2, 0).numpy()
-                    logger.log_image(f"images/{name}", [pixels], step=trainer.global_step)
+            path = self.dirpath / f"{name}{suffix}.png"
+            pictures.save(pictures.grid(images, cols), path)
+            _publish(trainer, name, path)
 
     def _draw_kl(self, trainer: L.Trainer, kl_dims: Tensor, suffix: str) -> None:
         """A bar per latent dimension: its KL in nats. Bars near zero are collapsed dimensions."""
@@ -122,8 +115,12 @@ class ImageLogger(L.Callback):
         path = self.dirpath / f"{filename}.png"
         self.dirpath.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=100)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(f"images/{name}", figure, trainer.global_step)
-            elif isinstance(logger, WandbLogger):
-                logger.log_image(f"images/{name}", [str(path)], step=trainer.global_step)
+        _publish(trainer, name, path)
+
+
+def _publish(trainer: L.Trainer, name: str, path: Path) -> None:
+    """A picture the run wrote, to every logger that shows pictures (vaelab's loggers have
+    `log_picture`)."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_picture"):
+            logger.log_picture(f"images/{name}", path, trainer.global_step)

@@ -37,3 +37,13 @@ def build_group(cfg: DictConfig | None) -> list[Any]:
     if not cfg:
         return []
     return [build(entry) for entry in cfg.values() if entry and "_target_" in entry]
+
+
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
+    """The Lightning Trainer of the `trainer` group; what Lightning refuses as it starts (an
+    accelerator this machine lacks, say) is a trainer.* value, said in one line."""
+    try:
+        return build(cfg, **kwargs)
+    except InstantiationException as error:
+        why = str(error.__cause__ or error).strip().splitlines()[0]
+        raise ConfigError(f"the trainer.* settings were refused by Lightning: {why}") from error

@@ -118,6 +118,13 @@ def _positive_numbers(value: Any) -> str | None:
     return "must be a list of numbers > 0, e.g. [0.1,1,10]"
 
 
+def _tags(value: Any) -> str | None:
+    names = isinstance(value, (list, ListConfig)) and all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) and str(v) for v in value
+    )
+    return None if names else "must be a list of names, e.g. tags=[baseline,fmnist]"
+
+
 def _existing_file(value: Any) -> str | None:
     return None if Path(str(value)).expanduser().is_file() else "no such file"
 
@@ -145,8 +152,9 @@ def _max_time(value: Any) -> str | None:
 RULES: dict[str, Callable[[Any], str | None]] = {
     "seed": _int_at_least(0),
     "iw_samples": _int_at_least(1),
+    "tags": _tags,
+    "extras.print_config": _flag,
     # vaelab-eval, vaelab-embed, vaelab-sample
-    "accelerator": _one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "split": _one_of("train", "val", "test", "all"),
     "format": _one_of("npy", "csv", "parquet"),
     "n": _int_at_least(1),
@@ -344,6 +352,13 @@ def _check_device(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"trainer.devices={devices}: device indices need GPUs, and this run is on the "
                 f"CPU; give a number of processes, e.g. trainer.devices=2"
+            )
+    if accelerator == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise ConfigError(
+                "trainer.accelerator=mps, but no Apple GPU (MPS) is available; use trainer=cpu"
             )
     name = _precision(cfg)
     if name is None:

@@ -7,7 +7,8 @@ import numpy as np
 from torch import Tensor
 
 from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
-from vaelab.errors import ConfigError, DataError
+from vaelab.errors import DataError
+from vaelab.extras import require
 
 FILE = "3dshapes.h5"
 SIZES = {"floor_hue": 10, "wall_hue": 10, "object_hue": 10, "scale": 8, "shape": 4,
@@ -22,12 +23,7 @@ class Shapes3DDataModule(FactorDataModule):
     factor_names = tuple(SIZES)
 
     def read_grid(self) -> tuple[Tensor, Tensor]:
-        try:
-            import h5py
-        except ImportError:
-            raise ConfigError(
-                "data=shapes3d reads 3dshapes.h5 with h5py: pip install 'vaelab[shapes3d]'"
-            ) from None
+        h5py = require("h5py", "shapes3d", "data=shapes3d (3dshapes.h5)")
         path = Path(self.data_dir) / FILE
         if not path.is_file():
             raise DataError(

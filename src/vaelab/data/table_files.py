@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.errors import ConfigError, DataError
+from vaelab.extras import require
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".npz", ".parquet", ".h5ad")
 # Cells of a text table that mean "no value".
@@ -108,10 +109,7 @@ def _read_text(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_parquet(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("Parquet tables need pyarrow: pip install 'vaelab[parquet]'") from None
+    pq = require("pyarrow.parquet", "parquet", "a Parquet table")
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow's errors have no common base of their own
@@ -122,10 +120,7 @@ def _read_parquet(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_h5ad(path: Path, feature_columns, label_column, id_column) -> Table:
-    try:
-        import anndata
-    except ImportError:
-        raise ConfigError(".h5ad files need anndata: pip install 'vaelab[anndata]'") from None
+    anndata = require("anndata", "anndata", "an .h5ad table")
     try:
         adata = anndata.read_h5ad(path)
     except Exception as error:  # h5py and anndata raise many kinds

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from vaelab.errors import ConfigError
+from vaelab.extras import require
 from vaelab.runs.secrets import redact_argument
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class WandbLogger(LightningWandbLogger):
     def __init__(
         self, save_dir: str, mode: str | None = "online", run_id: str | None = None, **kwargs: Any
     ):
+        require("wandb", "wandb", "logger=wandb")
         mode = mode or "online"  # WANDB_MODE set but empty
         if mode not in ("online", "offline", "disabled"):
             raise ConfigError(f"logger.wandb.mode={mode!r}: use online, offline or disabled")
@@ -74,3 +76,7 @@ class WandbLogger(LightningWandbLogger):
             return super().experiment
         finally:
             sys.argv = argv
+
+    def log_picture(self, name: str, path: Path, step: int) -> None:
+        """A PNG the run wrote, as a W&B image at `step` (from the file: uint8, as drawn)."""
+        self.log_image(name, [str(path)], step=step)

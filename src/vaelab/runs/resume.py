@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.config.containers import to_plain
 from vaelab.errors import ConfigError, DataError
+from vaelab.runs.secrets import MASK
 
 if TYPE_CHECKING:
     import torch
@@ -118,11 +119,14 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
     else:
         given = [_override_key(o) for o in overrides]
     given = [k for k in given if not _under(k, _FROM_NOW)]
+    # A secret was masked in config.yaml: a resume must be given it again, and takes it.
+    secrets = [k for k, v in before.items() if v == MASK]
+    may_change = [*MAY_CHANGE, *secrets]
 
     refused = sorted(
         f"{key} ({before.get(key)!r} in the run, {now.get(key)!r} now)"
         for key in set(now) | set(before)
-        if _under(key, given) and not _under(key, MAY_CHANGE) and now.get(key) != before.get(key)
+        if _under(key, given) and not _under(key, may_change) and now.get(key) != before.get(key)
     )
     if refused:
         raise ConfigError(
@@ -130,7 +134,7 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             f"the data or the optimisation; start a new run instead"
         )
     with_changes = saved.copy()
-    for key in [*(k for k in given if _under(k, MAY_CHANGE)), *_FROM_NOW[:3]]:
+    for key in [*(k for k in given if _under(k, may_change)), *_FROM_NOW[:3]]:
         OmegaConf.update(with_changes, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
     return with_changes
 

@@ -1,6 +1,7 @@
 """A trained model back from its checkpoint, with the config of the run that trained it: what
 vaelab-eval, vaelab-embed and vaelab-sample start from."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.utils import get_class
@@ -77,3 +78,36 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: d
             f"to use the run's own)"
         )
     return datamodule
+
+
+def inference_trainer(trainer_cfg: DictConfig):
+    """A Trainer of the command's `trainer` group (accelerator, precision) on one device, with
+    nothing to log or save: vaelab-eval, -embed and -sample run where training ran, in one
+    process (a DDP setting's first device)."""
+    from vaelab.config.instantiate import build_trainer
+
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, str) and "," in devices:  # "1,2": GPU 1
+        devices = devices.split(",")
+    listed = OmegaConf.is_list(devices) or isinstance(devices, list)
+    one = [int(list(devices)[0])] if listed else 1
+    return build_trainer(
+        trainer_cfg,
+        devices=one,
+        num_nodes=1,
+        strategy="auto",
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+@contextmanager
+def placed(model, trainer):
+    """The model on the trainer's device in its precision, for code that calls the model
+    outside Lightning's loops (embeddings, samples, pictures)."""
+    model = trainer.precision_plugin.convert_module(model).to(trainer.strategy.root_device)
+    with trainer.precision_plugin.forward_context():
+        yield model.eval()

@@ -1,0 +1,136 @@
+"""Lightning's MLFlowLogger with vaelab's run-directory contract.
+
+- A local SQLite store by default (logs/mlflow.db), its artifacts beside it (logs/mlartifacts);
+  `tracking_uri` names a server instead.
+- The MLflow run id goes into <run dir>/mlflow_id: a resumed run continues its MLflow run.
+- Tags: the config's `tags` (each a tag key), `vaelab.run_dir` (where the run's files are) and,
+  in a multirun, `vaelab.sweep` (the jobs of one sweep share it).
+- The store is created under a file lock: the jobs of a parallel sweep may start at once.
+"""
+
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+from vaelab.extras import require
+
+log = logging.getLogger(__name__)
+
+ID_FILE = "mlflow_id"
+PARAM_LENGTH = 500  # what every MLflow since 1.28 stores
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= _flatten(value, f"{prefix}{key}/")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database of a sqlite:/// URI (SQLAlchemy's: three slashes and a relative path, or
+    four and an absolute one); None for any other store."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
+
+
+class MLFlowLogger(LightningMLFlowLogger):
+    def __init__(
+        self,
+        run_dir: str,
+        tracking_uri: str,
+        experiment_name: str = "vaelab",
+        run_name: str | None = None,
+        tags: list[str] | tuple[str, ...] = (),
+        sweep: str | None = None,
+        artifact_location: str | None = None,
+        **kwargs: Any,
+    ):
+        require("mlflow", "mlflow", "logger=mlflow")
+        self.run_dir = Path(run_dir)
+        self._database = _sqlite_file(tracking_uri)
+        if self._database is not None:
+            self._database = self._database.absolute()
+            self._database.parent.mkdir(parents=True, exist_ok=True)
+            tracking_uri = f"sqlite:///{self._database}"
+            if artifact_location is None:  # MLflow's default is ./mlruns of the current folder
+                artifact_location = (self._database.parent / "mlartifacts").as_uri()
+        id_file = self.run_dir / ID_FILE
+        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        labels = {str(tag): "" for tag in tags} | {"vaelab.run_dir": str(self.run_dir.absolute())}
+        if sweep:
+            labels["vaelab.sweep"] = sweep
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name,
+            tracking_uri=tracking_uri,
+            tags=labels,
+            artifact_location=artifact_location,
+            run_id=run_id,
+            **kwargs,
+        )
+        self._resumed = run_id is not None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._initialized:
+            return self._mlflow_client
+        lock = self._database.with_name(self._database.name + ".lock") if self._database else None
+        with FileLock(lock) if lock else nullcontext():
+            if self._resumed and not self._run_exists():
+                log.warning(
+                    f"MLflow: run {self._run_id} of {self.run_dir / ID_FILE} is not in "
+                    f"{self._tracking_uri}: this run continues in a new MLflow run"
+                )
+                self._run_id, self._resumed = None, False
+            client = LightningMLFlowLogger.experiment.fget(self)
+        if self._resumed:
+            client.update_run(self._run_id, status="RUNNING")
+        else:
+            (self.run_dir / ID_FILE).write_text(self._run_id + "\n")
+        return client
+
+    def _run_exists(self) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._mlflow_client.get_run(self._run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            return False
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        """The config flattened to `model/net/hidden`-style keys. MLflow never changes a
+        logged param: a resumed run whose config differs (a raised max_epochs) records the new
+        values as tags `resumed/<key>`."""
+        from mlflow.entities import Param, RunTag
+
+        client = self.experiment
+        flat = {key: str(value)[:PARAM_LENGTH] for key, value in _flatten(params).items()}
+        logged = client.get_run(self.run_id).data.params if self._resumed else {}
+        new = [Param(k, v) for k, v in flat.items() if k not in logged]
+        changed = [RunTag(f"resumed/{k}", v) for k, v in flat.items() if logged.get(k, v) != v]
+        for start in range(0, len(new), 100):  # MLflow takes at most 100 params a call
+            client.log_batch(self.run_id, params=new[start : start + 100])
+        if changed:
+            client.log_batch(self.run_id, tags=changed)
+
+    @rank_zero_only
+    def log_picture(self, name: str, path: Path, step: int) -> None:
+        """A PNG the run wrote, as an artifact under images/ (its file name carries the epoch)."""
+        self.experiment.log_artifact(self.run_id, str(path), artifact_path="images")
+
+    @rank_zero_only
+    def log_file(self, path: Path) -> None:
+        """A file of the run directory (config.yaml, results.json) as a top-level artifact."""
+        self.experiment.log_artifact(self.run_id, str(path))

@@ -1,0 +1,88 @@
+"""Runs tracked in MLflow on a local SQLite store, read back with MLflow's own client."""
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import open_dict
+
+from tests.test_cli import VAELAB_TRAIN, run
+from vaelab.train import train
+
+mlflow = pytest.importorskip("mlflow")  # the mlflow extra; dev installs it
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+
+def store(logs) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{logs / 'mlflow.db'}")
+
+
+def test_a_run_and_its_resume_are_one_mlflow_run(compose_train, tmp_path):
+    logs = tmp_path / "logs"
+    overrides = ["experiment=digits", "logger=mlflow", f"paths.log_dir={logs}",
+                 "tags=[baseline,digits]", "callbacks.images.every_n_epochs=1",
+                 "+service.api_key=abc123", "metrics=none"]  # fmt: skip
+    cfg = compose_train(*overrides, "trainer.max_epochs=2")
+    results, _ = train(cfg)
+    run_dir = cfg.paths.output_dir
+    client = store(logs)
+    (found,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    assert found.info.run_id == (tmp_path / "run0" / "mlflow_id").read_text().strip()
+    assert found.info.status == "FINISHED"
+
+    # The resolved config, flattened, with the secret masked; the tags, each a key.
+    params = found.data.params
+    assert params["model/beta"] == "1.0" and params["trainer/max_epochs"] == "2"
+    assert params["model/net/hidden"] == str(list(cfg.model.net.hidden))
+    assert params["service/api_key"] == "***"
+    assert {"baseline", "digits"} <= set(found.data.tags)
+    assert found.data.tags["vaelab.run_dir"] == str(run_dir)
+    assert "vaelab.sweep" not in found.data.tags  # a single run belongs to no sweep
+    assert json.loads((tmp_path / "run0" / "results.json").read_text())["tags"] == [
+        "baseline",
+        "digits",
+    ]
+
+    # Metrics by step, at each epoch's end, the last equal to the run's results.
+    per_epoch = results["global_step"] // 2
+    history = client.get_metric_history(found.info.run_id, "val/elbo")
+    assert [m.step for m in history] == [per_epoch - 1, 2 * per_epoch - 1]
+    assert history[-1].value == pytest.approx(results["val/elbo"])
+    assert client.get_metric_history(found.info.run_id, "test/elbo")
+
+    # The pictures and the run's record as artifacts.
+    images = {a.path for a in client.list_artifacts(found.info.run_id, "images")}
+    assert {"images/samples_epoch000.png", "images/reconstructions_epoch001.png"} <= images
+    files = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"config.yaml", "results.json"} <= files
+    local = mlflow.artifacts.download_artifacts(
+        run_id=found.info.run_id, artifact_path="results.json", tracking_uri=client.tracking_uri
+    )
+    assert json.loads(Path(local).read_text())["val/elbo"] == results["val/elbo"]
+
+    # Resumed with a raised limit: the same MLflow run goes on, its new limit a tag.
+    resumed = compose_train(*overrides, f"resume={run_dir}", "trainer.max_epochs=3")
+    with open_dict(resumed):
+        resumed.paths.output_dir = run_dir
+    train(resumed)
+    (again,) = client.search_runs([found.info.experiment_id])
+    assert again.info.run_id == found.info.run_id and again.info.status == "FINISHED"
+    history = client.get_metric_history(found.info.run_id, "val/elbo")
+    assert [m.step for m in history] == [per_epoch - 1, 2 * per_epoch - 1, 3 * per_epoch - 1]
+    assert again.data.params["trainer/max_epochs"] == "2"  # MLflow never changes a param
+    assert again.data.tags["resumed/trainer/max_epochs"] == "3"
+
+
+def test_the_jobs_of_a_sweep_share_a_tag(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", "logger=mlflow", "debug=limit", "trainer=cpu", "seed=1,2",
+            "metrics=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path / "logs")
+    runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    assert len(runs) == 2 and {r.data.params["seed"] for r in runs} == {"1", "2"}
+    assert {r.data.tags["vaelab.sweep"] for r in runs} == {f"train-{sweep.name}"}
+    # Nothing but the run's own lines: no notice of MLflow's store or Lightning's tips.
+    assert "database tables" not in result.stdout + result.stderr
+    assert "not found. Creating it" not in result.stdout + result.stderr
