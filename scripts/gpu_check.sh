@@ -25,8 +25,10 @@ else
   bench=()
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
-# Batches cut on the GPU are the host's batches.
-python3 -m pytest -q -p no:cacheprovider tests/test_speed.py -k "device" | tee "$out/pytest.txt"
+# The suite's GPU tests (skipped on machines without one), and batches cut on the GPU are the
+# host's batches.
+python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py | tee "$out/pytest.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_speed.py -k "device" | tee -a "$out/pytest.txt"
 # bf16-mixed with the data on the device, then 16-mixed, then compiled with CUDA graphs.
 for extra in "trainer.precision=bf16-mixed" "trainer.precision=16-mixed" \
              "model.compile=true model.compile_mode=reduce-overhead"; do

@@ -76,7 +76,7 @@ def test_default_run_writes_the_whole_run_directory(tmp_path):
 
 # What a run must not print: Lightning's advertisements and limit_* notices, warnings.
 NOTICES = re.compile(
-    r"Tip:|litlogger|litmodels|limit_(train|val|test)_batches|Warning|deprecated|"
+    r"Tip:|litlogger|litmodels|Trainer\(limit_|Warning|deprecated|"
     r"exists and is not empty|database tables|not found. Creating it",
     re.IGNORECASE,
 )

@@ -4,6 +4,7 @@ missing, and every extra named exists in pyproject."""
 import re
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,5 +68,8 @@ def test_the_umap_projection_with_umap_installed():
     from vaelab.embed import project
 
     z = np.random.default_rng(0).normal(size=(60, 4))
-    xy = project(z, "umap")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xy = project(z, "umap")
+    assert not [w for w in caught if "n_jobs" in str(w.message)]  # seeded: one thread, quietly
     assert xy.shape == (60, 2) and np.isfinite(xy).all()

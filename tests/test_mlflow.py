@@ -86,3 +86,12 @@ def test_the_jobs_of_a_sweep_share_a_tag(tmp_path):
     # Nothing but the run's own lines: no notice of MLflow's store or Lightning's tips.
     assert "database tables" not in result.stdout + result.stderr
     assert "not found. Creating it" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("tags", ["tags=baseline", "tags=[a:b]", "tags=[" + "x" * 65 + "]"])
+def test_tags_must_be_names_both_trackers_take(tmp_path, tags):
+    from vaelab import compose
+    from vaelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a list of names of 1 to 64 letters"):
+        compose(tags, output_dir=tmp_path / "run")

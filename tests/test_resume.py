@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 from tests.test_cli import VAELAB_TRAIN, assert_quiet, run
 from tests.wandb_records import run_contents
@@ -91,6 +90,8 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
         )
     assert steps == [[11, 23], [35, 47]]
     # And the same MLflow run.
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
     (mlflow_run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     assert mlflow_run.info.run_id == (run_dir / "mlflow_id").read_text().strip()

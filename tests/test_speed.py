@@ -85,11 +85,15 @@ def test_running_means_weight_by_batch_size_and_restart_on_read():
     assert means.read("epoch") == {}
 
 
-def test_progress_bar_shows_every_batch_though_it_updates_every_refresh(compose_train):
+def test_progress_bar_shows_every_batch_though_it_updates_every_refresh(compose_train, monkeypatch):
     """Digits with batch 64: 23 training batches per epoch, a refresh every 10, and the bar still
     ends each epoch at 23 of 23 (it is updated at an epoch's last batch too)."""
     from vaelab.callbacks import ProgressBar
     from vaelab.train import train
+
+    # A bar is drawn only where it is seen redrawn: a terminal, and not CI.
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
 
     cfg = compose_train("data.batch_size=64", "trainer.max_epochs=2", "logger=none")
     counts = []

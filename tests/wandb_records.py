@@ -1,10 +1,12 @@
 """Read an offline W&B run back from its `run-<id>.wandb` file.
 
-The file is a LevelDB-style log (wandb's own writer; wandb 0.31 ships no reader): a 7-byte header
-(":W&B", 0xBEE1, a version byte), then 32 KiB blocks of chunks, each chunk a 7-byte header
-(crc32, uint16 length, uint8 type: 1 full, 2 first, 3 middle, 4 last) and its bytes; a block's
-tail too short for a chunk header is zero padding. Each whole record is a serialised
-`wandb_internal_pb2.Record`. pyproject pins the wandb range this was checked against.
+wandb ships no reader for it, and writes no other file with the history of an offline run. The
+file is a LevelDB log (LevelDB's documented record format; the same in wandb 0.19.1 and 0.31):
+a 7-byte header (":W&B", 0xBEE1, a version byte), then 32 KiB blocks of
+chunks, each chunk a 7-byte header (crc32, uint16 length, uint8 type: 1 full, 2 first, 3 middle,
+4 last) and its bytes; a block's tail too short for a chunk header is zero padding. Each whole
+record is a `wandb_internal_pb2.Record`, parsed with the protobuf classes of the installed wandb.
+CI reads it with the oldest wandb vaelab supports (.ci/floors.txt) and the newest.
 """
 
 import json

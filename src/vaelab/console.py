@@ -17,7 +17,6 @@ _NOTICES = {
     "lightning.fabric.utilities.rank_zero": _TIPS,
     # A warning for what is the normal first run against a new MLflow store.
     "lightning.pytorch.loggers.mlflow": re.compile(r"Experiment with name .* not found"),
-    "mlflow.store.db.utils": re.compile(r"Creating initial MLflow database|Updating database"),
 }
 # (message, category, why it is noise here)
 _WARNINGS = (

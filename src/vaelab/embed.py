@@ -69,7 +69,8 @@ def project(z: np.ndarray, method: str) -> np.ndarray:
 
         return TSNE(n_components=2, init="pca", random_state=0).fit_transform(z)
     umap = require("umap", "umap", "projections=[umap]")
-    return umap.UMAP(n_components=2, random_state=0).fit_transform(z)
+    # Seeded, so one thread: what UMAP does anyway, said here so that it does not warn.
+    return umap.UMAP(n_components=2, random_state=0, n_jobs=1).fit_transform(z)
 
 
 def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str = "pca") -> None:

@@ -31,8 +31,12 @@ def _this_command_line() -> list[str] | None:
 
 
 def _on_a_terminal() -> bool:
-    """Whether a progress bar would be seen redrawn: not in CI, a pipe or a scheduler's file."""
-    return sys.stdout.isatty() and not os.environ.get("CI")
+    """Whether a progress bar would be seen redrawn (a terminal, a notebook; FORCE_COLOR=1
+    says so), not in a pipe, a scheduler's log file or CI."""
+    from rich.console import Console
+
+    console = Console()
+    return (console.is_terminal or console.is_jupyter) and not os.environ.get("CI")
 
 
 def _finish_wandb(failed: bool) -> None:

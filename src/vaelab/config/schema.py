@@ -119,10 +119,19 @@ def _positive_numbers(value: Any) -> str | None:
 
 
 def _tags(value: Any) -> str | None:
+    """Names both W&B and MLflow take (MLflow's key rule; W&B's 64 characters)."""
     names = isinstance(value, (list, ListConfig)) and all(
-        isinstance(v, str | int | float) and not isinstance(v, bool) and str(v) for v in value
+        isinstance(v, str | int | float)
+        and not isinstance(v, bool)
+        and re.fullmatch(r"[\w.\-/ ]{1,64}", str(v))
+        for v in value
     )
-    return None if names else "must be a list of names, e.g. tags=[baseline,fmnist]"
+    if names:
+        return None
+    return (
+        "must be a list of names of 1 to 64 letters, digits, '_', '.', '-', '/' or spaces, "
+        "e.g. tags=[baseline,fmnist]"
+    )
 
 
 def _existing_file(value: Any) -> str | None:

@@ -9,7 +9,7 @@
 """
 
 import logging
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,34 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
+@contextmanager
+def _logging_kept():
+    """Creating a SQLite store runs MLflow's alembic migrations, whose logging file config (in
+    MLflow 2.x) replaces the root handlers and disables every logger that exists: the run's
+    own log lines would stop. The configuration is put back as it was, and the migrations'
+    INFO lines (one per schema version) are not shown."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    disabled = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    existing = {
+        name: (one.disabled, one.level, one.handlers[:], one.propagate)
+        for name, one in logging.Logger.manager.loggerDict.items()
+        if isinstance(one, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        logging.disable(disabled)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, (disabled, level, handlers, propagate) in existing.items():
+            one = logging.getLogger(name)
+            one.disabled, one.propagate = disabled, propagate
+            one.setLevel(level)
+            one.handlers[:] = handlers
+
+
 class MLFlowLogger(LightningMLFlowLogger):
     def __init__(
         self,
@@ -69,15 +97,16 @@ class MLFlowLogger(LightningMLFlowLogger):
         labels = {str(tag): "" for tag in tags} | {"vaelab.run_dir": str(self.run_dir.absolute())}
         if sweep:
             labels["vaelab.sweep"] = sweep
-        super().__init__(
-            experiment_name=experiment_name,
-            run_name=run_name,
-            tracking_uri=tracking_uri,
-            tags=labels,
-            artifact_location=artifact_location,
-            run_id=run_id,
-            **kwargs,
-        )
+        with self._store_lock(), _logging_kept():  # MLflow may create the store here
+            super().__init__(
+                experiment_name=experiment_name,
+                run_name=run_name,
+                tracking_uri=tracking_uri,
+                tags=labels,
+                artifact_location=artifact_location,
+                run_id=run_id,
+                **kwargs,
+            )
         self._resumed = run_id is not None
 
     @property
@@ -85,12 +114,12 @@ class MLFlowLogger(LightningMLFlowLogger):
     def experiment(self):
         if self._initialized:
             return self._mlflow_client
-        lock = self._database.with_name(self._database.name + ".lock") if self._database else None
-        with FileLock(lock) if lock else nullcontext():
+        with self._store_lock(), _logging_kept():
             if self._resumed and not self._run_exists():
                 log.warning(
                     f"MLflow: run {self._run_id} of {self.run_dir / ID_FILE} is not in "
-                    f"{self._tracking_uri}: this run continues in a new MLflow run"
+                    f"{self._tracking_uri}: this run continues in a new MLflow run (to continue "
+                    f"that one, give logger.mlflow.tracking_uri=<the store it is in>)"
                 )
                 self._run_id, self._resumed = None, False
             client = LightningMLFlowLogger.experiment.fget(self)
@@ -99,6 +128,12 @@ class MLFlowLogger(LightningMLFlowLogger):
         else:
             (self.run_dir / ID_FILE).write_text(self._run_id + "\n")
         return client
+
+    def _store_lock(self):
+        """Jobs of a parallel sweep may create the same SQLite store at once: one at a time."""
+        if self._database is None:
+            return nullcontext()
+        return FileLock(self._database.with_name(self._database.name + ".lock"))
 
     def _run_exists(self) -> bool:
         from mlflow.exceptions import MlflowException

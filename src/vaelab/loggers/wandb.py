@@ -66,6 +66,10 @@ class WandbLogger(LightningWandbLogger):
                 id_file.parent.mkdir(parents=True, exist_ok=True)
                 id_file.write_text(run_id + "\n")
         super().__init__(save_dir=save_dir, id=run_id, resume=resume, mode=mode, **kwargs)
+        # Lightning always passes `anonymous`, which wandb >= 0.2x warns is deprecated at every
+        # start; unset, it is wandb's own default anyway.
+        if getattr(self, "_wandb_init", {}).get("anonymous", "") is None:
+            del self._wandb_init["anonymous"]
 
     @property
     def experiment(self):

@@ -321,14 +321,16 @@ class Model(L.LightningModule):
         extra = [(list(parameters), config) for parameters, config in self.extra_optimizers()]
         apart = {id(p) for parameters, _ in extra for p in parameters}
         own = [p for p in self.parameters() if id(p) not in apart]
-        optimizer = instantiate(self.hparams.optimizer)(own)
+        # Plain lists for betas and the like: torch < 2.6 keeps them as given, and a ListConfig
+        # in an optimizer's state would make its checkpoints refuse weights_only loading.
+        optimizer = instantiate(self.hparams.optimizer, _convert_="all")(own)
         main: dict[str, Any] = {"optimizer": optimizer}
         if self.hparams.scheduler:
-            scheduler = instantiate(self.hparams.scheduler)(optimizer)
+            scheduler = instantiate(self.hparams.scheduler, _convert_="all")(optimizer)
             main["lr_scheduler"] = {"scheduler": scheduler, "monitor": self.monitor}
         if not extra:
             return main
-        return [main, *({"optimizer": instantiate(c)(p)} for p, c in extra)]
+        return [main, *({"optimizer": instantiate(c, _convert_="all")(p)} for p, c in extra)]
 
     def step_extra(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
         """Back-propagate `loss` into the parts `optimizer` trains and step it, through the
