@@ -51,6 +51,7 @@ def compose_train(tmp_path):
         cfg = compose(*base, *overrides, output_dir=tmp_path / f"run{len(made)}", check=False)
         with open_dict(cfg):
             cfg.paths.data_dir = str(tmp_path / "data")
+            cfg.paths.log_dir = str(tmp_path / "logs")  # MLflow's and Optuna's stores
             if quick:
                 cfg.trainer.enable_model_summary = False
         made.append(cfg)

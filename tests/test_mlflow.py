@@ -19,7 +19,7 @@ def store(logs) -> MlflowClient:
 
 def test_a_run_and_its_resume_are_one_mlflow_run(compose_train, tmp_path):
     logs = tmp_path / "logs"
-    overrides = ["experiment=digits", "logger=mlflow", f"paths.log_dir={logs}",
+    overrides = ["experiment=digits", "logger=mlflow",
                  "tags=[baseline,digits]", "callbacks.images.every_n_epochs=1",
                  "+service.api_key=abc123", "metrics=none"]  # fmt: skip
     cfg = compose_train(*overrides, "trainer.max_epochs=2")
@@ -95,3 +95,19 @@ def test_tags_must_be_names_both_trackers_take(tmp_path, tags):
 
     with pytest.raises(ConfigError, match="must be a list of names of 1 to 64 letters"):
         compose(tags, output_dir=tmp_path / "run")
+
+
+def test_a_store_that_cannot_be_opened_is_one_line(compose_train, tmp_path):
+    from vaelab.config.instantiate import build_group
+    from vaelab.errors import ConfigError
+
+    cfg = compose_train("logger=mlflow")
+    database = tmp_path / "logs" / "mlflow.db"
+    database.parent.mkdir(parents=True)
+    database.write_text("not a database, " * 100)
+    with pytest.raises(
+        ConfigError, match=f"logger=mlflow cannot open the store sqlite:///{database}"
+    ):
+        for logger in build_group(cfg.logger):  # the store opens at the first of these
+            logger.log_hyperparams({"seed": 1})
+    assert database.read_text() == "not a database, " * 100  # left as it was

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from vaelab.errors import ConfigError
 from vaelab.extras import require
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,13 @@ class MLFlowLogger(LightningMLFlowLogger):
             tracking_uri = f"sqlite:///{self._database}"
             if artifact_location is None:  # MLflow's default is ./mlruns of the current folder
                 artifact_location = (self._database.parent / "mlartifacts").as_uri()
+        self._store_uri = tracking_uri
         id_file = self.run_dir / ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else None
         labels = {str(tag): "" for tag in tags} | {"vaelab.run_dir": str(self.run_dir.absolute())}
         if sweep:
             labels["vaelab.sweep"] = sweep
-        with self._store_lock(), _logging_kept():  # MLflow may create the store here
+        with self._opening_store():  # MLflow may create the store here
             super().__init__(
                 experiment_name=experiment_name,
                 run_name=run_name,
@@ -114,7 +116,7 @@ class MLFlowLogger(LightningMLFlowLogger):
     def experiment(self):
         if self._initialized:
             return self._mlflow_client
-        with self._store_lock(), _logging_kept():
+        with self._opening_store():
             if self._resumed and not self._run_exists():
                 log.warning(
                     f"MLflow: run {self._run_id} of {self.run_dir / ID_FILE} is not in "
@@ -129,11 +131,21 @@ class MLFlowLogger(LightningMLFlowLogger):
             (self.run_dir / ID_FILE).write_text(self._run_id + "\n")
         return client
 
-    def _store_lock(self):
-        """Jobs of a parallel sweep may create the same SQLite store at once: one at a time."""
-        if self._database is None:
-            return nullcontext()
-        return FileLock(self._database.with_name(self._database.name + ".lock"))
+    @contextmanager
+    def _opening_store(self):
+        """Jobs of a parallel sweep may create the same SQLite store at once: one at a time.
+        A store this MLflow cannot open (written by a newer MLflow, a server that is down) is
+        one line that names it."""
+        lock = self._database.with_name(self._database.name + ".lock") if self._database else None
+        try:
+            with FileLock(lock) if lock else nullcontext(), _logging_kept():
+                yield
+        except Exception as error:  # MLflow, SQLAlchemy, alembic, requests: no common base
+            why = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            raise ConfigError(
+                f"logger=mlflow cannot open the store {self._store_uri}: {why}; give another "
+                f"logger.mlflow.tracking_uri, or the MLflow release that wrote it"
+            ) from None
 
     def _run_exists(self) -> bool:
         from mlflow.exceptions import MlflowException

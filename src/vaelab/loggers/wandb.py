@@ -58,8 +58,9 @@ class WandbLogger(LightningWandbLogger):
             resume = "allow"
         elif id_file.is_file():
             run_id = id_file.read_text().strip()
-            # An offline run cannot ask the server whether the run exists; sync appends to it.
-            resume = "must" if mode == "online" else "allow"
+            # An offline run cannot ask the server whether the run exists (wandb warns that it
+            # ignores `resume` there); `wandb sync` appends to the run of that id.
+            resume = "must" if mode == "online" else None
         else:
             run_id, resume = uuid.uuid4().hex[:8], "allow"
             if rank_zero_only.rank == 0 and mode != "disabled":
