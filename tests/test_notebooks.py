@@ -10,7 +10,12 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_there_are_notebooks():
-    assert [p.stem for p in NOTEBOOKS] == ["01_quickstart", "02_latent_space", "03_beta_sweep"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_quickstart",
+        "02_latent_space",
+        "03_beta_sweep",
+        "04_count_table",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -41,7 +41,7 @@ CONFIG_ERRORS = [
     (["model.optimizer.lr=0"], "model.optimizer.lr=0: must be > 0"),
     (["model.sigma=-0.1"], "model.sigma=-0.1: must be > 0"),
     (["model.free_bits=-1"], "model.free_bits=-1: must be >= 0"),
-    (["model.likelihood=poisson"], "model.likelihood='poisson': must be one of bernoulli"),
+    (["model.likelihood=laplace"], "model.likelihood='laplace': must be one of bernoulli"),
     (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
     (["data.val_size=-3"], "data.val_size=-3: must be > 0"),
     (["data.binarize=maybe"], "data.binarize='maybe': must be one of none, dynamic, static"),
@@ -370,7 +370,9 @@ OVERRIDES = {
     "model.beta": st.one_of(st.floats(-2, 10, allow_nan=False), st.just("x")),
     "model.latent_dim": st.integers(-1, 6),
     "model.optimizer.lr": st.sampled_from([-1e-3, 0, 1e-4, 1e-2, "fast"]),
-    "model.likelihood": st.sampled_from(["bernoulli", "gaussian", "gaussian_learned", "poisson"]),
+    "model.likelihood": st.sampled_from(
+        ["bernoulli", "gaussian", "gaussian_learned", "poisson", "negative_binomial", "laplace"]
+    ),
     "model.free_bits": st.sampled_from([-0.5, 0, 0.1]),
     "data.batch_size": st.integers(-2, 300),
     "data.binarize": st.sampled_from(["none", "dynamic", "static", "yes"]),

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vaelab.errors import ConfigError
 
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "poisson", "negative_binomial")
+COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
 # What Lightning's Trainer(precision=...) accepts, less the Transformer Engine plugins.
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
 PRECISIONS_SHORT = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -270,8 +271,17 @@ def validate(cfg: DictConfig) -> None:
     _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
+    likelihood = OmegaConf.select(cfg, "model.likelihood", default=None)
+    transforms = [k for k in ("log1p", "standardize") if OmegaConf.select(cfg, f"data.{k}")]
+    if likelihood in COUNT_LIKELIHOODS and transforms:
+        raise ConfigError(
+            f"model.likelihood={likelihood} models the raw counts, but "
+            f"{' and '.join(f'data.{k}=true' for k in transforms)} transforms them: set "
+            f"{' '.join(f'data.{k}=false' for k in transforms)} (the encoder sees log(1 + x) "
+            f"of the counts itself)"
+        )
     if (
-        OmegaConf.select(cfg, "model.likelihood", default=None) == "bernoulli"
+        likelihood == "bernoulli"
         and OmegaConf.select(cfg, "data.standardize", default=False) is True
     ):
         raise ConfigError(

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.config.schema import COUNT_LIKELIHOODS
 from vaelab.data.batches import TensorBatches, to_float
 from vaelab.errors import ConfigError
 
@@ -113,7 +114,10 @@ class InMemoryDataModule(L.LightningDataModule):
                 self.splits[name] = (drawn, y)
 
     def check_likelihood(self, likelihood: str) -> None:
-        """Refuse a Bernoulli likelihood on values outside [0, 1], where its loss is unbounded."""
+        """Refuse a Bernoulli likelihood on values outside [0, 1], where its loss is unbounded,
+        and a count likelihood on anything but counts."""
+        if likelihood in COUNT_LIKELIHOODS:
+            self._check_counts(likelihood)
         x = self.splits["train"][0]
         if likelihood != "bernoulli" or x.dtype == torch.uint8:
             return
@@ -123,6 +127,26 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"model.likelihood=bernoulli needs data in [0, 1], but the training data spans "
                 f"[{low:.3g}, {high:.3g}]; use model.likelihood=gaussian or rescale the data"
             )
+
+    def _check_counts(self, likelihood: str) -> None:
+        for split, (x, _) in self.splits.items():
+            x = x.flatten(1)
+            bad = ~torch.isfinite(x) | (x < 0) | (x != torch.round(x))
+            if not bad.any():
+                continue
+            row, column = (int(i) for i in bad.nonzero()[0])
+            names = self.feature_names()
+            where = f"feature {names[column]!r}" if names else f"value {column}"
+            index = int(self.indices[split][row])  # the example's row in its source data
+            raise ConfigError(
+                f"model.likelihood={likelihood} needs counts (whole numbers >= 0), but the data "
+                f"holds {x[row, column].item():g} (example {index}, {where}); use "
+                f"model.likelihood=gaussian, or give the raw counts"
+            )
+
+    def feature_names(self) -> list[str]:
+        """The names of a table's columns; none for images."""
+        return []
 
     def row_ids(self, split: str) -> np.ndarray | None:
         """The ids of a split's rows, where the data names its rows."""

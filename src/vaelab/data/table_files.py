@@ -27,8 +27,14 @@ class Table:
     ids: np.ndarray | None  # (N,) strings
 
 
-def _to_float(path: Path, name: str, values: np.ndarray) -> np.ndarray:
+def _to_float(path: Path, name: str, values) -> np.ndarray:
     """A column as float32; text cells in MISSING become NaN, any other text is refused."""
+    if hasattr(values, "chunks"):  # a number column of pyarrow's: chunk by chunk, no concat
+        out, start = np.empty(len(values), np.float32), 0
+        for chunk in values.chunks:
+            out[start : start + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            start += len(chunk)
+        return out
     if values.dtype.kind in "biuf":
         return values.astype(np.float32)
     text = np.char.strip(values.astype(str))
@@ -56,7 +62,8 @@ def _column(path: Path, columns: dict[str, np.ndarray], key: str, name: str | No
         raise DataError(
             f"{path} has no column {name!r} (data.{key}); its columns: {name_list(list(columns))}"
         )
-    return columns[name]
+    values = columns[name]
+    return values.to_numpy() if hasattr(values, "chunks") else values
 
 
 def name_list(names: list[str], limit: int = 8) -> str:
@@ -75,12 +82,52 @@ def _select(path: Path, columns: dict[str, np.ndarray], feature_columns, label_c
         raise DataError(f"{path} lacks the feature columns {name_list(absent)}")
     if not feature_columns:
         raise DataError(f"{path} has no feature columns")
-    x = np.stack([_to_float(path, n, columns[n]) for n in feature_columns], axis=1)
+    x = np.empty((len(columns[feature_columns[0]]), len(feature_columns)), np.float32)
+    for j, name in enumerate(feature_columns):
+        x[:, j] = _to_float(path, name, columns[name])
     ids = None if ids is None else ids.astype(str)
     return Table(x, [str(n) for n in feature_columns], labels, ids)
 
 
 def _read_text(path: Path) -> dict[str, np.ndarray]:
+    """Typed columns through pyarrow's multi-threaded CSV reader (the parquet extra), else
+    Python's csv module. A file pyarrow refuses (a ragged line, bytes that are not UTF-8, a
+    column whose type changes after its first block) is read again by the csv module, whose
+    messages name the line."""
+    try:
+        import pyarrow.csv as pv
+    except ImportError:
+        return _read_text_slowly(path)
+    delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
+    missing = sorted({form for m in MISSING for form in (m, m.upper(), m.title())})
+    try:
+        table = pv.read_csv(
+            path,
+            parse_options=pv.ParseOptions(delimiter=delimiter),
+            convert_options=pv.ConvertOptions(null_values=missing, strings_can_be_null=True),
+        )
+        columns = [_arrow_column(column) for column in table.columns]
+    except Exception:  # pyarrow.ArrowInvalid and kin: the slow reader says where and why, or
+        # reads what pyarrow's type guess from the first block refused (2.5 in an int column)
+        return _read_text_slowly(path)
+    if table.num_rows == 0:
+        raise DataError(f"{path} is empty: expected a header line and one row per example")
+    if len(set(table.column_names)) != len(table.column_names):
+        raise DataError(f"{path}: the header names a column twice")
+    return dict(zip(table.column_names, columns, strict=True))
+
+
+def _arrow_column(column):
+    """Numbers stay pyarrow's column (`_to_float` copies them out; nulls become NaN); anything
+    else becomes text (nulls as ''), which `_to_float` then checks cell by cell."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column
+    return np.asarray(column.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False), str)
+
+
+def _read_text_slowly(path: Path) -> dict[str, np.ndarray]:
     delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
     # A cell may be long (a free-text column that is not modelled): Python's default limit of
     # 128 KiB per field would refuse a valid file.
@@ -90,9 +137,10 @@ def _read_text(path: Path) -> dict[str, np.ndarray]:
         try:
             rows = list(reader)
         except (csv.Error, UnicodeDecodeError) as error:
-            raise DataError(
-                f"{path}, line {reader.line_num + 1}: not a readable CSV/TSV line ({error})"
-            ) from None
+            line = reader.line_num + 1
+            if isinstance(error, UnicodeDecodeError):  # decoded ahead of the reader's count
+                line, error = _undecodable_line(path)
+            raise DataError(f"{path}, line {line}: not a readable CSV/TSV line ({error})") from None
     rows = [row for row in rows if row]
     if len(rows) < 2:
         raise DataError(f"{path} is empty: expected a header line and one row per example")
@@ -106,6 +154,17 @@ def _read_text(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: the header names a column twice")
     cells = np.asarray(body, dtype=str)
     return {name: cells[:, j] for j, name in enumerate(header)}
+
+
+def _undecodable_line(path: Path) -> tuple[int, str]:
+    """The first line that is not UTF-8, and why."""
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                line.decode()
+            except UnicodeDecodeError as error:
+                return number, f"not UTF-8: byte {line[error.start]:#04x} at column {error.start}"
+    return 1, "not UTF-8"
 
 
 def _read_parquet(path: Path) -> dict[str, np.ndarray]:

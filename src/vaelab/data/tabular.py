@@ -135,6 +135,9 @@ class TabularDataModule(InMemoryDataModule):
                 x = (x - t["mean"]) / t["std"]
             self.splits[split] = (x.float(), y)
 
+    def feature_names(self) -> list[str]:
+        return list(self.fitted["features"]) if self.fitted else []
+
     def to_file_units(self, x: torch.Tensor) -> torch.Tensor:
         """The inverse of the transform: model-space rows back in the units of the file."""
         t = self.fitted

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from vaelab.config.containers import to_plain
 from vaelab.config.schema import check_model
 from vaelab.errors import TrainingDiverged
-from vaelab.models.likelihoods import make_likelihood
+from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
 from vaelab.runs.rng import rng_states, set_rng_states
 
@@ -89,6 +89,8 @@ class Model(L.LightningModule):
             latent_dim=self.decoder_inputs(),
         )
         self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
+        if getattr(self.likelihood, "encodes_log1p", False):  # counts
+            self.encoder = nn.Sequential(Log1p(), self.encoder)
         self.core = self.per_example  # torch.compile'd while fitting, with model.compile=true
         self.train_means = RunningMeans()
         self.iw_samples: int | None = None  # importance samples of test/nll_iw, where it has one
@@ -129,8 +131,12 @@ class Model(L.LightningModule):
         return {}
 
     def check_data(self, datamodule) -> None:
-        """Refuse data this model cannot train on (a conditional model's, without labels):
-        called once the data is set up, before the run writes anything."""
+        """Refuse data this model cannot train on (a conditional model's, without labels), and
+        take from it what the likelihood fits before training (a count model's typical library
+        size): called once the data is set up, before the run writes anything."""
+        splits = getattr(datamodule, "splits", None)
+        if splits and hasattr(self.likelihood, "fit"):
+            self.likelihood.fit(splits["train"][0])
 
     def update_state(self, out: dict[str, Tensor]) -> None:
         """State a model moves after each training batch outside the gradient (a codebook's

@@ -44,6 +44,7 @@ class CVAE(VAE):
         return self.decoder(torch.cat([z, self.one_hot(y, len(z)).to(z.dtype)], dim=1))
 
     def check_data(self, datamodule) -> None:
+        super().check_data(datamodule)
         # vaelab's in-memory datamodules hold every label; of another, the first batch tells.
         splits = getattr(datamodule, "splits", None)
         y = splits["train"][1] if splits else next(iter(datamodule.train_dataloader()))[1]

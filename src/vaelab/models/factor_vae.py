@@ -51,6 +51,7 @@ class FactorVAE(GaussianPosterior):
         )
 
     def check_data(self, datamodule) -> None:
+        super().check_data(datamodule)
         x = next(iter(datamodule.train_dataloader()))[0]
         if len(x) < 2:
             raise ConfigError(

@@ -58,10 +58,84 @@ class Gaussian(nn.Module):
         return mean
 
 
+def poisson_log_prob(x: Tensor, rate: Tensor) -> Tensor:
+    """log Poisson(x; rate), summed per example."""
+    x, rate = x.float(), rate.float()
+    return _sum_per_example(torch.xlogy(x, rate) - rate - torch.lgamma(x + 1))
+
+
+def negative_binomial_log_prob(x: Tensor, mean: Tensor, log_theta: Tensor) -> Tensor:
+    """log NB(x; mean, theta), summed per example: the gamma-Poisson mixture with mean `mean`
+    and variance mean + mean^2 / theta (scVI's parametrisation; theta is the inverse
+    dispersion)."""
+    x, mean, log_theta = x.float(), mean.float(), log_theta.float()
+    theta = torch.exp(log_theta)
+    log_total = torch.log(theta + mean)
+    return _sum_per_example(
+        theta * (log_theta - log_total)
+        + torch.xlogy(x, mean)
+        - x * log_total
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
+
+
+class Log1p(nn.Module):
+    """log(1 + x): what a count model's encoder sees (scVI's `log_variational`), while the
+    likelihood scores the raw counts."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.log1p(x)
+
+
+class Counts(nn.Module):
+    """Counts per feature (cells x genes), as scVI models them: the decoder outputs one logit
+    per feature, softmax turns them into proportions, and the mean count is the proportion
+    times the example's library size, its observed total count (an offset, not learned).
+    Means without an example at hand (samples, traversals) use the training split's median
+    library size, fitted before training and saved with the weights."""
+
+    encodes_log1p = True
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("library", torch.tensor(1.0))
+
+    def fit(self, x: Tensor) -> None:
+        self.library.fill_(float(x.flatten(1).sum(1).median()))
+
+    def rate(self, x: Tensor, logits: Tensor) -> Tensor:
+        library = x.float().flatten(1).sum(1).view(-1, *([1] * (logits.dim() - 1)))
+        return library * torch.softmax(logits.float().flatten(1), 1).view_as(logits)
+
+    def mean(self, logits: Tensor) -> Tensor:
+        return self.library * torch.softmax(logits.float().flatten(1), 1).view_as(logits)
+
+
+class Poisson(Counts):
+    def log_prob(self, x: Tensor, logits: Tensor) -> Tensor:
+        return poisson_log_prob(x, self.rate(x, logits))
+
+
+class NegativeBinomial(Counts):
+    """The Poisson's mean with one learned inverse dispersion theta per feature (scVI's
+    "gene" dispersion)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.log_theta = nn.Parameter(torch.zeros(shape))
+
+    def log_prob(self, x: Tensor, logits: Tensor) -> Tensor:
+        return negative_binomial_log_prob(x, self.rate(x, logits), self.log_theta)
+
+
 def make_likelihood(name: str, shape: tuple[int, ...], sigma: float) -> nn.Module:
     """One of LIKELIHOODS by name (the config checks say which exist and that sigma > 0)."""
     return {
         "bernoulli": lambda: Bernoulli(),
         "gaussian": lambda: Gaussian(sigma),
         "gaussian_learned": lambda: Gaussian(sigma, learned_shape=tuple(shape)),
+        "poisson": lambda: Poisson(),
+        "negative_binomial": lambda: NegativeBinomial(tuple(shape)),
     }[name]()
