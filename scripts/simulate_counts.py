@@ -1,7 +1,7 @@
 """A simulated count table (cells x genes, CSV) with a known structure, for count likelihoods:
 
-    python scripts/simulate_counts.py counts.csv --cells 3000 --genes 200
-    vaelab-train experiment=counts data.path=counts.csv
+python scripts/simulate_counts.py counts.csv --cells 3000 --genes 200
+vaelab-train experiment=counts data.path=counts.csv
 """
 
 import argparse

@@ -53,6 +53,8 @@ if __name__ == "__main__":
     _read_text_slowly(head)
     slow = (time.perf_counter() - started) * rows / args.slow_rows
     head.unlink()
-    print(f"csv module: {args.slow_rows} rows took {slow * args.slow_rows / rows:.1f} s, "
-          f"{slow:.0f} s for all {rows} by extrapolation ({slow / fast:.0f}x slower)")
+    print(
+        f"csv module: {args.slow_rows} rows took {slow * args.slow_rows / rows:.1f} s, "
+        f"{slow:.0f} s for all {rows} by extrapolation ({slow / fast:.0f}x slower)"
+    )
     sys.exit(0)
