@@ -51,3 +51,18 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
     path.write_bytes("a,b,label\n1,2,x\n3,4,caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match=rf"{path}, line 3: not a readable CSV/TSV line"):
         read_table(str(path), label_column="label")
+
+
+def test_the_load_timing_script_writes_a_count_table_and_times_both_readers(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "table_load.py"
+    path = tmp_path / "counts.csv"
+    args = [sys.executable, str(script), str(path), "--rows", "300", "--cols", "40"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pyarrow: 300 x 40" in result.stdout and "csv module:" in result.stdout
+    x = read_table(str(path)).x
+    assert x.shape == (300, 40) and (x == np.round(x)).all() and 0.01 < (x > 0).mean() < 0.1

@@ -103,6 +103,8 @@ def _read_text(path: Path) -> dict[str, np.ndarray]:
     try:
         table = pv.read_csv(
             path,
+            # Blocks of 16 MiB, not 1: a wide table then has a few chunks per column to copy out.
+            read_options=pv.ReadOptions(block_size=1 << 24),
             parse_options=pv.ParseOptions(delimiter=delimiter),
             convert_options=pv.ConvertOptions(null_values=missing, strings_can_be_null=True),
         )
