@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from vaelab.data.sparse_rows import SparseRows
+
 
 class EpochShuffle:
     """The example order of one epoch, a permutation drawn from (seed, epoch) alone.
@@ -78,7 +80,8 @@ class TensorBatches:
         for k in range(start, len(self)):
             self._taken = k + 1
             index = order[k * self.batch_size : (k + 1) * self.batch_size]
-            x = to_float(self.x[index])
+            x = self.x[index]
+            x = to_float(x.to_dense() if isinstance(x, SparseRows) else x)
             if self.binarize:
                 # A fresh draw x ~ Bernoulli(grey value) per batch and epoch (dynamic
                 # binarisation), from (seed, epoch, batch) alone, so a resume redraws the same

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from vaelab.config.schema import COUNT_LIKELIHOODS
 from vaelab.data.batches import TensorBatches, to_float
+from vaelab.data.sparse_rows import SparseRows
 from vaelab.errors import ConfigError
 
 BINARIZE = ("none", "dynamic", "static")
@@ -130,17 +131,22 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _check_counts(self, likelihood: str) -> None:
         for split, (x, _) in self.splits.items():
-            x = x.flatten(1)
-            bad = ~torch.isfinite(x) | (x < 0) | (x != torch.round(x))
+            cells = x.values if isinstance(x, SparseRows) else x.flatten(1)
+            bad = ~torch.isfinite(cells) | (cells < 0) | (cells != torch.round(cells))
             if not bad.any():
                 continue
-            row, column = (int(i) for i in bad.nonzero()[0])
+            if isinstance(x, SparseRows):  # a stored entry: its row and column
+                position = int(bad.nonzero()[0])
+                row, column, value = x.row_of(position), int(x.col[position]), cells[position]
+            else:
+                row, column = (int(i) for i in bad.nonzero()[0])
+                value = cells[row, column]
             names = self.feature_names()
             where = f"feature {names[column]!r}" if names else f"value {column}"
             index = int(self.indices[split][row])  # the example's row in its source data
             raise ConfigError(
                 f"model.likelihood={likelihood} needs counts (whole numbers >= 0), but the data "
-                f"holds {x[row, column].item():g} (example {index}, {where}); use "
+                f"holds {value.item():g} (example {index}, {where}); use "
                 f"model.likelihood=gaussian, or give the raw counts"
             )
 

@@ -21,7 +21,7 @@ MISSING = {"", "na", "nan", "n/a", "null", "none", "?"}
 
 @dataclass
 class Table:
-    x: np.ndarray  # (N, D) float32, NaN where a value is missing
+    x: np.ndarray  # (N, D) float32, NaN where a value is missing; scipy CSR for a sparse .h5ad
     features: list[str]
     labels: np.ndarray | None  # (N,) as in the file: numbers or strings
     ids: np.ndarray | None  # (N,) strings
@@ -195,12 +195,13 @@ def _read_h5ad(path: Path, feature_columns, label_column, id_column) -> Table:
             raise DataError(f"{path} lacks the features (var_names) {name_list(absent)}")
         adata = adata[:, list(feature_columns)]
         features = list(feature_columns)
-    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    # A sparse X stays sparse (CSR): the datamodule makes batches dense, one at a time.
+    x = adata.X.tocsr() if hasattr(adata.X, "tocsr") else np.asarray(adata.X)
     obs = {str(name): adata.obs[name].to_numpy() for name in adata.obs.columns}
     labels = _column(path, obs, "label_column", label_column)
     ids = _column(path, obs, "id_column", id_column)
     ids = np.asarray(adata.obs_names if ids is None else ids).astype(str)
-    return Table(x.astype(np.float32), features, labels, ids)
+    return Table(x.astype(np.float32), features, labels, ids)  # CSR's astype stays CSR
 
 
 def _read_numpy(path: Path, feature_columns, label_column, id_column) -> Table:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vaelab.data.in_memory import Arrays, InMemoryDataModule
+from vaelab.data.sparse_rows import SparseRows
 from vaelab.data.table_files import name_list, read_table
 from vaelab.errors import ConfigError, DataError
 
@@ -38,6 +39,16 @@ def encode_labels(raw: np.ndarray | None, classes: list | None) -> tuple[torch.T
     position = {name: code for code, name in enumerate(classes)}
     codes = np.asarray([-1 if m else position.get(t, -1) for t, m in zip(text, missing)])
     return torch.from_numpy(codes.astype(np.int64)), classes
+
+
+def _columns_where(x, predicate) -> np.ndarray:
+    """(D,) whether any value of a column meets `predicate`; of a sparse matrix, its stored
+    values (the others are zeros)."""
+    if not hasattr(x, "tocsr"):
+        return predicate(x).any(0)
+    columns = np.zeros(x.shape[1], bool)
+    columns[x.indices[predicate(x.data)]] = True
+    return columns
 
 
 class TabularDataModule(InMemoryDataModule):
@@ -72,26 +83,35 @@ class TabularDataModule(InMemoryDataModule):
         columns = self.fitted["features"] if self.fitted else self.feature_columns
         table = read_table(self.path, columns, self.label_column, self.id_column)
         x = table.x
-        bad = np.isinf(x).any(0) | (np.isnan(x).any(0) if self.impute is None else False)
+        sparse = hasattr(x, "tocsr")
+        if sparse and self.impute in ("mean", "median") and np.isnan(x.data).any():
+            raise ConfigError(
+                f"data.impute={self.impute}: {self.path} is sparse, and its missing values are "
+                f"filled with zeros, like its unstored entries: set data.impute=zero"
+            )
+        bad = _columns_where(x, np.isinf)
+        if self.impute is None:
+            bad |= _columns_where(x, np.isnan)
         if bad.any():
             names = [n for n, b in zip(table.features, bad) if b]
             raise DataError(
                 f"{self.path}: missing or infinite values in the columns {name_list(names)}; "
                 f"fill or drop them, or set data.impute=mean|median|zero to fill missing ones"
             )
-        if self.log1p and (x < 0).any():
-            names = [n for n, b in zip(table.features, (x < 0).any(0)) if b]
+        negative = _columns_where(x, lambda v: v < 0)
+        if self.log1p and negative.any():
+            names = [n for n, b in zip(table.features, negative) if b]
             raise DataError(
                 f"{self.path}: data.log1p=true needs counts >= 0, but the columns "
                 f"{name_list(names)} hold negative values; set data.log1p=false"
             )
         labels, classes = encode_labels(table.labels, self.fitted and self.fitted["classes"])
         if labels is None:
-            labels = torch.full((len(x),), -1, dtype=torch.int64)
+            labels = torch.full((x.shape[0],), -1, dtype=torch.int64)
         self._columns = {"features": table.features, "classes": classes}
         if table.ids is not None:
             self.ids["train"] = table.ids
-        return {"train": (torch.from_numpy(x), labels)}
+        return {"train": (SparseRows.from_scipy(x) if sparse else torch.from_numpy(x), labels)}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -102,8 +122,14 @@ class TabularDataModule(InMemoryDataModule):
             self.fitted = self._fit(self._raw["train"][0])
         self._transform()
 
-    def _fit(self, x: torch.Tensor) -> dict[str, Any]:
+    def _fit(self, x: torch.Tensor | SparseRows) -> dict[str, Any]:
         """The transform's parameters, from the training split."""
+        if isinstance(x, SparseRows):  # log1p keeps zeros at zero: only the stored values
+            mean, std = self._sparse(x, {"log1p": self.log1p}).column_moments()
+            fill = torch.zeros(x.width)
+            std = torch.where(std > 0, std, torch.ones_like(std))
+            return {**self._columns, "log1p": self.log1p, "standardize": self.standardize,
+                    "fill": fill, "mean": mean, "std": std}  # fmt: skip
         if self.log1p:
             x = torch.log1p(x)
         fill = torch.zeros(x.shape[1])
@@ -125,9 +151,22 @@ class TabularDataModule(InMemoryDataModule):
             "std": std,
         }
 
+    @staticmethod
+    def _sparse(x: SparseRows, t: dict[str, Any]) -> SparseRows:
+        """The transform of a sparse split: log1p and the fill on the stored values; the
+        standardisation on each batch as it is made dense."""
+        values = torch.nan_to_num(x.values, nan=0.0)
+        out = SparseRows(x.crow, x.col, torch.log1p(values) if t["log1p"] else values, x.width)
+        if t.get("standardize"):
+            out.shift, out.scale = t["mean"], t["std"]
+        return out
+
     def _transform(self) -> None:
         t = self.fitted
         for split, (x, y) in self._raw.items():
+            if isinstance(x, SparseRows):
+                self.splits[split] = (self._sparse(x, t), y)
+                continue
             if t["log1p"]:
                 x = torch.log1p(x)
             x = torch.where(torch.isnan(x), t["fill"], x)

@@ -102,8 +102,10 @@ class Counts(nn.Module):
         super().__init__()
         self.register_buffer("library", torch.tensor(1.0))
 
-    def fit(self, x: Tensor) -> None:
-        self.library.fill_(float(x.flatten(1).sum(1).median()))
+    def fit(self, x) -> None:
+        """x: the training split, a tensor or (a sparse table) SparseRows."""
+        library = x.row_sums() if hasattr(x, "row_sums") else x.flatten(1).sum(1)
+        self.library.fill_(float(library.median()))
 
     def rate(self, x: Tensor, logits: Tensor) -> Tensor:
         library = x.float().flatten(1).sum(1).view(-1, *([1] * (logits.dim() - 1)))
