@@ -189,7 +189,7 @@ def test_binarised_data_reports_bits_per_dimension(compose_train):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"likelihood": "poisson"}, "model.likelihood='poisson': must be one of"),
+        ({"likelihood": "laplace"}, "model.likelihood='laplace': must be one of"),
         ({"latent_dim": 0}, "model.latent_dim=0: must be an integer >= 1"),
         ({"beta": -1.0}, "model.beta=-1.0: must be >= 0"),
         (

@@ -18,7 +18,7 @@ _NOTICES = {
     # A warning for what is the normal first run against a new MLflow store.
     "lightning.pytorch.loggers.mlflow": re.compile(r"Experiment with name .* not found"),
 }
-# (message, category, why it is noise here)
+# (message, category) of warnings dropped, each with why it is noise here
 _WARNINGS = (
     # Lightning's own pytree copy builds torch's deprecated LeafSpec (torch >= 2.10).
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
