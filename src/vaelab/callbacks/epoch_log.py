@@ -19,6 +19,10 @@ class EpochLog(Callback):
         self._started = 0.0
         self._ended: tuple[int, float] | None = None
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # A resume that starts mid-epoch does not call on_train_epoch_start for that epoch.
+        self._started = time.perf_counter()
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._say(trainer)
         self._started = time.perf_counter()
