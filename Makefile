@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/pytest -n auto $(ARGS)
 
 # The oldest releases vaelab supports, pinned in .ci/floors.txt, in an environment of their own
-# (torch 2.5 comes from PyPI as a CUDA build: ~4 GB, ~1 min here), running a fast subset.
+# (torch 2.5 comes from PyPI as a CUDA build: 6.4 GB in all, ~2 min here), running a subset.
 FLOORS := .venv-floors
 FLOORS_TESTS := tests/test_cli.py tests/test_configs.py tests/test_model_family.py \
 	tests/test_resume.py tests/test_mlflow.py tests/test_wandb.py tests/test_extras.py \
