@@ -42,9 +42,13 @@ def test_a_checkpoint_of_the_release_evaluates_as_it_did(old_run, model_class, t
 def test_a_run_of_the_release_resumes(old_run):
     # Its config.yaml names classes where that release had them (vaelab.utils.checkpoint_io).
     assert "vaelab.utils.checkpoint_io" in (old_run / "config.yaml").read_text()
-    results, objects = train(compose(f"resume={old_run}", "trainer.max_epochs=2"))
+    # With a logger of this release whose config refers to a key the release lacked (tags).
+    cfg = compose(f"resume={old_run}", "trainer.max_epochs=2", "logger=mlflow",
+                  f"paths.log_dir={old_run.parent / 'logs'}")  # fmt: skip
+    results, objects = train(cfg)
     assert results["global_step"] == 24 and objects["trainer"].current_epoch == 2
-    assert results["run_dir"] == str(old_run)
+    assert results["run_dir"] == str(old_run) and results["tags"] == []
+    assert (old_run / "mlflow_id").is_file()
 
 
 @pytest.mark.parametrize(

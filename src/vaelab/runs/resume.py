@@ -33,6 +33,8 @@ MAY_CHANGE = (
     "callbacks",
     "metrics",
     "optimized_metric",
+    "tags",
+    "extras",
 )
 
 
@@ -134,7 +136,10 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             f"the data or the optimisation; start a new run instead"
         )
     with_changes = saved.copy()
-    for key in [*(k for k in given if _under(k, may_change)), *_FROM_NOW[:3]]:
+    # Top-level keys a later release added (tags, say): the run takes their defaults, which
+    # the settings that may change (a logger's `${tags}`) can refer to.
+    added = [k for k in cfg if k not in saved and k not in _FROM_NOW]
+    for key in [*(k for k in given if _under(k, may_change)), *added, *_FROM_NOW[:3]]:
         OmegaConf.update(with_changes, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
     return with_changes
 
