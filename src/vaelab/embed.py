@@ -95,14 +95,14 @@ def export(cfg: DictConfig) -> Path:
     quiet()
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
-    trainer = inference_trainer(cfg.trainer)
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
+    with placed(model, inference_trainer(cfg.trainer)) as on_device:  # placed once
+        embedded = {split: embed(on_device, datamodule.loader(split)) for split in splits}
     # Data with known generative factors: written beside the embeddings.
     names = datamodule.factor_names
     parts = []
     for split in splits:
-        with placed(model, trainer) as on_device:
-            z, labels = embed(on_device, datamodule.loader(split))
+        z, labels = embedded[split]
         part = {
             "index": datamodule.indices[split].numpy(),
             "source": np.full(len(z), datamodule.sources[split]),

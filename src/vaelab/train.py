@@ -99,8 +99,9 @@ def train(
         else:
             log.info(f"Resuming from {ckpt_path}")
     run_dir = Path(cfg.paths.output_dir)
-    remember(OmegaConf.to_container(cfg, resolve=True))
-    run_config = redact(OmegaConf.to_container(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    remember(resolved)
+    run_config = redact(resolved)
     if cfg.get("extras", {}).get("print_config", True) and rank_zero_only.rank == 0:
         print_config(run_config)
     L.seed_everything(cfg.seed, workers=True)

@@ -89,6 +89,10 @@ def _select(path: Path, columns: dict[str, np.ndarray], feature_columns, label_c
     return Table(x, [str(n) for n in feature_columns], labels, ids)
 
 
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix in (".tsv", ".txt") else ","
+
+
 def _read_text(path: Path) -> dict[str, np.ndarray]:
     """Typed columns through pyarrow's multi-threaded CSV reader (the parquet extra), else
     Python's csv module. A file pyarrow refuses (a ragged line, bytes that are not UTF-8, a
@@ -98,7 +102,7 @@ def _read_text(path: Path) -> dict[str, np.ndarray]:
         import pyarrow.csv as pv
     except ImportError:
         return _read_text_slowly(path)
-    delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
+    delimiter = _delimiter(path)
     missing = sorted({form for m in MISSING for form in (m, m.upper(), m.title())})
     try:
         table = pv.read_csv(
@@ -130,7 +134,7 @@ def _arrow_column(column):
 
 
 def _read_text_slowly(path: Path) -> dict[str, np.ndarray]:
-    delimiter = "\t" if path.suffix in (".tsv", ".txt") else ","
+    delimiter = _delimiter(path)
     # A cell may be long (a free-text column that is not modelled): Python's default limit of
     # 128 KiB per field would refuse a valid file.
     csv.field_size_limit(2**31 - 1)
