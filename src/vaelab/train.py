@@ -79,6 +79,7 @@ def train(
     )
     from vaelab.runs.run_dir import provenance, write_config, write_results
     from vaelab.runs.secrets import redact, remember
+    from vaelab.runs.steps_per_call import choose
 
     quiet()
 
@@ -120,6 +121,13 @@ def train(
         check_optimizing_by_hand(cfg)
     if start is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
         check_fits(model, start, ckpt_path)
+    overrides: dict[str, Any] = {}  # what the trainer takes beyond its config
+    steps = choose(cfg.trainer, model, datamodule)
+    if steps > 1:
+        datamodule.steps_per_call = steps
+        clip = cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
+        model.take_steps_per_call(steps, *clip)
+        overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
 
     log.info("Callbacks, loggers, trainer")
     on_sigterm = CheckpointOnSigterm()
@@ -130,16 +138,15 @@ def train(
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not _on_a_terminal():  # a redrawn bar is noise in a log file
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    progress = {}
     if not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(EpochLog(cfg.model.get("monitor")))
-        progress = {"enable_progress_bar": False}
+        overrides["enable_progress_bar"] = False
     if cfg.get("resume") and start is not None:
         # What was logged after the checkpoint is logged again from it: each step once.
         for logger in loggers:
             if hasattr(logger, "rewind"):
                 logger.rewind(start["global_step"])
-    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **progress)
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **overrides)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)
     for logger in loggers:
@@ -147,7 +154,8 @@ def train(
 
     failed = True
     try:
-        log.info(f"Training in {run_dir}")
+        per_call = f", {steps} optimizer steps per Lightning step" if steps > 1 else ""
+        log.info(f"Training in {run_dir}{per_call}")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if cfg.get("resume") and start and trainer.global_step == start["global_step"]:
             # Nothing was left to train: a run stopped while testing is tested now; one whose

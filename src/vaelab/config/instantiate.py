@@ -5,7 +5,7 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError, UserError
 
@@ -41,7 +41,12 @@ def build_group(cfg: DictConfig | None) -> list[Any]:
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
     """The Lightning Trainer of the `trainer` group; what Lightning refuses as it starts (an
-    accelerator this machine lacks, say) is a trainer.* value, said in one line."""
+    accelerator this machine lacks, say) is a trainer.* value, said in one line.
+    `steps_per_call` is vaelab's (the training step's), not the Trainer's."""
+    if "steps_per_call" in cfg:
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+        del cfg["steps_per_call"]
+        cfg = OmegaConf.create(cfg)
     try:
         return build(cfg, **kwargs)
     except InstantiationException as error:

@@ -58,6 +58,14 @@ def _flag_or_auto(value: Any) -> str | None:
     return None if value in (True, False, "auto") else "must be true, false or auto"
 
 
+def _auto_or(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        why = None if value == "auto" else rule(value)
+        return why and f"{why}, or auto"
+
+    return check
+
+
 def _flag(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
@@ -240,6 +248,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "trainer.num_sanity_val_steps": _or_null(_int_at_least(-1)),
     "trainer.gradient_clip_val": _or_null(_number(positive=False)),
     "trainer.gradient_clip_algorithm": _or_null(_one_of("norm", "value")),
+    "trainer.steps_per_call": _auto_or(_int_at_least(1)),
     "trainer.deterministic": _or_null(
         lambda v: None if v in (True, False, "warn") else "must be true, false or warn"
     ),  # fmt: skip

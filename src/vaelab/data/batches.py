@@ -42,8 +42,27 @@ def to_float(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+class Steps:
+    """What a loader hands Lightning beside the rows of several consecutive batches: their size
+    and where they start, so that the model can cut them apart, take one optimizer step on each,
+    and hand back those it had no time for (Lightning must act between two of them)."""
+
+    def __init__(self, loader: "TensorBatches", first: int, batch_size: int):
+        self.loader, self.first, self.batch_size = loader, first, batch_size
+
+    def give_back(self, used: int) -> None:
+        """Only the first `used` batches were trained on: the next call starts with the rest."""
+        self.loader._taken = self.first + used
+
+
 class TensorBatches:
-    """An iterable of `(x, y)` batches over in-memory tensors, with `len()` for progress bars."""
+    """An iterable of `(x, y)` batches over in-memory tensors, with `len()` for progress bars.
+
+    With `steps_per_call = K > 1` it yields `(x, y, Steps)` instead: the rows of K consecutive
+    batches, cut by one index, for a model that takes K optimizer steps per Lightning step.
+    `len()` still counts batches, so Lightning's counts (batches per epoch, limits, validation
+    intervals) stay counts of optimizer steps.
+    """
 
     batch_sampler = None  # Lightning looks for DataLoader's attributes once it sees `sampler`
 
@@ -58,9 +77,10 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         binarize: bool = False,
+        steps_per_call: int = 1,
     ):
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
-        self.binarize, self.seed = binarize, seed
+        self.binarize, self.seed, self.steps_per_call = binarize, seed, steps_per_call
         self.sampler = EpochShuffle(len(x), shuffle, seed, rank, world_size)
         self._taken = 0  # batches of the current epoch handed over
         self._skip: dict[str, int] | None = None  # where a restored epoch resumes
@@ -69,28 +89,40 @@ class TensorBatches:
         n, b = len(self.sampler), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         # With the data on an accelerator the batches are cut there: one copy of the epoch's
         # order per epoch, and no host-to-device copy per batch.
         order = self.sampler.indices().to(self.x.device)
-        start = 0
+        self._taken = 0
         if self._skip is not None and self._skip["epoch"] == self.sampler.epoch:
-            start = self._skip["taken"]
+            self._taken = self._skip["taken"]
         self._skip = None
-        for k in range(start, len(self)):
-            self._taken = k + 1
-            index = order[k * self.batch_size : (k + 1) * self.batch_size]
+        n, b, k = len(self), self.batch_size, self.steps_per_call
+        # `_taken` is read again each time: a model may hand batches back (Steps.give_back).
+        while self._taken < n:
+            first = self._taken
+            last = min(first + k, n)
+            self._taken = last
+            index = order[first * b : last * b]
             x = self.x[index]
             x = to_float(x.to_dense() if isinstance(x, SparseRows) else x)
             if self.binarize:
-                # A fresh draw x ~ Bernoulli(grey value) per batch and epoch (dynamic
-                # binarisation), from (seed, epoch, batch) alone, so a resume redraws the same
-                # (on an accelerator its own generator draws, so the draws differ from the host's).
-                key = (self.seed * 100_003 + self.sampler.epoch) * 100_003 + k
-                key = key * self.sampler.world_size + self.sampler.rank
-                generator = torch.Generator(x.device).manual_seed(key)
-                x = torch.bernoulli(x, generator=generator)
-            yield x, self.y[index]
+                parts = [self._binarize(part, first + j) for j, part in enumerate(x.split(b))]
+                x = parts[0] if len(parts) == 1 else torch.cat(parts)
+            if k == 1:
+                yield x, self.y[index]
+            else:
+                yield x, self.y[index], Steps(self, first, b)
+
+    def _binarize(self, x: Tensor, batch: int) -> Tensor:
+        """A fresh draw x ~ Bernoulli(grey value) per batch and epoch (dynamic binarisation),
+        from (seed, epoch, batch) alone, so a resume redraws the same, whatever the batches
+        handed over at once (on an accelerator its own generator draws, so the draws differ
+        from the host's)."""
+        key = (self.seed * 100_003 + self.sampler.epoch) * 100_003 + batch
+        key = key * self.sampler.world_size + self.sampler.rank
+        generator = torch.Generator(x.device).manual_seed(key)
+        return torch.bernoulli(x, generator=generator)
 
     # Lightning saves these in the checkpoint and restores them on resume (its `_Stateful`
     # protocol), so a run stopped mid-epoch continues with the very next batch of the same order.

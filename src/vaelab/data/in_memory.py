@@ -69,6 +69,8 @@ class InMemoryDataModule(L.LightningDataModule):
         # Row names per part of `read()`'s data, where the data has them (a table's id column).
         self.ids: dict[str, np.ndarray] = {}
         self.factors: dict[str, Tensor] = {}  # per split (N, K) factor indices, where known
+        # Training batches handed over per Lightning step: set by the run (trainer.steps_per_call).
+        self.steps_per_call = 1
 
     def read(self) -> dict[str, Arrays]:
         """The data as tensors: {"train": ...} and, where the dataset fixes them, "val" and
@@ -189,6 +191,7 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             binarize=train and self.binarize == "dynamic",
+            steps_per_call=self.steps_per_call if train else 1,
         )
 
     def _keep_on(self, device: torch.device) -> bool:

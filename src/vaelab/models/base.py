@@ -16,7 +16,8 @@ A model defines:
   `losses` (replacing training-time estimates of the same name) and are logged as they are;
 - optionally `update_state(out)`, what it moves after a training batch outside the gradient;
   `warmup_end()`, where a schedule ramps its weights up, and `extra_optimizers()` for
-  parts trained by optimizers of their own (then it optimizes by hand, with `step_extra`).
+  parts trained by optimizers of their own (then it optimizes by hand: `optimize(batch)` takes
+  one batch's steps, with `step_extra` for those parts).
 
 Its `__init__` takes its own arguments and passes the shared ones on (`**shared`); all of them
 are saved as the checkpoint's hyper-parameters, as plain containers, and checked against the
@@ -39,6 +40,7 @@ from vaelab.config.schema import check_model
 from vaelab.errors import TrainingDiverged
 from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
+from vaelab.runs import steps_per_call
 from vaelab.runs.rng import rng_states, set_rng_states
 
 
@@ -98,6 +100,7 @@ class Model(L.LightningModule):
         self._eval_generator: torch.Generator | None = None
         self._last_finite: dict[str, float] = {}  # training means at the last check
         self._logged_step = -1  # the step of the last window written to the loggers
+        self._clip: tuple[float, str | None] | None = None  # clipping taken over from Lightning
 
     # The model's math: what a subclass defines.
 
@@ -196,7 +199,53 @@ class Model(L.LightningModule):
         return terms["loss"]
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        if len(batch) == 3:  # several batches at once (trainer.steps_per_call)
+            self._take_steps(*batch)
+            return None
+        if self.automatic_optimization:
+            return self._step(batch, "train")
+        self.optimize(batch)
+        steps_per_call.step_schedulers(self)
+        return None
+
+    def optimize(self, batch: tuple[Tensor, Tensor]) -> None:
+        """One batch's optimizer step, by hand: what a model that optimizes by hand defines, and
+        what the others do when they take several steps per call. Lightning's own steps, written
+        out: the loss, zero_grad, backward through the precision plugin, clipping in
+        `on_before_optimizer_step` (after a 16-mixed loss scale is taken off), the step."""
+        optimizer = self.optimizers()
+        loss = self._step(batch, "train")
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def take_steps_per_call(self, steps: int, clip_val=None, clip_algorithm=None) -> None:
+        """Train on `steps` batches per Lightning step (trainer.steps_per_call). A model that
+        Lightning optimizes is then optimized by hand, with the same math: it clips gradients as
+        Lightning would (`clip_val`, `clip_algorithm`: the trainer's, which Lightning refuses for
+        models it does not step) and steps its LR schedulers where Lightning would."""
+        if steps > 1 and self.automatic_optimization:
+            self.automatic_optimization = False
+            self._clip = (clip_val, clip_algorithm) if clip_val else None
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._clip is not None:
+            self.configure_gradient_clipping(optimizer, *self._clip)
+
+    def _take_steps(self, x: Tensor, y: Tensor, steps) -> None:
+        """One optimizer step per batch of the rows handed over. Before each further batch,
+        Lightning's counters move on by a batch; where Lightning would act after a batch
+        (validate, checkpoint, end the epoch or the run, stop), the rest is handed back."""
+        size = steps.batch_size
+        steps_per_call.mark_last_batch(self.trainer)
+        for j, batch in enumerate(zip(x.split(size), y.split(size), strict=True)):
+            if j:
+                if steps_per_call.acts_now(self.trainer):
+                    steps.give_back(j)
+                    return
+                steps_per_call.count_batch(self.trainer)
+            self.optimize(batch)
+            steps_per_call.step_schedulers(self)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -229,20 +278,18 @@ class Model(L.LightningModule):
             self._refuse_divergence(means)
             self.log_dict({f"train/{k}": v for k, v in means.items()}, sync_dist=True, logger=False)
         if not self.automatic_optimization:
-            self._step_scheduler()
+            self._step_plateau()
 
-    def _step_scheduler(self) -> None:
-        """Lightning steps the LR schedulers of the models it optimizes; that of a model which
-        optimizes by hand is stepped here, once per epoch as Lightning would."""
-        scheduler = self.lr_schedulers()
-        if scheduler is None:
-            return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            value = self.trainer.callback_metrics.get(self.monitor)
+    def _step_plateau(self) -> None:
+        """Lightning steps the LR schedulers of the models it optimizes; a ReduceLROnPlateau of a
+        model optimized by hand is stepped here, once per epoch, on the epoch's monitor (the
+        others after each batch, by `steps_per_call.step_schedulers`)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if not config.reduce_on_plateau:
+                continue
+            value = self.trainer.callback_metrics.get(config.monitor or self.monitor)
             if value is not None:  # no validation this epoch: nothing to judge the plateau by
-                scheduler.step(value)
-            return
-        scheduler.step()
+                self.lr_scheduler_step(config.scheduler, value)
 
     def _refuse_divergence(self, means: dict[str, Tensor | float]) -> dict[str, float]:
         """The means as floats; stop the run when one is no longer finite: the step, the last
@@ -332,8 +379,15 @@ class Model(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")(own)
         main: dict[str, Any] = {"optimizer": optimizer}
         if self.hparams.scheduler:
-            scheduler = instantiate(self.hparams.scheduler, _convert_="all")(optimizer)
-            main["lr_scheduler"] = {"scheduler": scheduler, "monitor": self.monitor}
+            # `interval` (epoch or step) is Lightning's, beside the scheduler it describes.
+            config = dict(self.hparams.scheduler)
+            interval = config.pop("interval", "epoch")
+            scheduler = instantiate(config, _convert_="all")(optimizer)
+            main["lr_scheduler"] = {
+                "scheduler": scheduler,
+                "monitor": self.monitor,
+                "interval": interval,
+            }
         if not extra:
             return main
         return [main, *({"optimizer": instantiate(c, _convert_="all")(p)} for p, c in extra)]

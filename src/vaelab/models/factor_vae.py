@@ -44,7 +44,7 @@ class FactorVAE(GaussianPosterior):
         **shared,
     ):
         super().__init__(**shared)
-        self.automatic_optimization = False  # two optimizers, stepped in training_step
+        self.automatic_optimization = False  # two optimizers, stepped in optimize
         self.gamma = gamma
         self.discriminator = discriminator(
             self.latent_dim, discriminator_units, discriminator_layers
@@ -73,7 +73,7 @@ class FactorVAE(GaussianPosterior):
         loss = terms["recon"] + terms["kl"] + self.gamma * tc
         return {**terms, "tc_discriminator": tc, "loss": loss}
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def optimize(self, batch: tuple[Tensor, Tensor]) -> None:
         model_optimizer, discriminator_optimizer = self.optimizers()
         x, other = batch[0].chunk(2)
         out = self.core(x, *self.noise(x))

@@ -27,6 +27,7 @@ _FROM_NOW = ("paths", "resume", "ckpt_path", "hydra")
 MAY_CHANGE = (
     "trainer.max_epochs",
     "trainer.max_steps",
+    "trainer.steps_per_call",  # the same math and order whatever it is
     "data.data_dir",
     "data.download",
     "logger",

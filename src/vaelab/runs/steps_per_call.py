@@ -1,0 +1,114 @@
+"""Several optimizer steps per Lightning step (`trainer.steps_per_call`, Keras's
+`steps_per_execution`): which K a run takes, and what Lightning's loop does between two steps.
+
+Each step through Lightning's loop costs ~1 ms of host time (hooks, progress, the logging
+connector), more than a small model's whole step. With K > 1 the loader hands over K batches at
+once and the model steps through them by hand; before each further batch the loop's counters are
+advanced as Lightning advances them per batch, so everything that counts batches or steps
+(global_step, batches per epoch, limits, validation and checkpoint intervals, max_steps, the
+logging windows, a resume's position) counts optimizer steps, as with K = 1. Where Lightning would
+act after a batch (validate, checkpoint, stop), the model hands the rest of the batches back and
+returns, so the math and the order of events are those of K = 1.
+
+Lightning has no public API for its loop's progress: the private names of Lightning 2.6 that this
+needs are used here and nowhere else.
+"""
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.errors import ConfigError
+
+# What `auto` takes where K > 1 can be made right: the host work per step is then an eighth of
+# Lightning's, and the loop still returns to Lightning every few milliseconds (README, Speed).
+AUTO = 8
+
+
+def _reason_for_one(trainer_cfg: DictConfig, model: Any, datamodule: Any) -> str | None:
+    """Why this run must take one step per Lightning step, or None when it may take several."""
+    from vaelab.models.base import Model
+
+    if not hasattr(datamodule, "steps_per_call"):
+        return f"{type(datamodule).__name__} hands its loader's batches over one at a time"
+    if type(model).training_step is not Model.training_step:
+        return f"{type(model).__name__} defines its own training_step"
+    accumulate = OmegaConf.select(trainer_cfg, "accumulate_grad_batches", default=1)
+    if accumulate != 1:
+        return f"trainer.accumulate_grad_batches={accumulate} steps once per several batches"
+    devices = OmegaConf.select(trainer_cfg, "devices", default=1)
+    nodes = OmegaConf.select(trainer_cfg, "num_nodes", default=1)
+    strategy = str(OmegaConf.select(trainer_cfg, "strategy", default="auto"))
+    if devices not in (1, "1") or nodes != 1 or strategy.startswith(("ddp", "fsdp", "deepspeed")):
+        return (
+            "with several devices DDP averages the gradients once per Lightning step, so each "
+            "device takes one step per call"
+        )
+    return None
+
+
+def choose(trainer_cfg: DictConfig, model: Any, datamodule: Any) -> int:
+    """K for this run: `auto` takes AUTO where it can be made right and 1 elsewhere; an explicit
+    K > 1 that cannot be made right is refused in one line."""
+    setting = OmegaConf.select(trainer_cfg, "steps_per_call", default="auto")  # checked: schema
+    reason = _reason_for_one(trainer_cfg, model, datamodule)
+    if setting == "auto":
+        return 1 if reason else AUTO
+    if setting > 1 and reason:
+        raise ConfigError(
+            f"trainer.steps_per_call={setting}: {reason}; use trainer.steps_per_call=1 or auto"
+        )
+    return setting
+
+
+# Lightning's loop, seen from inside a training step that takes several optimizer steps.
+
+
+def count_batch(trainer: Any) -> None:
+    """Advance the loop's counters by one batch: the one just trained is done, the next is
+    started, as Lightning's loop counts them between two of its own steps."""
+    loop = trainer.fit_loop.epoch_loop
+    loop.batch_progress.increment_by(1)
+    loop._batches_that_stepped += 1
+    mark_last_batch(trainer)
+
+
+def mark_last_batch(trainer: Any) -> None:
+    """Whether the batch about to be trained is the epoch's last, which Lightning takes from its
+    fetcher; the fetcher counts calls, not batches, so it is set from the batches here."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    progress.is_last_batch = progress.current.ready >= trainer.num_training_batches
+
+
+def acts_now(trainer: Any) -> bool:
+    """Whether Lightning would act after the batch just trained (end the epoch or the run,
+    validate, write a step-interval checkpoint, stop), so that the next batch must wait for it."""
+    loop = trainer.fit_loop.epoch_loop
+    if trainer.should_stop or trainer.received_sigterm or loop._is_training_done:
+        return True
+    if loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
+        return True
+    step = trainer.global_step
+    return any(
+        callback._every_n_train_steps and step % callback._every_n_train_steps == 0
+        for callback in trainer.checkpoint_callbacks
+    )
+
+
+def step_schedulers(model: Any) -> None:
+    """After a batch a model trained by hand: step its LR schedulers where Lightning steps those
+    of the models it optimizes (per step, or after the epoch's last batch; every `frequency`).
+    ReduceLROnPlateau waits for the epoch's end, where its metric is (Model.on_train_epoch_end)."""
+    trainer = model.trainer
+    loop = trainer.fit_loop.epoch_loop
+    for config in trainer.lr_scheduler_configs:
+        if config.reduce_on_plateau:
+            continue
+        if config.interval == "step":
+            count = loop.batch_idx + 1
+        elif loop._num_ready_batches_reached():
+            count = trainer.current_epoch + 1
+        else:
+            continue
+        if count % config.frequency == 0:
+            model.lr_scheduler_step(config.scheduler, None)
