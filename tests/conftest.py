@@ -43,6 +43,11 @@ def group_options(group: str) -> list[str]:
 @pytest.fixture
 def compose_train(tmp_path):
     """compose_train(*overrides) -> the train config, run dir in tmp_path, quick CPU settings."""
+    return composer(tmp_path)
+
+
+def composer(tmp_path: Path):
+    """What compose_train gives, for a folder of the caller's (a module-scoped fixture's)."""
     made = []
 
     def make(*overrides: str, quick: bool = True) -> DictConfig:

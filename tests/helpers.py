@@ -10,13 +10,16 @@ import torch
 
 class KillAt(L.Callback):
     """SIGKILL this process right after the optimizer step that reaches `step`: a pre-emption
-    or `kill -9` at a known point, with no chance to clean up."""
+    or `kill -9` at a known point, with no chance to clean up. With several steps per call
+    (trainer.steps_per_call), after the call that reaches it."""
+
+    acts_once_per_call = True
 
     def __init__(self, step: int):
         self.step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
+        if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -51,6 +54,8 @@ class SignalAt(L.Callback):
     """Sends this process `signal` (a name: SIGTERM, SIGINT) in the given stage: after the
     optimizer step that reaches `step` in training, or at the first batch of validation or
     testing once that step is reached: what a scheduler's pre-emption does, at a known point."""
+
+    acts_once_per_call = True
 
     def __init__(self, step: int, stage: str = "train", signal: str = "SIGTERM"):
         self.step, self.stage, self.signal = step, stage, getattr(signal_module, signal)

@@ -17,7 +17,7 @@ from tests.datasets import (
     write_shapes3d_like,
     write_table,
 )
-from vaelab.config.instantiate import build, build_group
+from vaelab.config.instantiate import build, build_group, build_trainer
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
 
@@ -116,9 +116,9 @@ def test_option_composes_and_instantiates(compose_train, tmp_path, monkeypatch, 
         return
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         with pytest.raises(Exception, match="No supported gpu backend"):
-            build(cfg.trainer, callbacks=callbacks, logger=loggers)
+            build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers)
         return
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers)
     assert isinstance(trainer, L.Trainer)
     if cfg.model.get("scheduler"):
         trainer.strategy.connect(model)

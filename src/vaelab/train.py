@@ -121,15 +121,9 @@ def train(
         check_optimizing_by_hand(cfg)
     if start is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
         check_fits(model, start, ckpt_path)
-    overrides: dict[str, Any] = {}  # what the trainer takes beyond its config
-    steps = choose(cfg.trainer, model, datamodule)
-    if steps > 1:
-        datamodule.steps_per_call = steps
-        clip = cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
-        model.take_steps_per_call(steps, *clip)
-        overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
 
     log.info("Callbacks, loggers, trainer")
+    overrides: dict[str, Any] = {}  # what the trainer takes beyond its config
     on_sigterm = CheckpointOnSigterm()
     own = [on_sigterm, FollowMovedRun()]  # the run directory's contract, not options
     callbacks = [*build_group(cfg.get("callbacks")), *extra_callbacks, *own]
@@ -141,6 +135,12 @@ def train(
     if not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(EpochLog(cfg.model.get("monitor")))
         overrides["enable_progress_bar"] = False
+    steps = choose(cfg.trainer, model, datamodule, callbacks)
+    if steps > 1:
+        datamodule.steps_per_call = steps
+        clip = cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
+        model.take_steps_per_call(steps, *clip)
+        overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
     if cfg.get("resume") and start is not None:
         # What was logged after the checkpoint is logged again from it: each step once.
         for logger in loggers:

@@ -11,6 +11,8 @@ class ProgressBar(RichProgressBar):
     (trainer.steps_per_call) the hook is given the first batch of the call; the bar shows the
     loop's count, the last."""
 
+    acts_once_per_call = True
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         done = trainer.fit_loop.epoch_loop.batch_idx + 1
         if done % max(self.refresh_rate, 1) < done - batch_idx or done == self.total_train_batches:

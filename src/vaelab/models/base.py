@@ -100,6 +100,7 @@ class Model(L.LightningModule):
         self._eval_generator: torch.Generator | None = None
         self._last_finite: dict[str, float] = {}  # training means at the last check
         self._logged_step = -1  # the step of the last window written to the loggers
+        self._taken_over = False  # optimized by hand for Lightning (trainer.steps_per_call)
         self._clip: tuple[float, str | None] | None = None  # clipping taken over from Lightning
 
     # The model's math: what a subclass defines.
@@ -226,7 +227,12 @@ class Model(L.LightningModule):
         models it does not step) and steps its LR schedulers where Lightning would."""
         if steps > 1 and self.automatic_optimization:
             self.automatic_optimization = False
+            self._taken_over = True
             self._clip = (clip_val, clip_algorithm) if clip_val else None
+
+    def on_train_start(self) -> None:
+        if self._taken_over:
+            steps_per_call.carry_step_count(self.trainer)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         if self._clip is not None:
@@ -245,6 +251,8 @@ class Model(L.LightningModule):
                     return
                 steps_per_call.count_batch(self.trainer)
             self.optimize(batch)
+            if self._taken_over:
+                steps_per_call.count_step(self.trainer)
             steps_per_call.step_schedulers(self)
 
     def validation_step(self, batch, batch_idx):
@@ -285,9 +293,9 @@ class Model(L.LightningModule):
         model optimized by hand is stepped here, once per epoch, on the epoch's monitor (the
         others after each batch, by `steps_per_call.step_schedulers`)."""
         for config in self.trainer.lr_scheduler_configs:
-            if not config.reduce_on_plateau:
+            if not steps_per_call.is_plateau(config):
                 continue
-            value = self.trainer.callback_metrics.get(config.monitor or self.monitor)
+            value = self.trainer.callback_metrics.get(self.monitor)
             if value is not None:  # no validation this epoch: nothing to judge the plateau by
                 self.lr_scheduler_step(config.scheduler, value)
 
@@ -383,11 +391,9 @@ class Model(L.LightningModule):
             config = dict(self.hparams.scheduler)
             interval = config.pop("interval", "epoch")
             scheduler = instantiate(config, _convert_="all")(optimizer)
-            main["lr_scheduler"] = {
-                "scheduler": scheduler,
-                "monitor": self.monitor,
-                "interval": interval,
-            }
+            main["lr_scheduler"] = {"scheduler": scheduler, "interval": interval}
+            if self.automatic_optimization:  # else _step_plateau reads it
+                main["lr_scheduler"]["monitor"] = self.monitor
         if not extra:
             return main
         return [main, *({"optimizer": instantiate(c, _convert_="all")(p)} for p, c in extra)]

@@ -34,8 +34,10 @@ class VAE(GaussianPosterior):
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
         self.free_bits, self.gamma = free_bits, gamma
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        # Not at on_fit_start: the estimate sets the loader up, and before a resume has restored
+        # the loop, which would then never give the loader its place in the epoch.
         if hasattr(self.kl_schedule, "spanning"):  # a schedule laid over the run's length
             self.kl_schedule = self.kl_schedule.spanning(self.trainer.estimated_stepping_batches)
 

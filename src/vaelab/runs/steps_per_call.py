@@ -25,10 +25,40 @@ from vaelab.errors import ConfigError
 AUTO = 8
 
 
-def _reason_for_one(trainer_cfg: DictConfig, model: Any, datamodule: Any) -> str | None:
+# The hooks Lightning calls once per batch: a callback that has them sees one call per K batches.
+PER_BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+)
+
+
+def _acts_per_batch(callback: Any) -> bool:
+    """Whether a callback acts on single training batches, and has not said (with a class
+    attribute `acts_once_per_call = True`) that it acts right when called once per K batches.
+    Lightning's checkpoints act right: the model returns to Lightning at their step intervals."""
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+    if getattr(callback, "acts_once_per_call", False) or isinstance(callback, ModelCheckpoint):
+        return False
+    return any(
+        getattr(type(callback), hook, None) is not getattr(Callback, hook)
+        for hook in PER_BATCH_HOOKS
+    )
+
+
+def _reason_for_one(
+    trainer_cfg: DictConfig, model: Any, datamodule: Any, callbacks: list
+) -> str | None:
     """Why this run must take one step per Lightning step, or None when it may take several."""
     from vaelab.models.base import Model
 
+    per_batch = [type(c).__name__ for c in callbacks if _acts_per_batch(c)]
+    if per_batch:
+        return f"the callback {per_batch[0]} acts on every training batch"
     if not hasattr(datamodule, "steps_per_call"):
         return f"{type(datamodule).__name__} hands its loader's batches over one at a time"
     if type(model).training_step is not Model.training_step:
@@ -47,11 +77,11 @@ def _reason_for_one(trainer_cfg: DictConfig, model: Any, datamodule: Any) -> str
     return None
 
 
-def choose(trainer_cfg: DictConfig, model: Any, datamodule: Any) -> int:
+def choose(trainer_cfg: DictConfig, model: Any, datamodule: Any, callbacks: list) -> int:
     """K for this run: `auto` takes AUTO where it can be made right and 1 elsewhere; an explicit
     K > 1 that cannot be made right is refused in one line."""
     setting = OmegaConf.select(trainer_cfg, "steps_per_call", default="auto")  # checked: schema
-    reason = _reason_for_one(trainer_cfg, model, datamodule)
+    reason = _reason_for_one(trainer_cfg, model, datamodule, callbacks)
     if setting == "auto":
         return 1 if reason else AUTO
     if setting > 1 and reason:
@@ -102,7 +132,7 @@ def step_schedulers(model: Any) -> None:
     trainer = model.trainer
     loop = trainer.fit_loop.epoch_loop
     for config in trainer.lr_scheduler_configs:
-        if config.reduce_on_plateau:
+        if is_plateau(config):
             continue
         if config.interval == "step":
             count = loop.batch_idx + 1
@@ -111,4 +141,33 @@ def step_schedulers(model: Any) -> None:
         else:
             continue
         if count % config.frequency == 0:
+            loop.scheduler_progress.increment_ready()
             model.lr_scheduler_step(config.scheduler, None)
+            loop.scheduler_progress.increment_completed()
+
+
+def count_step(trainer: Any) -> None:
+    """Count an optimizer step taken by hand for a model Lightning would optimize, where Lightning
+    counts its own: a checkpoint then holds the progress of a run of K = 1, which a resume with
+    any K continues."""
+    optimizer = trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer
+    optimizer.step.increment_by(1)
+    optimizer.zero_grad.increment_by(1)
+
+
+def carry_step_count(trainer: Any) -> None:
+    """At the start of a fit taken over from Lightning: global_step reads the count of steps
+    taken by hand, which a checkpoint written with K = 1 does not hold; it is the steps counted
+    as Lightning counts them."""
+    loop = trainer.fit_loop.epoch_loop
+    steps = loop.automatic_optimization.optim_progress.optimizer_steps
+    by_hand = loop.manual_optimization.optim_step_progress
+    by_hand.total.ready = by_hand.total.completed = steps
+
+
+def is_plateau(config: Any) -> bool:
+    """Whether a scheduler steps on a metric; Lightning's flag for it is unset when it does not
+    optimize the model itself."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    return isinstance(config.scheduler, ReduceLROnPlateau)

@@ -1,0 +1,195 @@
+"""Several optimizer steps per Lightning step (trainer.steps_per_call): the same run, bit for bit,
+as one step per call, whatever counts steps."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from tests.conftest import composer
+from tests.helpers import PoisonWeights
+from vaelab.config.schema import validate
+from vaelab.errors import ConfigError, TrainingDiverged
+from vaelab.runs.steps_per_call import AUTO, choose
+from vaelab.train import train
+
+# Digits: 11 of its 12 batches per epoch, so 301 steps end mid-epoch; every count below is
+# prime to the K compared, so the model must hand batches back to Lightning mid-call for each.
+HARD = [
+    "trainer.max_epochs=40",
+    "trainer.max_steps=301",
+    "trainer.limit_train_batches=11",
+    "+trainer.val_check_interval=7",  # validations inside the epoch
+    "trainer.gradient_clip_val=0.5",
+    "trainer.log_every_n_steps=3",
+    "callbacks.last_checkpoint.every_n_train_steps=13",
+    "callbacks.images=null",
+    "model/scheduler=warmup",  # stepped after every optimizer step
+    "model.scheduler.total_iters=150",
+    "model/kl_schedule=cyclical",  # reads the trainer's estimate of the run's steps
+    "data.binarize=dynamic",  # a fresh draw per batch
+    "logger=csv",
+]
+
+
+def _run(compose_train, steps: int | str, *overrides: str):
+    cfg = compose_train(*HARD, f"trainer.steps_per_call={steps}", *overrides)
+    results, objects = train(cfg)
+    return Path(cfg.paths.output_dir), results, objects
+
+
+def _checkpoint(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def _assert_same_tensors(a, b, where: str) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_tensors(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="module")
+def one_step(tmp_path_factory):
+    """The reference: one optimizer step per Lightning step."""
+    return _run(composer(tmp_path_factory.mktemp("k1")), 1)
+
+
+@pytest.mark.parametrize("steps", [3, 8])
+def test_k_steps_per_call_are_the_one_step_run_bit_for_bit(one_step, compose_train, steps):
+    reference_dir, reference, reference_objects = one_step
+    run_dir, results, objects = _run(compose_train, steps)
+    trainer, model = objects["trainer"], objects["model"]
+    assert model.automatic_optimization is False  # stepped by hand, K at a time
+
+    # What counts steps counts optimizer steps.
+    assert trainer.global_step == 301 == reference["global_step"]
+    assert trainer.num_training_batches == 11 == reference_objects["trainer"].num_training_batches
+    assert trainer.estimated_stepping_batches == 301
+    # The weights, the optimizer's and the scheduler's states, the loop's progress and the
+    # loader's position in the checkpoint; the best checkpoint chosen; every logged value.
+    ours, theirs = _checkpoint(run_dir), _checkpoint(reference_dir)
+    assert ours["global_step"] == theirs["global_step"] == 299  # 13 * 23
+    # Steps taken by hand are counted as Lightning counts its own, and also where global_step
+    # reads them when a model is optimized by hand.
+    by_hand = ours["loops"]["fit_loop"].pop("epoch_loop.manual_optimization.optim_step_progress")
+    assert by_hand["total"]["completed"] == 299
+    del theirs["loops"]["fit_loop"]["epoch_loop.manual_optimization.optim_step_progress"]
+    for key in ("state_dict", "optimizer_states", "lr_schedulers", "loops", "train_means"):
+        _assert_same_tensors(ours[key], theirs[key], key)
+    assert Path(results["best_ckpt"]).name == Path(reference["best_ckpt"]).name
+    assert results["test/elbo"] == reference["test/elbo"]
+    assert _rows(run_dir) == _rows(reference_dir)
+    # The windows, validations and checkpoints fell where they fall with one step per call.
+    rows = _rows(run_dir)
+    assert [int(r["step"]) for r in rows if r["train/loss"]][:3] == [2, 5, 8]
+    assert [int(r["step"]) for r in rows if r["val/elbo"]][:3] == [6, 17, 28]
+    lr = [float(r["lr-Adam"]) for r in rows if r["lr-Adam"]]
+    assert lr[0] < lr[-1] == pytest.approx(1e-3)  # the warm-up moved per step
+
+
+def test_a_run_killed_mid_call_resumes_to_the_one_step_run(one_step, compose_train, tmp_path):
+    """Stopped after step 200 (mid-epoch, between two step-interval checkpoints), resumed with
+    another K: the weights and the log of the run that never stopped."""
+    reference_dir, _, _ = one_step
+
+    class Killed(Exception):
+        pass
+
+    class Kill(PoisonWeights):  # at the end of the call that passes step 200
+        acts_once_per_call = True
+
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step >= self.step:
+                raise Killed
+
+    cfg = compose_train(*HARD, "trainer.steps_per_call=8")
+    with pytest.raises(Killed):
+        train(cfg, extra_callbacks=[Kill(step=200)])
+    run_dir = Path(cfg.paths.output_dir)
+    stopped = _checkpoint(run_dir)
+    assert stopped["global_step"] == 195  # 13 * 15: the last step-interval checkpoint
+    assert stopped["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 17, "taken": 8}  # 17 epochs of 11, then 8 batches
+    ]
+    resumed = compose_train(*HARD, f"resume={run_dir}", "trainer.steps_per_call=5")
+    with open_dict(resumed):
+        resumed.paths.output_dir = str(run_dir)
+    train(resumed)
+    ours, theirs = _checkpoint(run_dir), _checkpoint(reference_dir)
+    for key in ("state_dict", "optimizer_states", "lr_schedulers"):
+        _assert_same_tensors(ours[key], theirs[key], key)
+    assert _rows(run_dir) == _rows(reference_dir)
+
+
+def test_factor_vae_takes_both_its_optimizers_steps_per_batch(compose_train):
+    common = ["model=factor_vae", "trainer.max_steps=40", "callbacks.images=null", "logger=csv"]
+    runs = []
+    for steps in (1, 6):
+        cfg = compose_train(*common, f"trainer.steps_per_call={steps}")
+        results, objects = train(cfg)
+        runs.append((objects["model"].state_dict(), results["test/elbo"]))
+    (a, elbo_a), (b, elbo_b) = runs
+    _assert_same_tensors(a, b, "state_dict")
+    assert elbo_a == elbo_b
+
+
+def test_the_divergence_guard_stops_at_the_same_step(compose_train):
+    messages = []
+    for steps in (1, 8):
+        cfg = compose_train(
+            "model.optimizer.lr=1e6", "trainer.log_every_n_steps=1", "callbacks.images=null",
+            f"trainer.steps_per_call={steps}",
+        )  # fmt: skip
+        with pytest.raises(TrainingDiverged) as caught:
+            train(cfg)
+        messages.append(str(caught.value).replace(cfg.paths.output_dir, "<run>"))
+    assert messages[0] == messages[1]
+    assert "training diverged by step" in messages[0]
+
+
+def test_auto_takes_one_step_where_several_cannot_be_made_right(compose_train):
+    from vaelab.config.instantiate import build
+
+    def chosen(*overrides: str, callbacks=()):
+        cfg = compose_train(*overrides)
+        datamodule = build(cfg.data)
+        datamodule.setup("fit")
+        model = build(cfg.model, input_shape=list(datamodule.shape))
+        return choose(cfg.trainer, model, datamodule, list(callbacks))
+
+    assert chosen() == AUTO
+    assert chosen("trainer.accumulate_grad_batches=2") == 1
+    assert chosen("trainer=ddp_cpu") == 1
+    assert chosen(callbacks=[PoisonWeights(step=3)]) == 1  # it acts on every batch
+    with pytest.raises(ConfigError) as caught:
+        chosen("trainer.steps_per_call=4", "trainer.accumulate_grad_batches=2")
+    assert str(caught.value) == (
+        "trainer.steps_per_call=4: trainer.accumulate_grad_batches=2 steps once per several "
+        "batches; use trainer.steps_per_call=1 or auto"
+    )
+    with pytest.raises(ConfigError, match="callback PoisonWeights acts on every training batch"):
+        chosen("trainer.steps_per_call=4", callbacks=[PoisonWeights(step=3)])
+    assert chosen("trainer.steps_per_call=1", "trainer.accumulate_grad_batches=2") == 1
+
+
+@pytest.mark.parametrize("value", [0, -2, "many", 1.5, True])
+def test_steps_per_call_must_be_auto_or_a_count(compose_train, value):
+    cfg = compose_train(f"trainer.steps_per_call={value}")
+    with pytest.raises(ConfigError, match=r"trainer.steps_per_call.*integer >= 1, or auto"):
+        validate(cfg)
