@@ -29,6 +29,7 @@ class BetaTCVAE(VAE):
         self.tc_estimator = tc_estimator
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         if self.hparams.dataset_size is None:
             size = num_examples(self.trainer.train_dataloader)
             if size is None:
