@@ -46,9 +46,11 @@ def csv_rows(run_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> Path:
-    """Four epochs without a stop: what every resumed run must reproduce bit for bit."""
+    """Four epochs without a stop, one optimizer step per Lightning step: what every resumed run
+    (of the default settings: several steps per call) must reproduce bit for bit."""
     tmp = tmp_path_factory.mktemp("straight")
-    code, out = train(tmp, "trainer.max_epochs=4", f"hydra.run.dir={tmp / 'run'}")
+    args = ["trainer.max_epochs=4", "trainer.steps_per_call=1", f"hydra.run.dir={tmp / 'run'}"]
+    code, out = train(tmp, *args)
     assert code == 0, out[-3000:]
     return tmp / "run"
 

@@ -12,6 +12,7 @@ import torch
 from vaelab.data import DigitsDataModule
 from vaelab.data.batches import TensorBatches
 from vaelab.models.running_means import RunningMeans
+from vaelab.runs.steps_per_call import AUTO
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -19,7 +20,9 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path):
     out = tmp_path / "benchmark.json"
-    args = ["--device", "cpu", "--limit", "1280", "--epochs", "2", "--out", str(out)]
+    # The small-model option: 40 steps an epoch, where the host time per step shows most.
+    small = ["--hidden", "64", "--latent", "8", "--batch-size", "32"]
+    args = ["--device", "cpu", "--limit", "1280", "--epochs", "2", *small, "--out", str(out)]
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), *args],
         cwd=tmp_path,
@@ -31,14 +34,23 @@ def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout)  # the table, for whoever reads the log
     table = json.loads(out.read_text())
-    expected = {"plain", "plain_compiled", "vaelab", "vaelab_compiled"}
+    expected = {"plain", "plain_compiled", "vaelab", "vaelab_k1", "vaelab_compiled"}
     assert expected <= set(table) and set(table) <= expected | {"pythae"}
+    assert table["vaelab"]["steps_per_call"] == AUTO and table["vaelab_k1"]["steps_per_call"] == 1
     plain = table["plain"]["test_elbo"]
     for name, row in table.items():
         assert row["img_per_s"] > 0 and row["peak_mem_mb"] > 0
+        # Images are counted from the optimizer steps taken, 32 images each.
+        assert row["img_per_s"] == pytest.approx(32 / (row["ms_per_step"] / 1000))
+        reference = "plain_compiled" if "compiled" in name else "plain"
+        assert row["host_ms_per_step"] == pytest.approx(
+            row["ms_per_step"] - table[reference]["ms_per_step"]
+        )
         assert row["ratio_to_plain"] == pytest.approx(
             row["img_per_s"] / table["plain"]["img_per_s"]
         )
+        low, high = row["ratio_to_plain_range"]
+        assert low == high == pytest.approx(row["ratio_to_plain"])  # one repeat
         # Same model, data, loss and number of steps: speed may not come from doing less.
         assert abs(row["test_elbo"] - plain) < 0.02 * abs(plain), (name, row["test_elbo"], plain)
     assert "| vaelab |" in result.stdout and "Machine:" in result.stdout

@@ -11,6 +11,8 @@ from omegaconf import open_dict
 from tests.conftest import composer
 from tests.helpers import PoisonWeights
 from vaelab.config.schema import validate
+from vaelab.data import DigitsDataModule
+from vaelab.data.batches import TensorBatches
 from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.runs.steps_per_call import AUTO, choose
 from vaelab.train import train
@@ -32,6 +34,33 @@ HARD = [
     "data.binarize=dynamic",  # a fresh draw per batch
     "logger=csv",
 ]
+
+
+def test_the_loader_hands_over_k_batches_in_one_cut_and_takes_back_the_untrained():
+    dm = DigitsDataModule(batch_size=100, binarize="dynamic", seed=3)
+    dm.setup()
+    x, y = dm.splits["train"]
+    settings = dict(shuffle=True, drop_last=False, seed=3, binarize=True)
+    one, many = TensorBatches(x, y, 100, **settings), TensorBatches(x, y, 100, **settings,
+                                                                    steps_per_call=4)  # fmt: skip
+    assert len(many) == len(one) == 12  # batches, not calls: 1,150 rows, the last batch short
+    for epoch in (0, 1):
+        one.sampler.set_epoch(epoch)
+        many.sampler.set_epoch(epoch)
+        batches, calls = list(one), list(many)
+        assert [steps.first for _, _, steps in calls] == [0, 4, 8]
+        assert all(steps.batch_size == 100 for _, _, steps in calls)
+        # The same rows, the same fresh Bernoulli draws, the same order.
+        assert torch.equal(torch.cat([c[0] for c in calls]), torch.cat([b[0] for b in batches]))
+        assert torch.equal(torch.cat([c[1] for c in calls]), torch.cat([b[1] for b in batches]))
+    # A model that trained on one batch of a call hands the rest back: the next call starts
+    # with them, and the position a checkpoint saves counts only what was trained.
+    calls = iter(many)
+    _, _, steps = next(calls)
+    steps.give_back(1)
+    assert many.state_dict() == {"epoch": 1, "taken": 1}
+    x1, _, again = next(calls)
+    assert again.first == 1 and torch.equal(x1, torch.cat([b[0] for b in batches[1:5]]))
 
 
 def _run(compose_train, steps: int | str, *overrides: str):
