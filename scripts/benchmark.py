@@ -199,6 +199,10 @@ def run_vaelab(args, compiled: bool, steps_per_call: str = "auto") -> dict:
                 self.times.append(time.perf_counter() - self.start)
                 self.steps.append(trainer.global_step - self.first)
 
+        def on_train_end(self, trainer, pl_module):
+            # What auto settled on: the loader's steps per call at the end, 1 when one by one.
+            self.steps_per_call = getattr(trainer.train_dataloader, "steps_per_call", None) or 1
+
     overrides = [*data_overrides(args.data_dir), *model_overrides(args)]
     overrides += ["trainer.enable_model_summary=false", f"trainer.steps_per_call={steps_per_call}"]
     if args.limit:
@@ -214,7 +218,7 @@ def run_vaelab(args, compiled: bool, steps_per_call: str = "auto") -> dict:
         "steps": timer.steps,
         "batch_size": args.batch_size,
         "test_elbo": results["test/elbo"],
-        "steps_per_call": objects["datamodule"].steps_per_call,
+        "steps_per_call": timer.steps_per_call,
     }
 
 

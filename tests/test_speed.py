@@ -12,7 +12,6 @@ import torch
 from vaelab.data import DigitsDataModule
 from vaelab.data.batches import TensorBatches
 from vaelab.models.running_means import RunningMeans
-from vaelab.runs.steps_per_call import AUTO
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,7 +35,8 @@ def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path):
     table = json.loads(out.read_text())
     expected = {"plain", "plain_compiled", "vaelab", "vaelab_k1", "vaelab_compiled"}
     assert expected <= set(table) and set(table) <= expected | {"pythae"}
-    assert table["vaelab"]["steps_per_call"] == AUTO and table["vaelab_k1"]["steps_per_call"] == 1
+    # auto took several steps per call (as many as ~0.1 s holds), and =1 one.
+    assert table["vaelab"]["steps_per_call"] > 1 and table["vaelab_k1"]["steps_per_call"] == 1
     plain = table["plain"]["test_elbo"]
     for name, row in table.items():
         assert row["img_per_s"] > 0 and row["peak_mem_mb"] > 0

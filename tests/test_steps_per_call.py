@@ -14,7 +14,7 @@ from vaelab.config.schema import validate
 from vaelab.data import DigitsDataModule
 from vaelab.data.batches import TensorBatches
 from vaelab.errors import ConfigError, TrainingDiverged
-from vaelab.runs.steps_per_call import AUTO, choose
+from vaelab.runs.steps_per_call import START, adapted, choose
 from vaelab.train import train
 
 # Digits: 11 of its 12 batches per epoch, so 301 steps end mid-epoch; every count below is
@@ -43,12 +43,12 @@ def test_the_loader_hands_over_k_batches_in_one_cut_and_takes_back_the_untrained
     settings = dict(shuffle=True, drop_last=False, seed=3, binarize=True)
     one, many = TensorBatches(x, y, 100, **settings), TensorBatches(x, y, 100, **settings,
                                                                     steps_per_call=4)  # fmt: skip
-    assert len(many) == len(one) == 12  # batches, not calls: 1,150 rows, the last batch short
+    assert len(many) == len(one) == 15  # batches, not calls: 1,437 rows, the last batch short
     for epoch in (0, 1):
         one.sampler.set_epoch(epoch)
         many.sampler.set_epoch(epoch)
         batches, calls = list(one), list(many)
-        assert [steps.first for _, _, steps in calls] == [0, 4, 8]
+        assert [steps.first for _, _, steps in calls] == [0, 4, 8, 12]
         assert all(steps.batch_size == 100 for _, _, steps in calls)
         # The same rows, the same fresh Bernoulli draws, the same order.
         assert torch.equal(torch.cat([c[0] for c in calls]), torch.cat([b[0] for b in batches]))
@@ -99,7 +99,7 @@ def one_step(tmp_path_factory):
     return _run(composer(tmp_path_factory.mktemp("k1")), 1)
 
 
-@pytest.mark.parametrize("steps", [3, 8])
+@pytest.mark.parametrize("steps", [3, 8, "auto"])
 def test_k_steps_per_call_are_the_one_step_run_bit_for_bit(one_step, compose_train, steps):
     reference_dir, reference, reference_objects = one_step
     run_dir, results, objects = _run(compose_train, steps)
@@ -202,10 +202,11 @@ def test_auto_takes_one_step_where_several_cannot_be_made_right(compose_train):
         model = build(cfg.model, input_shape=list(datamodule.shape))
         return choose(cfg.trainer, model, datamodule, list(callbacks))
 
-    assert chosen() == AUTO
-    assert chosen("trainer.accumulate_grad_batches=2") == 1
-    assert chosen("trainer=ddp_cpu") == 1
-    assert chosen(callbacks=[PoisonWeights(step=3)]) == 1  # it acts on every batch
+    assert chosen() == (START, True)  # then adapted to the step time
+    assert chosen("trainer.steps_per_call=5") == (5, False)
+    assert chosen("trainer.accumulate_grad_batches=2") == (1, False)
+    assert chosen("trainer=ddp_cpu") == (1, False)
+    assert chosen(callbacks=[PoisonWeights(step=3)]) == (1, False)  # it acts on every batch
     with pytest.raises(ConfigError) as caught:
         chosen("trainer.steps_per_call=4", "trainer.accumulate_grad_batches=2")
     assert str(caught.value) == (
@@ -214,7 +215,14 @@ def test_auto_takes_one_step_where_several_cannot_be_made_right(compose_train):
     )
     with pytest.raises(ConfigError, match="callback PoisonWeights acts on every training batch"):
         chosen("trainer.steps_per_call=4", callbacks=[PoisonWeights(step=3)])
-    assert chosen("trainer.steps_per_call=1", "trainer.accumulate_grad_batches=2") == 1
+    assert chosen("trainer.steps_per_call=1", "trainer.accumulate_grad_batches=2") == (1, False)
+
+
+def test_auto_sizes_a_call_to_a_tenth_of_a_second():
+    assert adapted(seconds=0.02, steps=8) == 40  # 2.5 ms a step
+    assert adapted(seconds=0.5, steps=2) == 1  # a slow model: one step a call
+    assert adapted(seconds=1e-4, steps=8) == 256  # at most
+    assert adapted(seconds=0.0, steps=3) == 256
 
 
 @pytest.mark.parametrize("value", [0, -2, "many", 1.5, True])

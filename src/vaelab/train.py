@@ -135,11 +135,11 @@ def train(
     if not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(EpochLog(cfg.model.get("monitor")))
         overrides["enable_progress_bar"] = False
-    steps = choose(cfg.trainer, model, datamodule, callbacks)
+    steps, adapt = choose(cfg.trainer, model, datamodule, callbacks)
     if steps > 1:
         datamodule.steps_per_call = steps
         clip = cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
-        model.take_steps_per_call(steps, *clip)
+        model.take_steps_per_call(adapt, *clip)
         overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
     if cfg.get("resume") and start is not None:
         # What was logged after the checkpoint is logged again from it: each step once.
@@ -154,7 +154,8 @@ def train(
 
     failed = True
     try:
-        per_call = f", {steps} optimizer steps per Lightning step" if steps > 1 else ""
+        per_call = f", {'auto' if adapt else steps} optimizer steps per Lightning step"
+        per_call = per_call if steps > 1 else ""
         log.info(f"Training in {run_dir}{per_call}")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if cfg.get("resume") and start and trainer.global_step == start["global_step"]:

@@ -45,7 +45,8 @@ def to_float(x: Tensor) -> Tensor:
 class Steps:
     """What a loader hands Lightning beside the rows of several consecutive batches: their size
     and where they start, so that the model can cut them apart, take one optimizer step on each,
-    and hand back those it had no time for (Lightning must act between two of them)."""
+    hand back those it had no time for (Lightning must act between two of them), and say how
+    many the next call should hold."""
 
     def __init__(self, loader: "TensorBatches", first: int, batch_size: int):
         self.loader, self.first, self.batch_size = loader, first, batch_size
@@ -54,14 +55,17 @@ class Steps:
         """Only the first `used` batches were trained on: the next call starts with the rest."""
         self.loader._taken = self.first + used
 
+    def next_calls_hold(self, batches: int) -> None:
+        self.loader.steps_per_call = batches
+
 
 class TensorBatches:
     """An iterable of `(x, y)` batches over in-memory tensors, with `len()` for progress bars.
 
-    With `steps_per_call = K > 1` it yields `(x, y, Steps)` instead: the rows of K consecutive
-    batches, cut by one index, for a model that takes K optimizer steps per Lightning step.
-    `len()` still counts batches, so Lightning's counts (batches per epoch, limits, validation
-    intervals) stay counts of optimizer steps.
+    With `steps_per_call = K` (not None) it yields `(x, y, Steps)` instead: the rows of K
+    consecutive batches, cut by one index, for a model that takes K optimizer steps per Lightning
+    step. `len()` still counts batches, so Lightning's counts (batches per epoch, limits,
+    validation intervals) stay counts of optimizer steps.
     """
 
     batch_sampler = None  # Lightning looks for DataLoader's attributes once it sees `sampler`
@@ -77,7 +81,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         binarize: bool = False,
-        steps_per_call: int = 1,
+        steps_per_call: int | None = None,
     ):
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
         self.binarize, self.seed, self.steps_per_call = binarize, seed, steps_per_call
@@ -97,11 +101,11 @@ class TensorBatches:
         if self._skip is not None and self._skip["epoch"] == self.sampler.epoch:
             self._taken = self._skip["taken"]
         self._skip = None
-        n, b, k = len(self), self.batch_size, self.steps_per_call
-        # `_taken` is read again each time: a model may hand batches back (Steps.give_back).
+        n, b = len(self), self.batch_size
+        # Read again for each call: a model may hand batches back, and change K (Steps).
         while self._taken < n:
             first = self._taken
-            last = min(first + k, n)
+            last = min(first + (self.steps_per_call or 1), n)
             self._taken = last
             index = order[first * b : last * b]
             x = self.x[index]
@@ -109,7 +113,7 @@ class TensorBatches:
             if self.binarize:
                 parts = [self._binarize(part, first + j) for j, part in enumerate(x.split(b))]
                 x = parts[0] if len(parts) == 1 else torch.cat(parts)
-            if k == 1:
+            if self.steps_per_call is None:
                 yield x, self.y[index]
             else:
                 yield x, self.y[index], Steps(self, first, b)

@@ -69,8 +69,9 @@ class InMemoryDataModule(L.LightningDataModule):
         # Row names per part of `read()`'s data, where the data has them (a table's id column).
         self.ids: dict[str, np.ndarray] = {}
         self.factors: dict[str, Tensor] = {}  # per split (N, K) factor indices, where known
-        # Training batches handed over per Lightning step: set by the run (trainer.steps_per_call).
-        self.steps_per_call = 1
+        # Training batches handed over per Lightning step, when several are: set by the run
+        # (trainer.steps_per_call).
+        self.steps_per_call: int | None = None
 
     def read(self) -> dict[str, Arrays]:
         """The data as tensors: {"train": ...} and, where the dataset fixes them, "val" and
@@ -191,7 +192,7 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             binarize=train and self.binarize == "dynamic",
-            steps_per_call=self.steps_per_call if train else 1,
+            steps_per_call=self.steps_per_call if train else None,
         )
 
     def _keep_on(self, device: torch.device) -> bool:

@@ -26,6 +26,7 @@ config rules of `vaelab.config.schema`, the one place where what a value may be 
 
 import inspect
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -101,6 +102,8 @@ class Model(L.LightningModule):
         self._last_finite: dict[str, float] = {}  # training means at the last check
         self._logged_step = -1  # the step of the last window written to the loggers
         self._taken_over = False  # optimized by hand for Lightning (trainer.steps_per_call)
+        self._direct = False  # steps through torch alone: no one listens to Lightning's hooks
+        self._adapt = False  # whether the steps per call follow the step time
         self._clip: tuple[float, str | None] | None = None  # clipping taken over from Lightning
 
     # The model's math: what a subclass defines.
@@ -216,16 +219,21 @@ class Model(L.LightningModule):
         `on_before_optimizer_step` (after a 16-mixed loss scale is taken off), the step."""
         optimizer = self.optimizers()
         loss = self._step(batch, "train")
+        if self._direct:
+            steps_per_call.direct_step(self, optimizer, loss)
+            return
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
 
-    def take_steps_per_call(self, steps: int, clip_val=None, clip_algorithm=None) -> None:
-        """Train on `steps` batches per Lightning step (trainer.steps_per_call). A model that
-        Lightning optimizes is then optimized by hand, with the same math: it clips gradients as
-        Lightning would (`clip_val`, `clip_algorithm`: the trainer's, which Lightning refuses for
-        models it does not step) and steps its LR schedulers where Lightning would."""
-        if steps > 1 and self.automatic_optimization:
+    def take_steps_per_call(self, adapt: bool, clip_val=None, clip_algorithm=None) -> None:
+        """Train on the batches of several steps per Lightning step (trainer.steps_per_call);
+        with `adapt`, choose how many from the step time. A model that Lightning optimizes is
+        then optimized by hand, with the same math: it clips gradients as Lightning would
+        (`clip_val`, `clip_algorithm`: the trainer's, which Lightning refuses for models it does
+        not step) and steps its LR schedulers where Lightning would."""
+        self._adapt = adapt
+        if self.automatic_optimization:
             self.automatic_optimization = False
             self._taken_over = True
             self._clip = (clip_val, clip_algorithm) if clip_val else None
@@ -233,6 +241,7 @@ class Model(L.LightningModule):
     def on_train_start(self) -> None:
         if self._taken_over:
             steps_per_call.carry_step_count(self.trainer)
+            self._direct = steps_per_call.unheard(self)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         if self._clip is not None:
@@ -242,18 +251,22 @@ class Model(L.LightningModule):
         """One optimizer step per batch of the rows handed over. Before each further batch,
         Lightning's counters move on by a batch; where Lightning would act after a batch
         (validate, checkpoint, end the epoch or the run, stop), the rest is handed back."""
-        size = steps.batch_size
+        start, trained = time.perf_counter(), 0
         steps_per_call.mark_last_batch(self.trainer)
-        for j, batch in enumerate(zip(x.split(size), y.split(size), strict=True)):
-            if j:
-                if steps_per_call.acts_now(self.trainer):
-                    steps.give_back(j)
-                    return
+        horizon = steps_per_call.horizon(self.trainer)
+        for batch in zip(x.split(steps.batch_size), y.split(steps.batch_size), strict=True):
+            if trained:
+                if trained == horizon or steps_per_call.stopping(self.trainer):
+                    steps.give_back(trained)
+                    break
                 steps_per_call.count_batch(self.trainer)
             self.optimize(batch)
             if self._taken_over:
                 steps_per_call.count_step(self.trainer)
             steps_per_call.step_schedulers(self)
+            trained += 1
+        if self._adapt:
+            steps.next_calls_hold(steps_per_call.adapted(time.perf_counter() - start, trained))
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

@@ -72,7 +72,7 @@ class GaussianPosterior(StandardNormalPrior, Model):
     def per_example(self, x: Tensor, eps: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         mu, logvar = self.encode(x, y)
         z = mu + torch.exp(0.5 * logvar) * eps
-        recon = -self.likelihood.log_prob(x, self.decode(z, y))
+        recon = self.likelihood.nll(x, self.decode(z, y))
         kl_dims = kl_per_dimension(mu, logvar)
         return {"recon": recon, "kl_dims": kl_dims, "mu": mu, "logvar": logvar, "z": z}
 

@@ -14,7 +14,12 @@ def _sum_per_example(t: Tensor) -> Tensor:
 
 def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     """log Bern(x; sigmoid(logits)), summed per example. x may be grey values in [0, 1]."""
-    return -_sum_per_example(
+    return -bernoulli_nll(x, logits)
+
+
+def bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:
+    """-log Bern(x; sigmoid(logits)), summed per example: the cross-entropy itself."""
+    return _sum_per_example(
         F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
     )
 
@@ -25,17 +30,32 @@ def gaussian_log_prob(x: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
     return -_sum_per_example(0.5 * z**2 + log_sigma + 0.5 * math.log(2 * math.pi))
 
 
-class Bernoulli(nn.Module):
+class Likelihood(nn.Module):
+    """p(x|z) from the decoder's output: `log_prob`, `mean`; `nll`, what a loss takes."""
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def nll(self, x: Tensor, params: Tensor) -> Tensor:
+        """-log p(x|z) per example (recon)."""
+        return -self.log_prob(x, params)
+
+
+class Bernoulli(Likelihood):
     """Decoder outputs logits; the mean is sigmoid(logits)."""
 
     def log_prob(self, x: Tensor, logits: Tensor) -> Tensor:
         return bernoulli_log_prob(x, logits)
 
+    def nll(self, x: Tensor, logits: Tensor) -> Tensor:
+        # Not -log_prob: two negations are two more ops each way, on a small model's every step.
+        return bernoulli_nll(x, logits)
+
     def mean(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
 
 
-class Gaussian(nn.Module):
+class Gaussian(Likelihood):
     """Decoder outputs means. sigma is fixed (a buffer, so it travels with the checkpoint) or,
     with `learned_shape`, one learned sigma per data dimension shared by all examples."""
 
@@ -89,7 +109,7 @@ class Log1p(nn.Module):
         return torch.log1p(x)
 
 
-class Counts(nn.Module):
+class Counts(Likelihood):
     """Counts per feature (cells x genes), as scVI models them: the decoder outputs one logit
     per feature, softmax turns them into proportions, and the mean count is the proportion
     times the example's library size, its observed total count (an offset, not learned).

@@ -58,6 +58,7 @@ class VAE(GaussianPosterior):
             beta = self.gamma if self.gamma is not None else beta
             terms.update(loss=terms["recon"] + beta * (penalty - capacity).abs(), capacity=capacity)
         else:
-            terms.update(loss=terms["recon"] + beta * penalty)
+            # x * 1.0 is x: the multiplication would be an op each way for nothing.
+            terms.update(loss=terms["recon"] + (penalty if beta == 1 else beta * penalty))
         terms["beta"] = beta
         return terms

@@ -77,7 +77,7 @@ class VQVAE(Model):
         z_e = self.encode(x)
         z_q, codes = self.quantize(z_e)
         straight_through = z_e + (z_q - z_e).detach()
-        recon = -self.likelihood.log_prob(x, self.decode(straight_through))
+        recon = self.likelihood.nll(x, self.decode(straight_through))
         commitment = (z_e.float() - z_q.float().detach()).pow(2).sum(1)
         return {"recon": recon, "commitment": commitment, "z_e": z_e, "codes": codes}
 

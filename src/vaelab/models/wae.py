@@ -34,7 +34,7 @@ class WAE(StandardNormalPrior, AutoEncoder):
 
     def per_example(self, x: Tensor, prior_z: Tensor) -> dict[str, Tensor]:
         z = self.encode(x)
-        recon = -self.likelihood.log_prob(x, self.decode(z))
+        recon = self.likelihood.nll(x, self.decode(z))
         # A statistic of the batch, not of one example.
         return {"recon": recon, "mmd": mmd(z, prior_z, self.kernel, self.kernel_scales)}
 

@@ -20,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
 
-# What `auto` takes where K > 1 can be made right: the host work per step is then an eighth of
-# Lightning's, and the loop still returns to Lightning every few milliseconds (README, Speed).
-AUTO = 8
+# `auto`, where K > 1 can be made right, starts with K = START and then, after each call, takes
+# the K whose call lasts about CALL_SECONDS at the step time just measured (at most MOST): then
+# Lightning's ~1 ms per call is ~1% of the time, and the loop (a progress bar, say) still hears
+# from the run ten times a second, whatever the model's speed (README, Speed).
+START, CALL_SECONDS, MOST = 8, 0.1, 256
 
 
 # The hooks Lightning calls once per batch: a callback that has them sees one call per K batches.
@@ -77,18 +79,26 @@ def _reason_for_one(
     return None
 
 
-def choose(trainer_cfg: DictConfig, model: Any, datamodule: Any, callbacks: list) -> int:
-    """K for this run: `auto` takes AUTO where it can be made right and 1 elsewhere; an explicit
-    K > 1 that cannot be made right is refused in one line."""
+def choose(
+    trainer_cfg: DictConfig, model: Any, datamodule: Any, callbacks: list
+) -> tuple[int, bool]:
+    """(K for this run's first call, whether K adapts to the step time). `auto` adapts where
+    K > 1 can be made right and takes 1 elsewhere; an explicit K > 1 that cannot be made right is
+    refused in one line."""
     setting = OmegaConf.select(trainer_cfg, "steps_per_call", default="auto")  # checked: schema
     reason = _reason_for_one(trainer_cfg, model, datamodule, callbacks)
     if setting == "auto":
-        return 1 if reason else AUTO
+        return (1, False) if reason else (START, True)
     if setting > 1 and reason:
         raise ConfigError(
             f"trainer.steps_per_call={setting}: {reason}; use trainer.steps_per_call=1 or auto"
         )
-    return setting
+    return setting, False
+
+
+def adapted(seconds: float, steps: int) -> int:
+    """The K whose call would last CALL_SECONDS, from a call of `steps` steps in `seconds`."""
+    return max(1, min(MOST, round(CALL_SECONDS * steps / max(seconds, 1e-9))))
 
 
 # Lightning's loop, seen from inside a training step that takes several optimizer steps.
@@ -110,19 +120,34 @@ def mark_last_batch(trainer: Any) -> None:
     progress.is_last_batch = progress.current.ready >= trainer.num_training_batches
 
 
-def acts_now(trainer: Any) -> bool:
-    """Whether Lightning would act after the batch just trained (end the epoch or the run,
-    validate, write a step-interval checkpoint, stop), so that the next batch must wait for it."""
+def horizon(trainer: Any) -> int:
+    """How many batches a call may train, from its first, before Lightning may act on one: end
+    the epoch or the run (max_steps), write a step-interval checkpoint, validate. Returning to
+    Lightning where it then does nothing costs a call, never a difference; a validation every so
+    many seconds may fall after any batch, so then each call trains one."""
     loop = trainer.fit_loop.epoch_loop
-    if trainer.should_stop or trainer.received_sigterm or loop._is_training_done:
-        return True
-    if loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
-        return True
+    progress = loop.batch_progress
+    in_epoch, in_run = progress.current.ready - 1, progress.total.ready - 1  # before this call
     step = trainer.global_step
-    return any(
-        callback._every_n_train_steps and step % callback._every_n_train_steps == 0
-        for callback in trainer.checkpoint_callbacks
-    )
+    ahead = [trainer.num_training_batches - in_epoch]
+    if trainer.max_steps >= 0:
+        ahead.append(trainer.max_steps - step)
+    for callback in trainer.checkpoint_callbacks:
+        every = getattr(callback, "_every_n_train_steps", 0)
+        if every:
+            ahead.append(every - step % every)
+    if getattr(trainer, "_val_check_time_interval", None) is not None:  # Lightning >= 2.6
+        return 1
+    every = trainer.val_check_batch
+    if every is not None and every != float("inf"):
+        done = in_run if trainer.check_val_every_n_epoch is None else in_epoch
+        ahead.append(int(every) - done % int(every))
+    return max(1, int(min(ahead)))
+
+
+def stopping(trainer: Any) -> bool:
+    """Whether the run was asked to stop (a callback, SIGTERM) during the call."""
+    return trainer.should_stop or trainer.received_sigterm
 
 
 def step_schedulers(model: Any) -> None:
@@ -171,3 +196,54 @@ def is_plateau(config: Any) -> bool:
     from torch.optim.lr_scheduler import ReduceLROnPlateau
 
     return isinstance(config.scheduler, ReduceLROnPlateau)
+
+
+# Lightning's hooks around backward and the optimizer step, which it calls on every callback and on
+# the model for each step, whether or not any of them listens (~0.3 ms a step on a CPU here).
+STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step",
+              "on_before_zero_grad")  # fmt: skip
+
+
+def unheard(model: Any) -> bool:
+    """Whether Lightning's manual_backward and optimizer step would add nothing to torch's own
+    for this model: no callback and no model hook listens to the hooks they call (the model's
+    clipping aside: `direct_step` clips), the precision plugin scales no loss, and one device
+    holds the model. Then `direct_step` takes the step."""
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.core import LightningModule
+    from lightning.pytorch.plugins.precision import (
+        DoublePrecision,
+        HalfPrecision,
+        MixedPrecision,
+        Precision,
+    )
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    from vaelab.models.base import Model
+
+    trainer = model.trainer
+    plugin = trainer.precision_plugin
+    plain = type(plugin) in (Precision, DoublePrecision, HalfPrecision, MixedPrecision)
+    if not plain or getattr(plugin, "scaler", None) is not None:
+        return False
+    if type(trainer.strategy) is not SingleDeviceStrategy:
+        return False
+    for hook in STEP_HOOKS:
+        if any(getattr(type(c), hook) is not getattr(Callback, hook) for c in trainer.callbacks):
+            return False
+        own = getattr(type(model), hook)
+        if own is not getattr(LightningModule, hook) and own is not getattr(Model, hook):
+            return False
+    return True
+
+
+def direct_step(model: Any, optimizer: Any, loss: Any) -> None:
+    """One optimizer step through torch alone, counted as Lightning counts its own: what
+    manual_backward and the optimizer's step do when nothing listens to their hooks."""
+    optimizer.zero_grad()
+    loss.backward()
+    model.on_before_optimizer_step(optimizer)
+    progress = model.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    progress.increment_ready()
+    optimizer.optimizer.step()
+    progress.increment_completed()
