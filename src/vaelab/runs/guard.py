@@ -29,13 +29,42 @@ from vaelab.runs.resume import (
 from vaelab.runs.secrets import mask_logging, redact, remember
 
 LOCK = ".vaelab.lock"
-# Set by Lightning's DDP launcher, torchrun and SLURM for every process of a run: only rank 0
-# owns the directory, the others join the run it started.
-_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+# Set by Lightning's DDP launcher, torchrun, SLURM and Lightning's multi-node variables (a
+# node's rank) for every process of a run: only rank 0 owns the directory, the others join the
+# run it started.
+_RANK_VARIABLES = (
+    "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"
+)  # fmt: skip
 
 
 def _rank_zero() -> bool:
     return all(os.environ.get(name, "0") == "0" for name in _RANK_VARIABLES)
+
+
+def _rank_name() -> str:
+    """This process's place among the processes of a run, for the names of its own files:
+    node1 (NODE_RANK=1), rank3 (RANK=3), node1_local2."""
+    short = {"RANK": "rank", "LOCAL_RANK": "local", "NODE_RANK": "node", "GROUP_RANK": "node",
+             "SLURM_PROCID": "task", "JSM_NAMESPACE_RANK": "task"}  # fmt: skip
+    parts = dict.fromkeys(
+        f"{short[n]}{os.environ[n]}" for n in _RANK_VARIABLES if os.environ.get(n, "0") != "0"
+    )
+    return "_".join(parts)
+
+
+def _keep_records_apart(config: DictConfig) -> None:
+    """A rank other than zero writes Hydra's records and its log beside rank zero's, never over
+    them: rank zero's are the run's. Lightning's own launcher names its ranks' records itself."""
+    suffix = _rank_name()
+    with read_write(config), open_dict(config):
+        hydra = config.hydra
+        if not str(hydra.output_subdir or "").startswith(".pl_hydra"):
+            hydra.output_subdir = f"{hydra.output_subdir or '.hydra'}_{suffix}"
+        handler = OmegaConf.select(hydra, "job_logging.handlers.file")
+        if handler is not None and "filename" in handler:
+            # Unresolved: the job's output_dir it names is set only when the job starts.
+            name = OmegaConf.to_container(handler, resolve=False)["filename"]
+            handler.filename = name.removesuffix(".log") + f".{suffix}.log"
 
 
 def _slurm_requeue() -> bool:
@@ -128,6 +157,7 @@ class RunGuard(Callback):
         if not _rank_zero():
             if finished is not None:
                 raise AlreadyFinished(finished_message(run_dir))
+            _keep_records_apart(config)
             return
         if training and not task.get("resume") and (run_dir / "config.yaml").is_file():
             if not _slurm_requeue():

@@ -1,0 +1,98 @@
+"""Two "nodes" of one CPU process each, on this machine, started as a cluster starts them: the same
+command on each, with Lightning's multi-node variables (MASTER_ADDR, MASTER_PORT, NODE_RANK,
+LOCAL_RANK) and trainer.num_nodes=2, over gloo. One run, sharded across the nodes, its metrics
+reduced, in one run directory; stopped, resumed, and the same as the run that never stopped."""
+
+import os
+import socket
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_cli import VAELAB_TRAIN
+from tests.test_ddp import first_val_recon
+from tests.test_resume import ROOT, assert_identical, weights
+from vaelab.data import DigitsDataModule
+
+NODES = [
+    "trainer=ddp_cpu",
+    "trainer.devices=1",
+    "trainer.num_nodes=2",
+    "model=ae",  # no sampling noise: one process and two nodes must agree
+    "+trainer.val_check_interval=2",
+    "callbacks.rich_progress_bar=null",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_nodes(tmp: Path, *args: str) -> list[str]:
+    """The same command on node 0 and node 1; each one's output. Both must succeed."""
+    port = str(_free_port())
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")}
+    env |= {"WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port, "LOCAL_RANK": "0"}  # fmt: skip
+    logs = [tmp / f"node{rank}.out" for rank in (0, 1)]
+    processes = [
+        subprocess.Popen(
+            [VAELAB_TRAIN, *NODES, *args],
+            cwd=tmp,
+            env=env | {"NODE_RANK": str(rank)},
+            stdout=open(log, "w"),  # noqa: SIM115 (closed with the process)
+            stderr=subprocess.STDOUT,
+        )
+        for rank, log in enumerate(logs)
+    ]
+    codes = [process.wait(timeout=300) for process in processes]
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n".join(out[-3000:] for out in outputs)
+    return outputs
+
+
+def test_two_nodes_train_one_run_and_resume_it(tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    two_nodes(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={straight}")
+
+    record = ["+callbacks.record._target_=tests.helpers.RecordBatches",
+              f"+callbacks.record.folder={tmp_path / 'seen'}"]  # fmt: skip
+    outputs = two_nodes(tmp_path, "trainer.max_epochs=1", f"hydra.run.dir={stopped}", *record)
+    assert "GLOBAL_RANK: 1" in outputs[1] and "MEMBER: 2/2" in outputs[0]
+
+    # Sharded: each training example of the epoch on one node only; 1437 % 2 = 1 left out.
+    seen = [torch.load(tmp_path / "seen" / f"rank{r}.pt") for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 718
+    dm = DigitsDataModule()
+    dm.setup()
+    as_counts = lambda x: Counter(map(tuple, x.flatten(1).tolist()))  # noqa: E731
+    seen_counts, train_counts = as_counts(torch.cat(seen)), as_counts(dm.splits["train"][0])
+    assert seen_counts <= train_counts and (train_counts - seen_counts).total() == 1
+
+    # One run directory: rank zero's files once; node 1's Hydra records and log beside them.
+    assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert (stopped / "config.yaml").is_file() and (stopped / "results.json").is_file()
+    assert (stopped / ".hydra_node1" / "overrides.yaml").is_file()
+    assert "NODE_RANK" not in (stopped / "train.log").read_text()
+    assert (stopped / "train.node1.log").is_file()
+
+    # Resumed on both nodes: the weights of the run that never stopped.
+    two_nodes(tmp_path, f"resume={stopped}", "trainer.max_epochs=2", "+callbacks.record=null")
+    assert_identical(weights(stopped), weights(straight))
+    assert weights(stopped)["step"] == 2 * 12  # 12 steps of 2 x 64 examples per epoch
+
+    # Metrics reduced across the nodes: the validation after two steps is that of one process
+    # taking the same two steps of the global batch (128 = 2 x 64).
+    one = tmp_path / "one"
+    single = [VAELAB_TRAIN, *NODES[3:], "trainer=cpu", "trainer.max_epochs=1",
+              f"hydra.run.dir={one}"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(single, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert first_val_recon(stopped) == pytest.approx(first_val_recon(one), abs=1e-4)
