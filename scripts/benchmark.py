@@ -320,7 +320,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
         ratios = [_per_step(plain) / _per_step(one) for one, plain in zip(repeats, runs["plain"])]
         table[name]["ratio_to_plain_range"] = [min(ratios), max(ratios)]
     for name, row in table.items():
-        reference = "plain_compiled" if "compiled" in name and "plain_compiled" in table else "plain"
+        compiled = "compiled" in name and "plain_compiled" in table
+        reference = "plain_compiled" if compiled else "plain"
         row["host_ms_per_step"] = row["ms_per_step"] - table[reference]["ms_per_step"]
         row["ratio_to_plain"] = row["img_per_s"] / table["plain"]["img_per_s"]
         if name.endswith("compiled") and "plain_compiled" in table:

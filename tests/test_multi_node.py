@@ -36,7 +36,8 @@ def _free_port() -> int:
 def two_nodes(tmp: Path, *args: str) -> list[str]:
     """The same command on node 0 and node 1; each one's output. Both must succeed."""
     port = str(_free_port())
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")}
+    quiet = ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")  # set by console scripts run in-process
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
     env |= {"WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": port, "LOCAL_RANK": "0"}  # fmt: skip
     logs = [tmp / f"node{rank}.out" for rank in (0, 1)]
@@ -63,7 +64,8 @@ def test_two_nodes_train_one_run_and_resume_it(tmp_path):
     record = ["+callbacks.record._target_=tests.helpers.RecordBatches",
               f"+callbacks.record.folder={tmp_path / 'seen'}"]  # fmt: skip
     outputs = two_nodes(tmp_path, "trainer.max_epochs=1", f"hydra.run.dir={stopped}", *record)
-    assert "GLOBAL_RANK: 1" in outputs[1] and "MEMBER: 2/2" in outputs[0]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
+    assert outputs[0].count("task_name: train") == 1 and "task_name" not in outputs[1]
 
     # Sharded: each training example of the epoch on one node only; 1437 % 2 = 1 left out.
     seen = [torch.load(tmp_path / "seen" / f"rank{r}.pt") for r in (0, 1)]

@@ -58,7 +58,6 @@ def train(
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-    from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vaelab.callbacks import CheckpointOnSigterm, EpochLog, FollowMovedRun
@@ -66,6 +65,7 @@ def train(
     from vaelab.embeddings import disentanglement_scores
     from vaelab.loggers.wandb import ID_FILE
     from vaelab.runs.preemption import preempted
+    from vaelab.runs.ranks import rank_zero
     from vaelab.runs.resume import (
         check_fits,
         finished_message,
@@ -103,7 +103,7 @@ def train(
     resolved = OmegaConf.to_container(cfg, resolve=True)
     remember(resolved)
     run_config = redact(resolved)
-    if cfg.get("extras", {}).get("print_config", True) and rank_zero_only.rank == 0:
+    if cfg.get("extras", {}).get("print_config", True) and rank_zero():  # not yet Lightning's
         print_config(run_config)
     L.seed_everything(cfg.seed, workers=True)
 

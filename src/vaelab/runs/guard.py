@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from vaelab.config.cli import exit_for
 from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
+from vaelab.runs.ranks import rank_name, rank_zero
 from vaelab.runs.resume import (
     finished_message,
     finished_results,
@@ -29,33 +30,12 @@ from vaelab.runs.resume import (
 from vaelab.runs.secrets import mask_logging, redact, remember
 
 LOCK = ".vaelab.lock"
-# Set by Lightning's DDP launcher, torchrun, SLURM and Lightning's multi-node variables (a
-# node's rank) for every process of a run: only rank 0 owns the directory, the others join the
-# run it started.
-_RANK_VARIABLES = (
-    "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"
-)  # fmt: skip
-
-
-def _rank_zero() -> bool:
-    return all(os.environ.get(name, "0") == "0" for name in _RANK_VARIABLES)
-
-
-def _rank_name() -> str:
-    """This process's place among the processes of a run, for the names of its own files:
-    node1 (NODE_RANK=1), rank3 (RANK=3), node1_local2."""
-    short = {"RANK": "rank", "LOCAL_RANK": "local", "NODE_RANK": "node", "GROUP_RANK": "node",
-             "SLURM_PROCID": "task", "JSM_NAMESPACE_RANK": "task"}  # fmt: skip
-    parts = dict.fromkeys(
-        f"{short[n]}{os.environ[n]}" for n in _RANK_VARIABLES if os.environ.get(n, "0") != "0"
-    )
-    return "_".join(parts)
 
 
 def _keep_records_apart(config: DictConfig) -> None:
     """A rank other than zero writes Hydra's records and its log beside rank zero's, never over
     them: rank zero's are the run's. Lightning's own launcher names its ranks' records itself."""
-    suffix = _rank_name()
+    suffix = rank_name()
     with read_write(config), open_dict(config):
         hydra = config.hydra
         if not str(hydra.output_subdir or "").startswith(".pl_hydra"):
@@ -154,7 +134,7 @@ class RunGuard(Callback):
         finished = None
         if training:
             finished = _check_train(task, list(config.hydra.overrides.task), run_dir)
-        if not _rank_zero():
+        if not rank_zero():
             if finished is not None:
                 raise AlreadyFinished(finished_message(run_dir))
             _keep_records_apart(config)
@@ -189,7 +169,7 @@ class RunGuard(Callback):
                 _redact_file(path)
         if hydra.mode == RunMode.MULTIRUN:
             _redact_file(Path(hydra.sweep.dir) / "multirun.yaml")
-            if _rank_zero():
+            if rank_zero():
                 try:
                     _held.append(RunDirLock(out))
                 except UserError as error:
