@@ -41,3 +41,7 @@ for extra in "trainer.precision=bf16-mixed" "trainer.precision=16-mixed" \
 done
 python3 scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 \
   --out "$out/benchmark_cuda.json" | tee "$out/benchmark_cuda.md"
+# The small model, where the host time per step is all there is on a GPU.
+python3 scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 \
+  --hidden 64 --latent 8 --batch-size 32 --variants plain,plain_compiled,vaelab,vaelab_k1,vaelab_compiled \
+  --out "$out/benchmark_cuda_small.json" | tee "$out/benchmark_cuda_small.md"

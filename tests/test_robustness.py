@@ -54,6 +54,11 @@ CONFIG_ERRORS = [
         ["trainer.precision=16", "trainer.gradient_clip_val=1"],
         "trainer.gradient_clip_val with trainer.precision=16 needs an optimizer that is not fused",
     ),
+    (
+        ["trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1"],
+        "trainer.gradient_clip_val with trainer.precision=bf16-mixed needs an optimizer that is",
+    ),
+    (["trainer.steps_per_call=0"], "trainer.steps_per_call=0: must be an integer >= 1, or auto"),
     (["trainer.precision=8"], "trainer.precision=8: must be one of 64-true"),
     (["trainer=gpu"], "trainer.accelerator=gpu, but no CUDA GPU is visible"),
     (["model/kl_schedule=linear", "model.kl_schedule.warmup_steps=0"], "warmup_steps=0"),

@@ -4,6 +4,7 @@ as one step per call, whatever counts steps."""
 import csv
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from omegaconf import open_dict
@@ -230,3 +231,33 @@ def test_steps_per_call_must_be_auto_or_a_count(compose_train, value):
     cfg = compose_train(f"trainer.steps_per_call={value}")
     with pytest.raises(ConfigError, match=r"trainer.steps_per_call.*integer >= 1, or auto"):
         validate(cfg)
+
+
+class GradNorms(L.Callback):
+    """Listens to a hook Lightning calls around every optimizer step: with several steps per call
+    the model then steps through Lightning's manual_backward and optimizer wrapper."""
+
+    acts_once_per_call = True  # its hook comes per optimizer step whatever K is
+
+    def __init__(self):
+        self.norms = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.cat(grads).norm()))
+
+
+def test_hooks_around_each_step_are_called_for_each_step(compose_train):
+    norms, weights = {}, {}
+    for steps in (1, 8):
+        listener = GradNorms()
+        cfg = compose_train(
+            "trainer.max_steps=40", "trainer.gradient_clip_val=0.5", "callbacks.images=null",
+            "trainer.precision=bf16-mixed", "model.optimizer.fused=false", "logger=none",
+            f"trainer.steps_per_call={steps}",
+        )  # fmt: skip
+        _, objects = train(cfg, extra_callbacks=[listener])
+        norms[steps], weights[steps] = listener.norms, objects["model"].state_dict()
+        assert objects["model"]._direct is False  # someone listens: Lightning's own path
+    assert len(norms[1]) == 40 and norms[8] == norms[1]  # before clipping, as Lightning gives
+    _assert_same_tensors(weights[8], weights[1], "state_dict")

@@ -355,10 +355,11 @@ def _precision(cfg: DictConfig) -> str | None:
 
 def _check_clipping(cfg: DictConfig) -> None:
     """Under 16-mixed a fused optimizer unscales the gradients inside its own step, after any
-    point where they could be clipped; Lightning would fail at the first step."""
+    point where they could be clipped; Lightning's mixed-precision plugin (bf16-mixed too) would
+    refuse at the first step."""
     precision = OmegaConf.select(cfg, "trainer.precision", default=None)
     if (
-        _precision(cfg) == "16-mixed"
+        _precision(cfg) in ("16-mixed", "bf16-mixed")
         and OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None)
         and OmegaConf.select(cfg, "model.optimizer.fused", default=False)
     ):
