@@ -234,7 +234,7 @@ def unheard(model: Any) -> bool:
         own = getattr(type(model), hook)
         if own is not getattr(LightningModule, hook) and own is not getattr(Model, hook):
             return False
-    return True
+    return type(model).backward is LightningModule.backward  # one of its own: Lightning's path
 
 
 def direct_step(model: Any, optimizer: Any, loss: Any) -> None:
