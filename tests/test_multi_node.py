@@ -68,7 +68,7 @@ def test_two_nodes_train_one_run_and_resume_it(tmp_path):
     assert outputs[0].count("task_name: train") == 1 and "task_name" not in outputs[1]
 
     # Sharded: each training example of the epoch on one node only; 1437 % 2 = 1 left out.
-    seen = [torch.load(tmp_path / "seen" / f"rank{r}.pt") for r in (0, 1)]
+    seen = [torch.load(tmp_path / "seen" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 718
     dm = DigitsDataModule()
     dm.setup()
