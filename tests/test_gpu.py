@@ -43,8 +43,11 @@ def test_train_then_eval_embed_and_sample_on_the_gpu(tmp_path):
     "setting",
     [
         ["trainer.precision=bf16-mixed"],  # torch's own backward and step (no hook listens)
-        ["trainer.precision=16-mixed", "model.optimizer.fused=false",
-         "trainer.gradient_clip_val=1.0"],  # Lightning's: the loss scale, unscaled to clip
+        [
+            "trainer.precision=16-mixed",
+            "model.optimizer.fused=false",
+            "trainer.gradient_clip_val=1.0",
+        ],  # Lightning's: the loss scale, unscaled to clip
         ["model.compile=true", "model.compile_mode=reduce-overhead"],  # a CUDA graph K times
     ],  # fmt: skip
     ids=["bf16", "16-mixed-clip", "cuda-graphs"],
