@@ -51,6 +51,9 @@ def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path):
         )
         low, high = row["ratio_to_plain_range"]
         assert low == high == pytest.approx(row["ratio_to_plain"])  # one repeat
+        if name.endswith("compiled"):
+            low, high = row["ratio_to_plain_compiled_range"]
+            assert low == high == pytest.approx(row["ratio_to_plain_compiled"])
         # Same model, data, loss and number of steps: speed may not come from doing less.
         assert abs(row["test_elbo"] - plain) < 0.02 * abs(plain), (name, row["test_elbo"], plain)
     assert "| vaelab |" in result.stdout and "Machine:" in result.stdout
