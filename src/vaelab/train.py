@@ -154,8 +154,8 @@ def train(
 
     failed = True
     try:
-        per_call = f", {'auto' if adapt else steps} optimizer steps per Lightning step"
-        per_call = per_call if steps > 1 else ""
+        per_call = f", {steps} optimizer steps per Lightning step" if steps > 1 else ""
+        per_call += " to start, then as many as ~0.1 s holds" if adapt else ""
         log.info(f"Training in {run_dir}{per_call}")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if cfg.get("resume") and start and trainer.global_step == start["global_step"]:
