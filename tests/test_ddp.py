@@ -24,6 +24,18 @@ def first_val_recon(run_dir) -> float:
         return next(float(r["val/recon"]) for r in csv.DictReader(file) if r["val/recon"])
 
 
+def assert_one_epoch_sharded(folder) -> None:
+    """What two ranks trained on in one epoch of digits (RecordBatches' files in `folder`): each
+    training example once across the ranks; 1437 % 2 = 1 left out of the epoch."""
+    seen = [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 718
+    dm = DigitsDataModule()
+    dm.setup()
+    as_counts = lambda x: Counter(map(tuple, x.flatten(1).tolist()))  # noqa: E731
+    seen_counts, train_counts = as_counts(torch.cat(seen)), as_counts(dm.splits["train"][0])
+    assert seen_counts <= train_counts and (train_counts - seen_counts).total() == 1
+
+
 def test_two_cpu_ranks_match_one_process_and_share_the_epoch(tmp_path):
     record = ["+callbacks.record._target_=tests.helpers.RecordBatches"]
     runs = {}
@@ -38,14 +50,7 @@ def test_two_cpu_ranks_match_one_process_and_share_the_epoch(tmp_path):
     # Validation after two optimizer steps of the same global batch (128 = 2 x 64).
     assert first_val_recon(runs["ddp_cpu"]) == pytest.approx(first_val_recon(runs["cpu"]), abs=1e-4)
 
-    # Each training example seen once across the ranks; 1437 % 2 = 1 left out of the epoch.
-    seen = [torch.load(tmp_path / "ddp_cpu" / "seen" / f"rank{r}.pt") for r in (0, 1)]
-    assert len(seen[0]) == len(seen[1]) == 718
-    dm = DigitsDataModule()
-    dm.setup()
-    as_counts = lambda x: Counter(map(tuple, x.flatten(1).tolist()))  # noqa: E731
-    seen_counts, train_counts = as_counts(torch.cat(seen)), as_counts(dm.splits["train"][0])
-    assert seen_counts <= train_counts and (train_counts - seen_counts).total() == 1
+    assert_one_epoch_sharded(tmp_path / "ddp_cpu" / "seen")
     # Only rank zero wrote the run's files.
     assert not list(runs["ddp_cpu"].glob("rank1*")) and (runs["ddp_cpu"] / "results.json").is_file()
 

@@ -6,16 +6,13 @@ reduced, in one run directory; stopped, resumed, and the same as the run that ne
 import os
 import socket
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.test_cli import VAELAB_TRAIN
-from tests.test_ddp import first_val_recon
+from tests.test_ddp import assert_one_epoch_sharded, first_val_recon
 from tests.test_resume import ROOT, assert_identical, weights
-from vaelab.data import DigitsDataModule
 
 NODES = [
     "trainer=ddp_cpu",
@@ -67,14 +64,7 @@ def test_two_nodes_train_one_run_and_resume_it(tmp_path):
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
     assert outputs[0].count("task_name: train") == 1 and "task_name" not in outputs[1]
 
-    # Sharded: each training example of the epoch on one node only; 1437 % 2 = 1 left out.
-    seen = [torch.load(tmp_path / "seen" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert len(seen[0]) == len(seen[1]) == 718
-    dm = DigitsDataModule()
-    dm.setup()
-    as_counts = lambda x: Counter(map(tuple, x.flatten(1).tolist()))  # noqa: E731
-    seen_counts, train_counts = as_counts(torch.cat(seen)), as_counts(dm.splits["train"][0])
-    assert seen_counts <= train_counts and (train_counts - seen_counts).total() == 1
+    assert_one_epoch_sharded(tmp_path / "seen")  # each example of the epoch on one node only
 
     # One run directory: rank zero's files once; node 1's Hydra records and log beside them.
     assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
