@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from vaelab.config.containers import to_plain
 from vaelab.config.schema import check_model
+from vaelab.data.batches import Steps
 from vaelab.errors import TrainingDiverged
 from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
@@ -203,7 +204,7 @@ class Model(L.LightningModule):
         return terms["loss"]
 
     def training_step(self, batch, batch_idx):
-        if len(batch) == 3:  # several batches at once (trainer.steps_per_call)
+        if isinstance(batch[-1], Steps):  # several batches at once (trainer.steps_per_call)
             self._take_steps(*batch)
             return None
         if self.automatic_optimization:
@@ -247,7 +248,7 @@ class Model(L.LightningModule):
         if self._clip is not None:
             self.configure_gradient_clipping(optimizer, *self._clip)
 
-    def _take_steps(self, x: Tensor, y: Tensor, steps) -> None:
+    def _take_steps(self, x: Tensor, y: Tensor, steps: Steps) -> None:
         """One optimizer step per batch of the rows handed over. Before each further batch,
         Lightning's counters move on by a batch; where Lightning would act after a batch
         (validate, checkpoint, end the epoch or the run, stop), the rest is handed back."""
