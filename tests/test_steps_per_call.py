@@ -62,6 +62,11 @@ def test_the_loader_hands_over_k_batches_in_one_cut_and_takes_back_the_untrained
     assert many.state_dict() == {"epoch": 1, "taken": 1}
     x1, _, again = next(calls)
     assert again.first == 1 and torch.equal(x1, torch.cat([b[0] for b in batches[1:5]]))
+    # auto's K is capped by the bytes of a call's rows (float32): 256 MiB of 100 x 64 floats.
+    again.next_calls_hold(10**6)
+    assert many.steps_per_call == 256 * 2**20 // (100 * 64 * 4)
+    again.next_calls_hold(3)
+    assert many.steps_per_call == 3
 
 
 def _run(compose_train, steps: int | str, *overrides: str):

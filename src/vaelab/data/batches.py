@@ -1,5 +1,6 @@
 """Batches cut by index from tensors in memory: no per-example Python, no worker processes."""
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -42,6 +43,11 @@ def to_float(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+# What one cut of several batches may hold at most when the model chooses how many (auto): the
+# rows of a call are a copy, on the device the data lives on.
+CALL_BYTES = 256 * 2**20
+
+
 class Steps:
     """What a loader hands Lightning beside the rows of several consecutive batches: their size
     and where they start, so that the model can cut them apart, take one optimizer step on each,
@@ -56,7 +62,9 @@ class Steps:
         self.loader._taken = self.first + used
 
     def next_calls_hold(self, batches: int) -> None:
-        self.loader.steps_per_call = batches
+        """How many batches the next calls should hold, as many as CALL_BYTES of rows allow."""
+        row = 4 * math.prod(self.loader.x.shape[1:])  # float32 once cut
+        self.loader.steps_per_call = max(1, min(batches, CALL_BYTES // (self.batch_size * row)))
 
 
 class TensorBatches:
