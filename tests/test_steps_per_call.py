@@ -18,8 +18,9 @@ from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.runs.steps_per_call import START, adapted, choose
 from vaelab.train import train
 
-# Digits: 11 of its 12 batches per epoch, so 301 steps end mid-epoch; every count below is
-# prime to the K compared, so the model must hand batches back to Lightning mid-call for each.
+# Digits: 11 of its 12 batches per epoch, so 301 steps end mid-epoch, and the epochs,
+# validations and checkpoints below fall inside calls of the K compared: the model must hand
+# batches back to Lightning mid-call at each.
 HARD = [
     "trainer.max_epochs=40",
     "trainer.max_steps=301",
@@ -138,7 +139,7 @@ def test_k_steps_per_call_are_the_one_step_run_bit_for_bit(one_step, compose_tra
     assert lr[0] < lr[-1] == pytest.approx(1e-3)  # the warm-up moved per step
 
 
-def test_a_run_killed_mid_call_resumes_to_the_one_step_run(one_step, compose_train, tmp_path):
+def test_a_run_killed_mid_call_resumes_to_the_one_step_run(one_step, compose_train):
     """Stopped after step 200 (mid-epoch, between two step-interval checkpoints), resumed with
     another K: the weights and the log of the run that never stopped."""
     reference_dir, _, _ = one_step
