@@ -73,8 +73,8 @@ def _reason_for_one(
     strategy = str(OmegaConf.select(trainer_cfg, "strategy", default="auto"))
     if devices not in (1, "1") or nodes != 1 or strategy.startswith(("ddp", "fsdp", "deepspeed")):
         return (
-            "with several devices DDP averages the gradients once per Lightning step, so each "
-            "device takes one step per call"
+            "several devices take one step per call: their calls must line up (Lightning syncs "
+            "the ranks once per call, DDP their buffers once per call)"
         )
     return None
 
