@@ -27,29 +27,30 @@ from vaelab.errors import ConfigError
 START, CALL_SECONDS, MOST = 8, 0.1, 256
 
 
+# Lightning's hooks around backward and the optimizer step, which it calls on every callback and on
+# the model for each step, whether or not any of them listens (~0.3 ms a step on a CPU here).
+STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step",
+              "on_before_zero_grad")  # fmt: skip
 # The hooks Lightning calls once per batch: a callback that has them sees one call per K batches.
-PER_BATCH_HOOKS = (
-    "on_train_batch_start",
-    "on_train_batch_end",
-    "on_before_backward",
-    "on_after_backward",
-    "on_before_optimizer_step",
-    "on_before_zero_grad",
-)
+PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", *STEP_HOOKS)
+
+
+def _listens(callback: Any, hooks: tuple[str, ...]) -> bool:
+    """Whether a callback overrides any of Lightning's `hooks`."""
+    from lightning.pytorch.callbacks import Callback
+
+    return any(getattr(type(callback), hook) is not getattr(Callback, hook) for hook in hooks)
 
 
 def _acts_per_batch(callback: Any) -> bool:
     """Whether a callback acts on single training batches, and has not said (with a class
     attribute `acts_once_per_call = True`) that it acts right when called once per K batches.
     Lightning's checkpoints act right: the model returns to Lightning at their step intervals."""
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     if getattr(callback, "acts_once_per_call", False) or isinstance(callback, ModelCheckpoint):
         return False
-    return any(
-        getattr(type(callback), hook, None) is not getattr(Callback, hook)
-        for hook in PER_BATCH_HOOKS
-    )
+    return _listens(callback, PER_BATCH_HOOKS)
 
 
 def _reason_for_one(
@@ -198,18 +199,11 @@ def is_plateau(config: Any) -> bool:
     return isinstance(config.scheduler, ReduceLROnPlateau)
 
 
-# Lightning's hooks around backward and the optimizer step, which it calls on every callback and on
-# the model for each step, whether or not any of them listens (~0.3 ms a step on a CPU here).
-STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step",
-              "on_before_zero_grad")  # fmt: skip
-
-
 def unheard(model: Any) -> bool:
     """Whether Lightning's manual_backward and optimizer step would add nothing to torch's own
     for this model: no callback and no model hook listens to the hooks they call (the model's
     clipping aside: `direct_step` clips), the precision plugin scales no loss, and one device
     holds the model. Then `direct_step` takes the step."""
-    from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.core import LightningModule
     from lightning.pytorch.plugins.precision import (
         DoublePrecision,
@@ -228,9 +222,9 @@ def unheard(model: Any) -> bool:
         return False
     if type(trainer.strategy) is not SingleDeviceStrategy:
         return False
+    if any(_listens(callback, STEP_HOOKS) for callback in trainer.callbacks):
+        return False
     for hook in STEP_HOOKS:
-        if any(getattr(type(c), hook) is not getattr(Callback, hook) for c in trainer.callbacks):
-            return False
         own = getattr(type(model), hook)
         if own is not getattr(LightningModule, hook) and own is not getattr(Model, hook):
             return False
