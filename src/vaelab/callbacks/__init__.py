@@ -1,6 +1,7 @@
 from vaelab.callbacks.collapse import CollapseMonitor
 from vaelab.callbacks.epoch_log import EpochLog
 from vaelab.callbacks.images import ImageLogger
+from vaelab.callbacks.last_checkpoint import LastCheckpoint
 from vaelab.callbacks.lr_monitor import LearningRateMonitor
 from vaelab.callbacks.preemption import CheckpointOnSigterm
 from vaelab.callbacks.progress import ProgressBar
@@ -12,6 +13,7 @@ __all__ = [
     "EpochLog",
     "FollowMovedRun",
     "ImageLogger",
+    "LastCheckpoint",
     "LearningRateMonitor",
     "ProgressBar",
 ]

@@ -326,8 +326,9 @@ class Model(L.LightningModule):
         raise self._diverged(f"train/{bad[0]} is {values[bad[0]]} (last finite: {last or 'none'})")
 
     def _diverged(self, what: str) -> TrainingDiverged:
-        callback = self.trainer.checkpoint_callback
-        paths = [callback.best_model_path, callback.last_model_path] if callback else []
+        callbacks = self.trainer.checkpoint_callbacks
+        paths = [getattr(c, name, "") for name in ("best_model_path", "last_model_path")
+                 for c in callbacks]  # fmt: skip
         good = next((p for p in paths if p), "none written yet")
         return TrainingDiverged(
             f"training diverged by step {self.global_step}: {what}; the last good checkpoint: "

@@ -11,7 +11,7 @@ act after a batch (validate, checkpoint, stop), the model hands the rest of the 
 returns, so the math and the order of events are those of K = 1.
 
 Lightning has no public API for its loop's progress: the private names of Lightning 2.6 that this
-needs are used here and nowhere else.
+needs are used here and nowhere else (callbacks/last_checkpoint.py asks its loop one question).
 """
 
 from typing import Any

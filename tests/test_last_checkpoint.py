@@ -1,0 +1,109 @@
+"""checkpoints/last.ckpt follows the run: after every validation, every N steps, at the end; and a
+run killed while validating validates again when resumed."""
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import open_dict
+
+from vaelab.train import train
+
+# Digits, 11 steps an epoch, a CSV log.
+COMMON = ["trainer.limit_train_batches=11", "callbacks.images=null", "logger=csv"]
+
+
+def _step(path: Path) -> int:
+    return torch.load(path, weights_only=True)["global_step"]
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as file:
+        return list(csv.DictReader(file))
+
+
+class Peek(L.Callback):
+    """The step of last.ckpt as each epoch starts (after the previous epoch's validation)."""
+
+    def __init__(self, path: Path):
+        self.path, self.seen = path, []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if self.path.exists():
+            self.seen.append((trainer.global_step, _step(self.path)))
+
+
+def test_last_ckpt_is_written_at_every_validation_and_at_the_end(compose_train):
+    """Even where the monitored value did not improve, which is where Lightning's ModelCheckpoint
+    writes no last.ckpt: here it never improves after the first validation (monitor=step)."""
+    cfg = compose_train(*COMMON, "trainer.max_epochs=5", "trainer.max_steps=50",
+                        "callbacks.last_checkpoint.every_n_train_steps=20",
+                        "callbacks.model_checkpoint.monitor=step",
+                        "callbacks.model_checkpoint.mode=min")  # fmt: skip
+    checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
+    peek = Peek(checkpoints / "last.ckpt")
+    results, _ = train(cfg, extra_callbacks=[peek])
+    assert peek.seen == [(11, 11), (22, 22), (33, 33), (44, 44)]
+    assert results["global_step"] == 50 == _step(checkpoints / "last.ckpt")  # max_steps, mid-epoch
+    assert _step(checkpoints / "best.ckpt") == 11
+
+
+class Killed(Exception):
+    pass
+
+
+class KillInValidation(L.Callback):
+    """Stops the process at the first validation batch once `step` is reached: as `kill -9` there
+    would, with no checkpoint written on the way out."""
+
+    acts_once_per_call = True
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_validation_batch_start(self, trainer, *args):
+        if not trainer.sanity_checking and trainer.global_step >= self.step:
+            raise Killed
+
+
+@pytest.mark.parametrize("steps_per_call", [1, "auto"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        # The validation killed follows step 22: the epoch's last batch, and a step interval's.
+        ["callbacks.last_checkpoint.every_n_train_steps=11"],
+        # ... follows step 20, in the epoch: validations after steps 9, 20, 31, 42.
+        ["callbacks.last_checkpoint.every_n_train_steps=10", "+trainer.val_check_interval=9"],
+    ],
+    ids=["epoch_end", "mid_epoch"],
+)
+def test_a_run_killed_while_validating_validates_again_when_resumed(
+    compose_train, where, steps_per_call
+):
+    # best.ckpt: the first validation's (the ELBO only rises here), which a resume must not forget.
+    best = ["callbacks.model_checkpoint.mode=min"]
+    settings = [*COMMON, *where, *best, "trainer.max_epochs=4",
+                f"trainer.steps_per_call={steps_per_call}"]  # fmt: skip
+    straight = compose_train(*settings, "trainer.steps_per_call=1")
+    train(straight)
+    cfg = compose_train(*settings)
+    with pytest.raises(Killed):
+        train(cfg, extra_callbacks=[KillInValidation(step=20)])
+    run_dir = Path(cfg.paths.output_dir)
+    assert _step(run_dir / "checkpoints" / "last.ckpt") < 20  # the step save waited for it
+    resumed = compose_train(*settings, f"resume={run_dir}")
+    with open_dict(resumed):
+        resumed.paths.output_dir = str(run_dir)
+    train(resumed)
+    reference = Path(straight.paths.output_dir)
+    assert _rows(run_dir) == _rows(reference)  # the killed validation among them
+    assert sum(1 for row in _rows(run_dir) if row["val/elbo"]) >= 4
+    ours = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    theirs = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ours["global_step"] == theirs["global_step"] == 44
+    best_step = _step(reference / "checkpoints" / "best.ckpt")
+    assert _step(run_dir / "checkpoints" / "best.ckpt") == best_step == 11
+    for name, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][name], value), name
