@@ -1,5 +1,6 @@
 """checkpoints/last.ckpt follows the run: after every validation, every N steps, at the end; and a
-run killed while validating validates again when resumed."""
+run resumed from it, killed anywhere or extended once finished, is the run that never stopped:
+the same weights, the same rows of metrics.csv at the same steps."""
 
 import csv
 from pathlib import Path
@@ -104,6 +105,86 @@ def test_a_run_killed_while_validating_validates_again_when_resumed(
     theirs = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
     assert ours["global_step"] == theirs["global_step"] == 44
     best_step = _step(reference / "checkpoints" / "best.ckpt")
-    assert _step(run_dir / "checkpoints" / "best.ckpt") == best_step == 11
+    assert _step(run_dir / "checkpoints" / "best.ckpt") == best_step < 20  # from before the kill
     for name, value in theirs["state_dict"].items():
         assert torch.equal(ours["state_dict"][name], value), name
+
+
+class KillAfter(L.Callback):
+    """Stops the process after the optimizer step that reaches `step`, before a checkpoint."""
+
+    acts_once_per_call = True
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            raise Killed
+
+
+def _resume(compose_train, run_dir: Path, *overrides: str) -> None:
+    cfg = compose_train(*COMMON, f"resume={run_dir}", *overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    train(cfg)
+
+
+def _assert_same_run(run_dir: Path, reference: Path) -> None:
+    assert _rows(run_dir) == _rows(reference)
+    ours = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    theirs = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ours["global_step"] == theirs["global_step"]
+    for name, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][name], value), name
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        [],
+        ["trainer.max_steps=200"],  # Lightning counts an iteration-based fit's epochs otherwise
+        ["trainer.max_steps=200", "trainer.limit_val_batches=0"],  # starts again from step 0
+        [
+            "trainer.max_steps=200",
+            "callbacks.last_checkpoint.every_n_train_steps=11",
+            "trainer.limit_val_batches=0",
+        ],  # fmt: skip
+    ],
+    ids=["epochs", "steps_too", "no_checkpoint_yet", "no_validation"],
+)
+def test_a_run_killed_after_an_epoch_resumes_to_the_run_that_never_stopped(compose_train, limits):
+    settings = [*COMMON, *limits, "trainer.max_epochs=7"]
+    straight = compose_train(*settings, "trainer.steps_per_call=1")
+    train(straight)
+    cfg = compose_train(*settings)
+    with pytest.raises(Killed):
+        train(cfg, extra_callbacks=[KillAfter(step=50)])  # after epoch 4 (44 steps)
+    run_dir = Path(cfg.paths.output_dir)
+    _resume(compose_train, run_dir, *limits)
+    _assert_same_run(run_dir, Path(straight.paths.output_dir))
+
+
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        (["trainer.max_steps=50"], ["trainer.max_steps=80"]),  # ended inside an epoch
+        (["trainer.max_epochs=4", "trainer.max_steps=200"], ["trainer.max_epochs=7"]),
+        (
+            ["trainer.max_epochs=4", "trainer.limit_val_batches=0", "trainer.max_steps=200"],
+            ["trainer.max_epochs=7", "trainer.limit_val_batches=0"],
+        ),  # fmt: skip
+    ],
+    ids=["max_steps", "max_epochs", "no_validation"],
+)
+def test_a_finished_run_extended_is_the_longer_run(compose_train, first, then):
+    settings = [*COMMON, "trainer.max_epochs=20", "trainer.max_steps=200"]
+    straight = compose_train(*settings, *then)
+    train(straight)
+    cfg = compose_train(*settings, *first)
+    results, _ = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert _step(run_dir / "checkpoints" / "last.ckpt") == results["global_step"]
+    _resume(compose_train, run_dir, *then)
+    # The first run's test rows are dropped with the rows after its checkpoint: none after it.
+    _assert_same_run(run_dir, Path(straight.paths.output_dir))

@@ -141,11 +141,12 @@ def train(
         clip = cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
         model.take_steps_per_call(adapt, *clip)
         overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
-    if cfg.get("resume") and start is not None:
-        # What was logged after the checkpoint is logged again from it: each step once.
+    if cfg.get("resume"):
+        # What was logged after the checkpoint (without one: all of it) is logged again from it:
+        # each step once.
         for logger in loggers:
             if hasattr(logger, "rewind"):
-                logger.rewind(start["global_step"])
+                logger.rewind(start["global_step"] if start is not None else 0)
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **overrides)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)

@@ -4,8 +4,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor as LightningLearning
 
 
 class LearningRateMonitor(LightningLearningRateMonitor):
-    """A run resumed mid-epoch starts that epoch again; the rate logged at its real start is
-    already in the logs and is not written a second time at the resume's step."""
+    """Each epoch's rate logged once, at its first batch: a run resumed mid-epoch does not log
+    it a second time at the resume's step, nor misses it where the resume starts an epoch."""
 
     @property
     def acts_once_per_call(self) -> bool:
@@ -14,8 +14,11 @@ class LearningRateMonitor(LightningLearningRateMonitor):
         return self.logging_interval == "epoch"
 
     def on_train_epoch_start(self, trainer, *args, **kwargs) -> None:
-        # At an epoch's real start the progress still shows the last epoch, ended (or nothing).
-        progress = trainer.fit_loop.epoch_loop.batch_progress
-        if progress.current.completed > 0 and not progress.is_last_batch:
-            return
-        super().on_train_epoch_start(trainer, *args, **kwargs)
+        pass  # at the epoch's first batch instead
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx, *args) -> None:
+        # At the same step as the epoch's start; Lightning 2.6 resumes a checkpoint written on
+        # an epoch's last batch without calling on_train_epoch_start for the next epoch.
+        if batch_idx == 0:
+            super().on_train_epoch_start(trainer, pl_module)
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx, *args)
