@@ -1,5 +1,5 @@
 """checkpoints/last.ckpt: where `resume=` continues from, written every N optimizer steps, after
-every validation and at the end of fitting.
+every validation and at the fit's last step.
 
 Lightning's ModelCheckpoint writes last.ckpt only beside a checkpoint it writes anyway: a monitored
 one only when its value improved, so a run whose last epochs did not improve would end with a
