@@ -2,6 +2,7 @@
 lost: a table of bad command lines through the real CLI, divergence, a full disk, and random
 override sets thrown at the config layer."""
 
+import json
 import logging
 import os
 import resource
@@ -244,6 +245,32 @@ def test_resume_of_a_folder_that_is_not_a_run_leaves_it_as_it_was(tmp_path, caps
     last = _cli_in_process(train_main, [f"resume={folder}"], capsys)
     assert f"resume={folder}: {folder}/config.yaml does not exist" in last
     assert [p.name for p in folder.iterdir()] == ["todo.txt"]
+
+
+def test_a_resume_removes_a_callback_the_run_was_started_with(tmp_path, capsys, in_process):
+    """`+callbacks.x=...` at the start is not a key of the config a resume's command line is
+    checked against: the error says to use ++, and ++callbacks.x=null removes it."""
+    run_dir = tmp_path / "run"
+    start = [f"hydra.run.dir={run_dir}", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+             "trainer.limit_val_batches=1", "logger=none", "callbacks.images=null", "iw_samples=2",
+             "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+             "+callbacks.stop.monitor=val/elbo"]  # fmt: skip
+    GlobalHydra.instance().clear()
+    sys.argv = ["vaelab", *start]
+    train_main()
+    assert "EarlyStopping" in (run_dir / "config.yaml").read_text()
+    again = [f"resume={run_dir}", "trainer.max_epochs=2"]
+    last = _cli_in_process(train_main, [*again, "callbacks.stop=null"], capsys)
+    assert last == (
+        "error: callbacks.stop is not a config key: did you mean callbacks? (to add a new key "
+        "use +callbacks.stop=..., or ++callbacks.stop=... to change a key the run was started "
+        "with)"
+    )
+    GlobalHydra.instance().clear()
+    sys.argv = ["vaelab", *again, "++callbacks.stop=null"]
+    train_main()
+    assert "EarlyStopping" not in (run_dir / "config.yaml").read_text()
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 4
 
 
 def test_checkpoints_and_data_that_do_not_fit_are_named(

@@ -102,7 +102,12 @@ def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
         key = unknown.group(1)
         near = suggest(key, config_name, sys.argv[1:])
         hint = f": did you mean {near}?" if near else ""
-        message = f"{key} is not a config key{hint} (to add a new key use +{key}=...)"
+        add = f"+{key}=..."
+        if any(a.startswith("resume=") for a in sys.argv[1:]):
+            # The run's own keys (a callback it was started with: +callbacks.x=...) are not in
+            # the config this command line is checked against; ++ adds or overrides.
+            add += f", or ++{key}=... to change a key the run was started with"
+        message = f"{key} is not a config key{hint} (to add a new key use {add})"
     _exit(message, getattr(user_error, "exit_code", 1))
 
 
