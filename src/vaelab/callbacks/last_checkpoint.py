@@ -38,9 +38,13 @@ class LastCheckpoint(ModelCheckpoint):
     after the monitored checkpoint, whose decision on a validation it then holds."""
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        last = _last_step(trainer)
+        every, step = self._every_n_train_steps, trainer.global_step
+        if not (last or (every and step % every == 0) or self._train_time_interval):
+            return  # nothing due: most steps end here, without asking Lightning's loop
         if validation_follows(trainer):
             return  # saved after it
-        if _last_step(trainer):
+        if last:
             self._save_last(trainer)
         else:
             super().on_train_batch_end(trainer, *args)
