@@ -90,10 +90,11 @@ def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str =
 def export(cfg: DictConfig) -> Path:
     from vaelab.console import quiet
     from vaelab.embeddings import embed
+    from vaelab.runs.targets import trusted_targets
     from vaelab.runs.trained import inference_trainer, load_trained, placed, trained_data
 
     quiet()
-    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
+    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path, trusted_targets(cfg))
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
     with placed(model, inference_trainer(cfg.trainer)) as on_device:  # placed once

@@ -23,11 +23,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     from vaelab.embeddings import disentanglement_scores, embed, probe_accuracies
     from vaelab.runs.run_dir import provenance, write_results
+    from vaelab.runs.targets import trusted_targets
     from vaelab.runs.trained import inference_trainer, load_trained, placed, trained_data
 
     quiet()
     L.seed_everything(cfg.seed)
-    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
+    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path, trusted_targets(cfg))
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")

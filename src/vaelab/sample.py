@@ -78,10 +78,11 @@ def draw(cfg: DictConfig) -> list[Path]:
 
     from vaelab import pictures
     from vaelab.console import quiet
+    from vaelab.runs.targets import trusted_targets
     from vaelab.runs.trained import inference_trainer, load_trained, placed, trained_data
 
     quiet()
-    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path)
+    model, run_cfg, checkpoint = load_trained(cfg.ckpt_path, trusted_targets(cfg))
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
     with placed(model, inference_trainer(cfg.trainer)) as model:
         sample = _sampler(cfg, model, datamodule)

@@ -16,6 +16,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.errors import ConfigError
+from vaelab.runs.run_dir import optimized_value
 from vaelab.extras import require
 
 optuna = require("optuna", "search", "hparams_search")
@@ -91,7 +92,7 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
         trial_cfg = _trial_config(cfg, trial)
         pruning = PruneTrial(trial, cfg.model.monitor)
         results, _ = train(trial_cfg, extra_callbacks=[pruning])
-        return results[cfg.optimized_metric]
+        return optimized_value(trial_cfg, results, required=True)
 
     study.optimize(objective, n_trials=max(0, spec.n_trials - done), catch=())
     log.info(f"Best of {spec.study_name}: {study.best_value} with {study.best_params}")

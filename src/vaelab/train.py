@@ -4,9 +4,7 @@ vaelab-train model=vae data=fashion_mnist trainer.max_epochs=10 model.beta=4
 vaelab-train resume=logs/train/runs/2026-11-26_07-00-00 trainer.max_epochs=20
 """
 
-import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -53,8 +51,27 @@ def train(
 
     With `cfg.resume` set, the run in that directory is continued instead. `extra_callbacks` join
     those of the config (a search adds its pruning). Returns the results written to
-    results.json and the objects built.
+    results.json and the objects built, with the config the run ran under (`config`).
+
+    The run directory is checked and held as a vaelab command holds it (runs/guard.py), also when
+    `train` is called from Python: a second run into it, from this process or another, is refused.
     """
+    from vaelab.runs.guard import claim, holds, release
+
+    run_dir = Path(cfg.paths.output_dir)
+    claimed_here = not holds(run_dir)  # a vaelab command or sweep job has claimed it already
+    if claimed_here:
+        claim(cfg, _this_command_line(), run_dir)
+    try:
+        return _fit_and_test(cfg, extra_callbacks)
+    finally:
+        if claimed_here:
+            release(run_dir)
+
+
+def _fit_and_test(
+    cfg: DictConfig, extra_callbacks: Sequence[Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     # Imported here, after validation: a typo on the command line costs a second, not ten.
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
@@ -92,7 +109,7 @@ def train(
         earlier = finished_results(run_dir, cfg)
         if earlier is not None:
             log.info(finished_message(run_dir))
-            return relocated_results(run_dir, earlier), {}
+            return relocated_results(run_dir, earlier), {"config": cfg}
         newest = newest_checkpoint(run_dir)
         ckpt_path, start = newest if newest else (None, None)
         if ckpt_path is None:
@@ -166,7 +183,7 @@ def train(
             if earlier is not None:
                 failed = False
                 log.info(finished_message(run_dir))
-                return earlier, {}
+                return earlier, {"config": cfg}
         # A fit with nothing left to train measured nothing itself: its checkpoint did.
         metrics = dict((start or {}).get("metrics", {})) | dict(trainer.callback_metrics)
 
@@ -201,15 +218,16 @@ def train(
             if hasattr(logger, "log_file"):  # the run's record beside its metrics
                 logger.log_file(run_dir / "config.yaml")
                 logger.log_file(run_dir / "results.json")
-    objects = dict(datamodule=datamodule, model=model, trainer=trainer)
+    objects = dict(datamodule=datamodule, model=model, trainer=trainer, config=cfg)
     return results, objects
 
 
 def _continue_sweep_job(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | None]:
     """A multirun started again in the same sweep dir (`hydra.sweep.dir=<dir of an interrupted
-    sweep>`) re-runs only what is unfinished: a job whose directory holds results.json keeps
-    them (returned here), one that holds a run continues from its newest checkpoint."""
-    from vaelab.runs.resume import resume_config
+    sweep>`) re-runs only what is unfinished: a finished job keeps its results (returned here,
+    with its config) unless the sweep now raises trainer.max_epochs/max_steps, and one that
+    holds a run continues from its newest checkpoint."""
+    from vaelab.runs.resume import finished_results, relocated_results, resume_config
 
     job_dir = Path(cfg.paths.output_dir)
     if cfg.get("resume") or not (job_dir / "config.yaml").is_file():
@@ -217,17 +235,27 @@ def _continue_sweep_job(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any] | N
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.resume = str(job_dir)
-    resume_config(cfg, _this_command_line())  # refuses a job dir that holds another setting
-    if (job_dir / "results.json").is_file():
+    # Refuses a job dir that holds another setting; a finished job's own config names its metric.
+    run_cfg = resume_config(cfg, _this_command_line())
+    finished = finished_results(job_dir, run_cfg)  # None when the sweep raises a limit
+    if finished is not None:
         log.info(f"{job_dir} finished in an earlier run of this sweep: its results stand")
-        return cfg, json.loads((job_dir / "results.json").read_text())
+        return run_cfg, relocated_results(job_dir, finished)
     log.info(f"Continuing the unfinished job in {job_dir}")
     return cfg, None
 
 
+def _optimizes(hydra_cfg: DictConfig) -> bool:
+    """Whether a sweeper reads the value the task returns (Hydra's basic sweeper does not)."""
+    sweeper = str(OmegaConf.select(hydra_cfg, "sweeper._target_", default="") or "")
+    return hydra_cfg.mode == RunMode.MULTIRUN and not sweeper.endswith("BasicSweeper")
+
+
 @hydra_main("train")
 def main(cfg: DictConfig) -> float | None:
-    """Validate, train, and hand the sweeper the value of `optimized_metric`."""
+    """Validate, train, and hand a sweeper the value of the run's own `optimized_metric`."""
+    from vaelab.runs.run_dir import optimized_value
+
     validate(cfg)
     hydra_cfg = HydraConfig.get()
     finished = None
@@ -240,16 +268,11 @@ def main(cfg: DictConfig) -> float | None:
             from vaelab.search import search
 
             return search(cfg, train)
-        results = finished or train(cfg)[0]
-    name = cfg.get("optimized_metric")
-    if not name:
-        return None
-    value = results.get(name)
-    if value is None or not math.isfinite(value):
-        raise RuntimeError(
-            f"optimized_metric {name!r} is {value} in the results of {cfg.paths.output_dir}"
-        )
-    return value
+        results = finished
+        if results is None:
+            results, objects = train(cfg)
+            cfg = objects["config"]  # a resume's: the metric the run itself optimises
+    return optimized_value(cfg, results, required=_optimizes(hydra_cfg))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ from vaelab.config.cli import exit_for
 from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
 from vaelab.runs.ranks import rank_name, rank_zero
 from vaelab.runs.resume import (
+    MAY_CHANGE,
     finished_message,
     finished_results,
+    override_key,
+    under,
     relocated_results,
     resume_config,
 )
@@ -64,14 +67,25 @@ def _task_config(config: DictConfig, run_dir: Path) -> DictConfig:
     return task
 
 
-_held: list["RunDirLock"] = []
+_held: dict[Path, "RunDirLock"] = {}
+
+
+def holds(run_dir: Path) -> bool:
+    """Whether this process holds the run directory (its CLI or sweep job claimed it)."""
+    return Path(os.path.abspath(run_dir)) in _held
+
+
+def release(run_dir: Path) -> None:
+    lock = _held.pop(Path(os.path.abspath(run_dir)), None)
+    if lock is not None:
+        lock.release()
 
 
 def release_all() -> None:
     """Give up the run directories this process holds: at the end of a run or a job, and when
     the console script ends by any way (an error ends a single run before Hydra's end hook)."""
-    while _held:
-        _held.pop().release()
+    for run_dir in list(_held):
+        release(run_dir)
 
 
 class RunDirLock:
@@ -99,6 +113,41 @@ class RunDirLock:
         self._lock.release()
 
 
+def lock(run_dir: Path) -> None:
+    """Hold the run directory for this process until `release` (or the process ends)."""
+    run_dir = Path(os.path.abspath(run_dir))
+    if run_dir not in _held:
+        _held[run_dir] = RunDirLock(run_dir)
+
+
+def claim(task: DictConfig, overrides: list[str] | None, run_dir: Path) -> dict | None:
+    """What every entry point (a vaelab command, a sweep's job, `train()` in Python) checks
+    before it writes into `run_dir`: the config, a resume, a directory that already holds a
+    run; then it holds the directory (rank zero). Returns the results of a resumed run that has
+    nothing left to do. `overrides` as for `resume_config`; a requeued SLURM job continues its
+    own run (`task.resume` is set to it)."""
+    from vaelab.config.schema import validate
+
+    validate(task)
+    remember(OmegaConf.to_container(task, resolve=True))
+    finished = None
+    if task.get("task_name") == "train":
+        if not task.get("resume") and rank_zero() and (run_dir / "config.yaml").is_file():
+            if not _slurm_requeue():
+                raise ConfigError(
+                    f"{run_dir} already holds a run: continue it with resume={run_dir}, or give "
+                    f"a new hydra.run.dir (output_dir in Python)"
+                )
+            with read_write(task), open_dict(task):
+                task.resume = str(run_dir)
+        finished = _check_train(task, overrides, run_dir)
+    if rank_zero():
+        lock(run_dir)
+        if finished is not None:
+            finished = relocated_results(run_dir, finished)  # a moved run's names where it is
+    return finished
+
+
 def _redact_file(path: Path) -> None:
     """Mask secrets in a YAML record that Hydra wrote; files without any are left as they are."""
     from vaelab.runs.run_dir import atomic_write
@@ -122,40 +171,27 @@ class RunGuard(Callback):
             exit_for(error)
 
     def _claim(self, config: DictConfig) -> None:
-        from vaelab.config.schema import validate
-
         # Resolved on Hydra's own config first: its ${now:} is cached there, so the job gets
         # the same directory.
         run_dir = Path(os.path.abspath(config.hydra.run.dir))
         task = _task_config(config, run_dir)
-        validate(task)
-        remember(OmegaConf.to_container(task, resolve=True))
-        training = config.get("task_name") == "train"
-        finished = None
-        if training:
-            finished = _check_train(task, list(config.hydra.overrides.task), run_dir)
-        if not rank_zero():
-            if finished is not None:
-                raise AlreadyFinished(finished_message(run_dir))
-            _keep_records_apart(config)
-            return
-        if training and not task.get("resume") and (run_dir / "config.yaml").is_file():
-            if not _slurm_requeue():
-                raise ConfigError(
-                    f"hydra.run.dir={run_dir} already holds a run: continue it with "
-                    f"resume={run_dir}, or give a new hydra.run.dir"
-                )
+        finished = claim(task, list(config.hydra.overrides.task), run_dir)
+        if task.get("resume") and not config.get("resume"):  # a requeued job: its own run
             with read_write(config), open_dict(config):
-                config.resume = str(run_dir)
-        _held.append(RunDirLock(run_dir))
+                config.resume = task.resume
         if finished is not None:
-            relocated_results(run_dir, finished)  # a moved run's results name where it is now
             raise AlreadyFinished(finished_message(run_dir))
+        if not rank_zero():
+            _keep_records_apart(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra's launcher prints each job's overrides before the job starts.
         remember(list(config.hydra.overrides.task))
         mask_logging()
+        try:
+            _check_sweep_dir(Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
+        except UserError as error:
+            exit_for(error)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         hydra = HydraConfig.get()
@@ -171,7 +207,7 @@ class RunGuard(Callback):
             _redact_file(Path(hydra.sweep.dir) / "multirun.yaml")
             if rank_zero():
                 try:
-                    _held.append(RunDirLock(out))
+                    lock(out)
                 except UserError as error:
                     exit_for(error)
 
@@ -183,15 +219,49 @@ class RunGuard(Callback):
         release_all()
 
 
-def _check_train(task: DictConfig, overrides: list[str], run_dir: Path) -> dict | None:
+def _check_train(task: DictConfig, overrides: list[str] | None, run_dir: Path) -> dict | None:
     """A resume that vaelab-train would refuse ends here; one that has nothing left to do
     returns the run's results."""
-    if task.get("resume") and Path(os.path.abspath(task.resume)) != run_dir:
+    if not task.get("resume"):
+        return None
+    if Path(os.path.abspath(task.resume)) != run_dir:
         raise ConfigError(
             f"resume={task.resume} continues the run in its own directory, not in "
             f"hydra.run.dir={run_dir}: leave hydra.run.dir out (ckpt_path=<file> starts a new run "
             f"from a checkpoint)"
         )
-    if not task.get("resume"):
-        return None
     return finished_results(run_dir, resume_config(task, overrides))
+
+
+def _check_sweep_dir(sweep_dir: Path, overrides: list[str]) -> None:
+    """A sweep started again in its own directory continues it (finished jobs keep their
+    results): only with the same sweep, since a job's directory is named by its number alone.
+    A folder that holds something else than a sweep is refused before anything is written."""
+    earlier = sweep_dir / "multirun.yaml"
+    if not earlier.is_file():
+        if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds files but no sweep (no multirun.yaml): give "
+                f"a new or empty hydra.sweep.dir"
+            )
+        return
+    try:
+        before = list(OmegaConf.load(earlier).hydra.overrides.task)
+    except Exception:
+        raise ConfigError(
+            f"{earlier} is not the record of a sweep: give a new hydra.sweep.dir"
+        ) from None
+    now = redact(overrides)  # as the record has them
+    before_keys = {override_key(o): o for o in before}
+    now_keys = {override_key(o): o for o in now}
+    changed = sorted(
+        f"{before_keys.get(k, f'no {k}')} there, {now_keys.get(k, f'no {k}')} now"
+        for k in set(before_keys) | set(now_keys)
+        if before_keys.get(k) != now_keys.get(k) and not under(k, MAY_CHANGE)
+    )
+    if changed:
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds another sweep ({'; '.join(changed)}): continue "
+            f"it with its own overrides (only {', '.join(MAY_CHANGE[:2])} and the logging may "
+            f"change), or give a new hydra.sweep.dir"
+        )

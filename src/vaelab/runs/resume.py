@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.config.containers import to_plain
 from vaelab.errors import ConfigError, DataError
 from vaelab.runs.secrets import MASK
+from vaelab.runs.targets import check_targets, trusted_targets
 
 if TYPE_CHECKING:
     import torch
@@ -39,11 +41,11 @@ MAY_CHANGE = (
 )
 
 
-def _under(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
+def under(key: str, prefixes: tuple[str, ...] | list[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def _override_key(override: str) -> str:
+def override_key(override: str) -> str:
     """'trainer.max_epochs=4' -> 'trainer.max_epochs'; 'model/net=conv' -> 'model.net';
     '+callbacks/x@callbacks.y=z' -> 'callbacks.y'."""
     key = override.split("=", 1)[0].lstrip("+~")
@@ -89,11 +91,42 @@ def _moved(config: Any) -> Any:
     return config
 
 
-def saved_config(run_dir: Path) -> DictConfig:
+_BUILT = ("data", "model", "trainer")
+
+
+def _is_run_config(config: Any) -> bool:
+    """Whether a loaded config.yaml is one that vaelab-train wrote: its task, and a data, model
+    and trainer each built from a `_target_`."""
+    return (
+        isinstance(config, dict)
+        and config.get("task_name") == "train"
+        and all(isinstance(config.get(k), dict) and "_target_" in config[k] for k in _BUILT)
+    )
+
+
+def saved_config(run_dir: Path, trusted: Iterable[str] = ()) -> DictConfig:
     """The config.yaml of the run in `run_dir`, its paths those of the directory as it is now
-    and its classes where this release has them."""
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    saved = _moved(OmegaConf.to_container(saved, resolve=False))
+    and its classes where this release has them. Refused when vaelab-train did not write it, or
+    when it names a class that vaelab does not build from a file and `trusted` lacks."""
+    path = run_dir / "config.yaml"
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
+    except Exception as error:  # YAML that does not parse, or is no mapping
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"{path} is not the config.yaml of a vaelab-train run ({why}); give the "
+            f"directory of a run that vaelab-train wrote"
+        ) from None
+    if not _is_run_config(saved):
+        raise ConfigError(
+            f"{path} is not the config.yaml of a vaelab-train run (it lacks task_name: train "
+            f"and the _target_ of data, model and trainer); give the directory of a run that "
+            f"vaelab-train wrote"
+        )
+    saved = _moved(saved)
+    check_targets(saved, str(path), trusted)
     old = (saved.get("paths") or {}).get("output_dir")
     if isinstance(old, str) and old:
         saved = relocate(saved, old, os.path.abspath(run_dir))
@@ -114,14 +147,14 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             f"resume={cfg.resume}: {saved_file} does not exist; give the directory of a "
             f"vaelab-train run"
         )
-    saved = saved_config(run_dir)
+    saved = saved_config(run_dir, trusted_targets(cfg))
     now = _leaves(OmegaConf.to_container(cfg, resolve=True))
     before = _leaves(OmegaConf.to_container(saved, resolve=True))
     if overrides is None:
         given = [k for k in set(now) | set(before) if now.get(k) != before.get(k)]
     else:
-        given = [_override_key(o) for o in overrides]
-    given = [k for k in given if not _under(k, _FROM_NOW)]
+        given = [override_key(o) for o in overrides]
+    given = [k for k in given if not under(k, _FROM_NOW)]
     # A secret was masked in config.yaml: a resume must be given it again, and takes it.
     secrets = [k for k, v in before.items() if v == MASK]
     may_change = [*MAY_CHANGE, *secrets]
@@ -129,7 +162,7 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
     refused = sorted(
         f"{key} ({before.get(key)!r} in the run, {now.get(key)!r} now)"
         for key in set(now) | set(before)
-        if _under(key, given) and not _under(key, may_change) and now.get(key) != before.get(key)
+        if under(key, given) and not under(key, may_change) and now.get(key) != before.get(key)
     )
     if refused:
         raise ConfigError(
@@ -140,7 +173,7 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
     # Top-level keys a later release added (tags, say): the run takes their defaults, which
     # the settings that may change (a logger's `${tags}`) can refer to.
     added = [k for k in cfg if k not in saved and k not in _FROM_NOW]
-    for key in [*(k for k in given if _under(k, may_change)), *added, *_FROM_NOW[:3]]:
+    for key in [*(k for k in given if under(k, may_change)), *added, *_FROM_NOW[:3]]:
         OmegaConf.update(with_changes, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
     return with_changes
 

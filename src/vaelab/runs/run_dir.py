@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import DataError
+from vaelab.errors import ConfigError, DataError
 from vaelab.runs.secrets import redact, redact_argument
 
 _PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
@@ -84,3 +84,21 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
         for k, v in results.items()
     }
     atomic_write(run_dir / "results.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")
+
+
+def optimized_value(cfg: DictConfig, results: dict[str, Any], required: bool) -> float | None:
+    """The run's `optimized_metric` in its results: what a sweeper or a search optimises. A run
+    that did not measure it (it never validated, say) has None, refused where `required`."""
+    name = cfg.get("optimized_metric")
+    value = results.get(name) if name else None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    if required:
+        measured = sorted(k for k in results if k.startswith(("val/", "test/")))
+        raise ConfigError(
+            f"optimized_metric={name} is {value} in the results of {cfg.paths.output_dir}, so "
+            f"there is nothing to optimise: name one the run measures "
+            f"({', '.join(measured[:8]) or 'none: it never validated'}), or let it validate "
+            f"(trainer.check_val_every_n_epoch, trainer.val_check_interval)"
+        )
+    return None

@@ -1,6 +1,7 @@
 """A trained model back from its checkpoint, with the config of the run that trained it: what
 vaelab-eval, vaelab-embed and vaelab-sample start from."""
 
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -9,30 +10,37 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
 from vaelab.runs.resume import read_checkpoint, saved_config
+from vaelab.runs.targets import check_targets, trusted_targets
 
 
-def training_config(ckpt_path: Path) -> DictConfig:
+def training_config(ckpt_path: Path, trusted: Iterable[str] = ()) -> DictConfig:
     """The config.yaml of the run a checkpoint belongs to (found in a folder above it), with
-    that folder's paths as it is now."""
+    that folder's paths as it is now; the classes it names are checked (runs/targets.py)."""
     for folder in ckpt_path.absolute().parents:
         if (folder / "config.yaml").is_file():
-            return saved_config(folder)
+            return saved_config(folder, trusted)
     raise ConfigError(
         f"ckpt_path={ckpt_path}: no config.yaml of a vaelab-train run in the folders above it"
     )
 
 
-def load_trained(ckpt_path: str):
+def load_trained(ckpt_path: str, trusted: Iterable[str] | None = None):
     """(model in eval mode, the run's config, the checkpoint), the checkpoint read once. The
     model's class is the one the run trained, its arguments the hyper-parameters saved in the
-    checkpoint; built as Lightning's `load_from_checkpoint` builds it."""
+    checkpoint; built as Lightning's `load_from_checkpoint` builds it.
+
+    `trusted`: classes of the user's own that the run's files may name (a model of their own);
+    by default those of the config folders on hydra.searchpath of the config composed last.
+    """
+    trusted = trusted_targets() if trusted is None else trusted
     checkpoint = read_checkpoint(ckpt_path)
-    run_cfg = training_config(Path(ckpt_path))
+    run_cfg = training_config(Path(ckpt_path), trusted)
     if not isinstance(checkpoint.get("hyper_parameters"), dict):
         raise ConfigError(
             f"ckpt_path={ckpt_path} holds no hyper_parameters, so the model cannot be rebuilt "
             f"from it: give a checkpoint that vaelab-train wrote"
         )
+    check_targets(checkpoint["hyper_parameters"], f"ckpt_path={ckpt_path}", trusted)
     target = run_cfg.model._target_
     try:
         model_class = get_class(target)
