@@ -16,8 +16,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.errors import ConfigError
-from vaelab.runs.run_dir import optimized_value
 from vaelab.extras import require
+from vaelab.runs.run_dir import optimized_value
 
 optuna = require("optuna", "search", "hparams_search")
 

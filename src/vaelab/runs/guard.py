@@ -26,9 +26,9 @@ from vaelab.runs.resume import (
     finished_message,
     finished_results,
     override_key,
-    under,
     relocated_results,
     resume_config,
+    under,
 )
 from vaelab.runs.secrets import mask_logging, redact, remember
 
