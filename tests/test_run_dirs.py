@@ -69,7 +69,7 @@ def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, t
     loggers = "logger=many"  # csv, tensorboard, wandb (offline)
     code, out = train(tmp_path, f"hydra.run.dir={run_dir}", loggers, KILL, "+callbacks.stop.step=8")
     assert code == -9, out[-3000:]
-    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop.step=19")
+    code, out = train(tmp_path, f"resume={run_dir}", KILL, "+callbacks.stop.step=19")
     assert code == -9, out[-3000:]
     code, out = train(tmp_path, f"resume={run_dir}", SIGNAL, "+callbacks.stop.step=30")
     assert code == 143, out[-3000:]

@@ -44,6 +44,26 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
+def _check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that does not answer is one line now, not MLflow's minutes of retries
+    at the first call. Only the connection is tried: what the server says is MLflow's to read."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(tracking_uri)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        why = error.strerror or str(error) or type(error).__name__
+        raise ConfigError(
+            f"logger.mlflow.tracking_uri={tracking_uri}: no tracking server answers at "
+            f"{url.hostname}:{port} ({why}); start it, or give another tracking_uri"
+        ) from None
+
+
 @contextmanager
 def _logging_kept():
     """Creating a SQLite store runs MLflow's alembic migrations, whose logging file config (in
@@ -93,6 +113,8 @@ class MLFlowLogger(LightningMLFlowLogger):
             tracking_uri = f"sqlite:///{self._database}"
             if artifact_location is None:  # MLflow's default is ./mlruns of the current folder
                 artifact_location = (self._database.parent / "mlartifacts").as_uri()
+        else:
+            _check_reachable(tracking_uri)
         self._store_uri = tracking_uri
         id_file = self.run_dir / ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else None

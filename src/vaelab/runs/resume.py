@@ -4,7 +4,6 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,10 +103,10 @@ def _is_run_config(config: Any) -> bool:
     )
 
 
-def saved_config(run_dir: Path, trusted: Iterable[str] = ()) -> DictConfig:
+def saved_config(run_dir: Path) -> DictConfig:
     """The config.yaml of the run in `run_dir`, its paths those of the directory as it is now
-    and its classes where this release has them. Refused when vaelab-train did not write it, or
-    when it names a class that vaelab does not build from a file and `trusted` lacks."""
+    and its classes where this release has them; refused when vaelab-train did not write it.
+    What it names is not checked here: the caller checks what it builds (runs/targets.py)."""
     path = run_dir / "config.yaml"
     try:
         saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
@@ -126,7 +125,6 @@ def saved_config(run_dir: Path, trusted: Iterable[str] = ()) -> DictConfig:
             f"vaelab-train wrote"
         )
     saved = _moved(saved)
-    check_targets(saved, str(path), trusted)
     old = (saved.get("paths") or {}).get("output_dir")
     if isinstance(old, str) and old:
         saved = relocate(saved, old, os.path.abspath(run_dir))
@@ -147,7 +145,7 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             f"resume={cfg.resume}: {saved_file} does not exist; give the directory of a "
             f"vaelab-train run"
         )
-    saved = saved_config(run_dir, trusted_targets(cfg))
+    saved = saved_config(run_dir)
     now = _leaves(OmegaConf.to_container(cfg, resolve=True))
     before = _leaves(OmegaConf.to_container(saved, resolve=True))
     if overrides is None:
@@ -175,6 +173,7 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
     added = [k for k in cfg if k not in saved and k not in _FROM_NOW]
     for key in [*(k for k in given if under(k, may_change)), *added, *_FROM_NOW[:3]]:
         OmegaConf.update(with_changes, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
+    check_targets(with_changes, str(saved_file), trusted_targets(cfg))
     return with_changes
 
 

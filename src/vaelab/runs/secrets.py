@@ -17,6 +17,10 @@ MASK = "***"
 MIN_LENGTH = 6
 _SECRET = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
 _known: set[str] = set()
+# scheme://user:password@host: the password, whatever the key that holds the URL
+_URL_PASSWORD = re.compile(r"([a-zA-Z][\w+.-]*://[^/\s:@'\"]+:)([^/\s@'\"]+)@")
+# key=value inside a text: a key as Hydra's overrides write it, a value up to a space or quote
+_KEY_VALUE = re.compile(r"(?<![\w.])([+~]{0,2}[A-Za-z_][\w./@-]*)=([^\s'\",\]]+)")
 
 
 def is_secret_key(key: Any) -> bool:
@@ -47,7 +51,10 @@ def secret_values(config: Any, by_key: bool = True) -> set[str]:
     elif isinstance(config, str):
         parsed = _split_override(config)
         if parsed and is_secret_key(parsed[0]):
-            found |= {parsed[1], parsed[1].strip("'\"")}  # as typed, and as Hydra reads it
+            value = parsed[1].strip("'\"")
+            # As typed, as Hydra reads it, and each value of a sweep over secrets (a,b)
+            found |= {parsed[1], value, *value.split(",")}
+        found |= {m[2] for m in _URL_PASSWORD.finditer(config)}
     return {v for v in found if len(v) >= MIN_LENGTH}
 
 
@@ -57,10 +64,15 @@ def remember(config: Any) -> None:
 
 
 def mask_text(text: str, values: set[str] | frozenset[str] = frozenset()) -> str:
-    """`text` with every known secret value replaced by '***' (the longest first)."""
+    """`text` with every known secret value replaced by '***' (the longest first), and, whatever
+    their length, a URL's password (`https://user:***@host`) and the value of a secret key
+    written as `key=value` (a sweep's job line, an override list)."""
     for value in sorted(_known | set(values), key=len, reverse=True):
         text = text.replace(value, MASK)
-    return text
+    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+    return _KEY_VALUE.sub(
+        lambda m: f"{m[1]}={MASK}" if is_secret_key(m[1]) and m[2] != MASK else m[0], text
+    )
 
 
 def redact(config: Any, values: set[str] | None = None, by_key: bool = True) -> Any:
@@ -103,8 +115,10 @@ def mask_logging() -> None:
 
     def masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
-        if _known:
-            record.msg, record.args = mask_text(record.getMessage()), None
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
         return record
 
     masking_factory.masks_secrets = True  # type: ignore[attr-defined]

@@ -22,20 +22,20 @@ from vaelab.errors import ConfigError
 _ROOTS = ("vaelab.", "torch.", "lightning.")
 
 
-def targets_in(config: Any) -> set[str]:
-    """Every `_target_` string in a plain config, at any depth."""
+def targets_in(config: Any, prefix: str = "") -> dict[str, str]:
+    """Every `_target_` string in a config, at any depth, by the key that holds it."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=False)
-    found: set[str] = set()
+    found: dict[str, str] = {}
     if isinstance(config, dict):
         for key, value in config.items():
             if key == "_target_" and isinstance(value, str):
-                found.add(value)
+                found[f"{prefix}{key}"] = value
             else:
-                found |= targets_in(value)
+                found |= targets_in(value, f"{prefix}{key}.")
     elif isinstance(config, list):
-        for value in config:
-            found |= targets_in(value)
+        for i, value in enumerate(config):
+            found |= targets_in(value, f"{prefix}{i}.")
     return found
 
 
@@ -47,7 +47,7 @@ def _searchpath_targets(searchpath: Iterable[str]) -> set[str]:
             continue
         for path in Path(str(entry).removeprefix("file://")).rglob("*.yaml"):
             try:
-                found |= targets_in(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+                found |= set(targets_in(OmegaConf.load(path)).values())
             except Exception:  # not a config: it names nothing
                 continue
     return found
@@ -58,7 +58,7 @@ def trusted_targets(cfg: DictConfig | None = None) -> frozenset[str]:
     command line's overrides included) and of the config folders on its hydra.searchpath."""
     from hydra.core.hydra_config import HydraConfig
 
-    found = targets_in(cfg) if cfg is not None else set()
+    found = set(targets_in(cfg).values()) if cfg is not None else set()
     if HydraConfig.initialized():
         found |= _searchpath_targets(HydraConfig.get().searchpath or ())
     return frozenset(found)
@@ -107,15 +107,16 @@ def _builds(target: str) -> bool:
     return issubclass(obj, kinds)
 
 
-def check_targets(config: Any, source: str, trusted: Iterable[str] = ()) -> None:
+def check_targets(config: Any, source: str, trusted: Iterable[str] = (), prefix: str = "") -> None:
     """Refuse, in one line, a `config` read from `source` that names a class vaelab would not
-    build from a file and that the user did not name."""
+    build from a file and that the user did not name; `prefix`: where `config` sits in a run's
+    config (`model.`), for the key the message names."""
     trusted = set(trusted)
-    for target in sorted(targets_in(config)):
+    for key, target in sorted(targets_in(config, prefix).items()):
         if target not in trusted and not _builds(target):
             raise ConfigError(
-                f"{source} names _target_: {target}, which is not a vaelab model, datamodule, "
-                f"net, optimizer, scheduler, callback or logger, so it is not run from a file; if "
-                f"it is your own class, name it for this command: give the config folder that "
-                f"holds it ('hydra.searchpath=[file://my_conf]')"
+                f"{source} names {key}={target}, which is not a vaelab model, datamodule, net, "
+                f"optimizer, scheduler, callback or logger, so it is not run from a file; if it "
+                f"is your own, name it for this command: ++{key}={target}, or the config "
+                f"folder that holds it ('hydra.searchpath=[file://my_conf]')"
             )

@@ -13,12 +13,12 @@ from vaelab.runs.resume import read_checkpoint, saved_config
 from vaelab.runs.targets import check_targets, trusted_targets
 
 
-def training_config(ckpt_path: Path, trusted: Iterable[str] = ()) -> DictConfig:
+def training_config(ckpt_path: Path) -> tuple[DictConfig, Path]:
     """The config.yaml of the run a checkpoint belongs to (found in a folder above it), with
-    that folder's paths as it is now; the classes it names are checked (runs/targets.py)."""
+    that folder's paths as it is now; and that file."""
     for folder in ckpt_path.absolute().parents:
         if (folder / "config.yaml").is_file():
-            return saved_config(folder, trusted)
+            return saved_config(folder), folder / "config.yaml"
     raise ConfigError(
         f"ckpt_path={ckpt_path}: no config.yaml of a vaelab-train run in the folders above it"
     )
@@ -34,13 +34,14 @@ def load_trained(ckpt_path: str, trusted: Iterable[str] | None = None):
     """
     trusted = trusted_targets() if trusted is None else trusted
     checkpoint = read_checkpoint(ckpt_path)
-    run_cfg = training_config(Path(ckpt_path), trusted)
+    run_cfg, source = training_config(Path(ckpt_path))
+    check_targets(run_cfg.model, str(source), trusted, "model.")
     if not isinstance(checkpoint.get("hyper_parameters"), dict):
         raise ConfigError(
             f"ckpt_path={ckpt_path} holds no hyper_parameters, so the model cannot be rebuilt "
             f"from it: give a checkpoint that vaelab-train wrote"
         )
-    check_targets(checkpoint["hyper_parameters"], f"ckpt_path={ckpt_path}", trusted)
+    check_targets(checkpoint["hyper_parameters"], f"ckpt_path={ckpt_path}", trusted, "model.")
     target = run_cfg.model._target_
     try:
         model_class = get_class(target)
@@ -71,6 +72,7 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: d
     from vaelab.config.instantiate import build
 
     if data_cfg is None or "_target_" not in data_cfg:
+        check_targets(run_cfg.data, "the run's config.yaml", trusted_targets(), "data.")
         data_cfg = OmegaConf.merge(run_cfg.data, data_cfg or {})
     datamodule = build(data_cfg)
     state = checkpoint.get(type(datamodule).__qualname__)
