@@ -101,3 +101,18 @@ def test_beta_vae_and_factor_vae_scores_of_aligned_and_noise_codes():
     permuted = aligned[:, [2, 0, 1]] * np.array([3.0, 0.5, 10.0])
     assert factor_vae_score(permuted, small, **SIZES, num_variance_estimate=500) == 1.0
     assert factor_vae_score(np.zeros_like(aligned), small, **SIZES) == 0.0  # nothing active
+
+
+def test_the_factor_vae_score_prunes_by_standard_deviation_as_disentanglement_lib():
+    """Codes of a small scale (an AE's, a strong-β VAE's) are kept while their standard deviation
+    is at least 0.05 (disentanglement_lib's prune_dims: sqrt(var) >= threshold), even when their
+    variance is below 0.05."""
+    small = FACTORS[(FACTORS[:, 1] % 8 == 0)]
+    aligned = small.astype(float) / small.max(0) * 2
+    sizes = {**SIZES, "num_variance_estimate": 500}
+    for std in (0.06, 0.1, 0.2):
+        codes = aligned / aligned.std(0, ddof=1) * std
+        assert factor_vae_score(codes, small, **sizes) == 1.0, std
+    # One dimension below the threshold: its factor has no dimension left to name it.
+    codes = aligned / aligned.std(0, ddof=1) * np.array([0.04, 0.2, 0.2])
+    assert factor_vae_score(codes, small, **sizes) < 0.75

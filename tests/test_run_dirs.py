@@ -204,8 +204,8 @@ def test_one_process_per_run_directory(tmp_path):
     code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
     assert code == 1
     assert out.strip().splitlines()[-1] == (
-        f"error: hydra.run.dir={run_dir} already holds a run: continue it with "
-        f"resume={run_dir}, or give a new hydra.run.dir"
+        f"error: {run_dir} already holds a run: continue it with resume={run_dir}, or give a "
+        f"new hydra.run.dir (output_dir in Python)"
     )
     assert snapshot(run_dir) == before
 

@@ -14,6 +14,7 @@ from vaelab.config.cli import hydra_main
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
 from vaelab.extras import require
+from vaelab.runs.preemption import preemptible
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def export(cfg: DictConfig) -> Path:
 @hydra_main("embed", data_from_run=True)
 def main(cfg: DictConfig) -> None:
     validate(cfg)
-    export(cfg)
+    with preemptible(Path(cfg.paths.output_dir), resumable=False):
+        export(cfg)
 
 
 if __name__ == "__main__":

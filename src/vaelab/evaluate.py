@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from vaelab.config.cli import hydra_main
 from vaelab.config.schema import validate
 from vaelab.console import quiet
+from vaelab.runs.preemption import preemptible
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra_main("eval", data_from_run=True)
 def main(cfg: DictConfig) -> None:
     validate(cfg)
-    evaluate(cfg)
+    with preemptible(Path(cfg.paths.output_dir), resumable=False):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from vaelab.config.cli import hydra_main
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
+from vaelab.runs.preemption import preemptible
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -143,7 +144,8 @@ def _to_wandb(run_cfg: DictConfig, ckpt_path: str, out: Path, written: list[Path
 @hydra_main("sample", data_from_run=True)
 def main(cfg: DictConfig) -> None:
     validate(cfg)
-    draw(cfg)
+    with preemptible(Path(cfg.paths.output_dir), resumable=False):
+        draw(cfg)
 
 
 if __name__ == "__main__":

@@ -148,18 +148,21 @@ def factor_vae_score(
     num_eval: int = 5000,
     num_variance_estimate: int = 10000,
     seed: int = 0,
+    threshold: float = 0.05,
 ) -> float:
     """The FactorVAE score (Kim & Mnih 2018): each vote fixes one factor's value over
-    `batch_size` examples and names the code dimension whose variance, relative to its variance
-    over the data, is smallest; the majority-vote classifier from dimensions to factors, fitted on
-    `num_train` votes, scored on `num_eval`. Dimensions whose variance over the data is below
-    0.05 are left out (disentanglement_lib's pruning); with none left the score is 0."""
+    `batch_size` examples and names the code dimension whose variance (ddof=1), relative to its
+    variance over `num_variance_estimate` examples of the data, is smallest; the majority-vote
+    classifier from dimensions to factors, fitted on `num_train` votes, scored on `num_eval`.
+    Dimensions whose *standard deviation* over the data is below `threshold` are left out:
+    disentanglement_lib's `prune_dims` (sqrt(variance) >= threshold, 0.05 in its
+    unsupervised_study_v1); with none left the score is 0, as there."""
     factors = varying(factors)
     rng = np.random.default_rng(seed)
     groups = _by_value(factors)
     sample = rng.integers(len(codes), size=num_variance_estimate)
     scale = np.var(codes[sample], axis=0, ddof=1)
-    active = scale > 0.05
+    active = np.sqrt(scale) >= threshold
     if not active.any():
         return 0.0
 

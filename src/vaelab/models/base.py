@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from vaelab.config.containers import to_plain
 from vaelab.config.schema import check_model
 from vaelab.data.batches import Steps
-from vaelab.errors import TrainingDiverged
+from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
 from vaelab.runs import steps_per_call
@@ -59,6 +59,9 @@ class Model(L.LightningModule):
     default_monitor = ("val/recon", "min")  # the best checkpoint's metric, when none is given
     has_prior = False
     conditional = False  # whether the label y enters encode, decode and the loss
+    # A term of the loss that is a statistic over the examples of a batch (an MMD, a covariance):
+    # named here, it refuses batches of one, over which it is 0.
+    batch_statistic = ""
 
     def __init__(
         self,
@@ -142,6 +145,13 @@ class Model(L.LightningModule):
         """Refuse data this model cannot train on (a conditional model's, without labels), and
         take from it what the likelihood fits before training (a count model's typical library
         size): called once the data is set up, before the run writes anything."""
+        batch_size = getattr(datamodule, "batch_size", None)
+        if self.batch_statistic and isinstance(batch_size, int) and batch_size < 2:
+            raise ConfigError(
+                f"data.batch_size={batch_size}: {type(self).__name__}'s {self.batch_statistic} "
+                f"is computed over the examples of a batch and is 0 over one; give "
+                f"data.batch_size >= 2"
+            )
         splits = getattr(datamodule, "splits", None)
         if splits and hasattr(self.likelihood, "fit"):
             self.likelihood.fit(splits["train"][0])

@@ -24,6 +24,8 @@ class DIPVAE(VAE):
     convention). Logged: `dip_od` and `dip_d`, the two sums before their weights.
     """
 
+    batch_statistic = "covariance of the posterior means"
+
     def __init__(
         self,
         dip_type: str = "i",

@@ -17,6 +17,8 @@ class InfoVAE(GaussianPosterior):
     lambda_mmd weighs the marginal match. Logged: `mmd`.
     """
 
+    batch_statistic = "MMD between the codes and prior draws"
+
     def __init__(
         self,
         alpha: float = 0.0,

@@ -18,6 +18,8 @@ class WAE(StandardNormalPrior, AutoEncoder):
     prior. Logged: `mmd`.
     """
 
+    batch_statistic = "MMD between the codes and prior draws"
+
     def __init__(
         self,
         lambda_mmd: float = 10.0,

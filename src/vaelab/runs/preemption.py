@@ -31,10 +31,14 @@ def preempted(run_dir: Path, saved: str | None = None) -> Preempted:
 
 
 @contextlib.contextmanager
-def preemptible(run_dir: Path) -> Iterator[None]:
-    """SIGTERM raises Preempted, except inside Lightning's loops, which stop on their own."""
+def preemptible(run_dir: Path, resumable: bool = True) -> Iterator[None]:
+    """SIGTERM raises Preempted, except inside Lightning's loops of a training run, which stop on
+    their own. A command that saves no state to continue from (`resumable=False`: vaelab-eval,
+    -embed, -sample) stops at once, inside Lightning's loops too."""
 
     def stop(signum, frame) -> None:
+        if not resumable:
+            raise Preempted(f"stopped by SIGTERM: {run_dir} is incomplete; run the command again")
         # Lightning keeps the handler it finds and calls it from its own: then this is not the
         # process's handler, and Lightning ends the loop where the run can be saved whole.
         if signal.getsignal(signal.SIGTERM) is stop:

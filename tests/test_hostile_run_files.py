@@ -1,0 +1,295 @@
+"""A run folder is data, not code: what its files name is built only when vaelab builds such a
+thing or the user named it; folders vaelab did not write are refused before anything is written;
+finished runs exit 0; train() holds its directory as the CLI does; secrets stay out of files."""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from hydra.core.global_hydra import GlobalHydra
+
+from tests.test_cli import VAELAB_TRAIN, run
+from tests.test_run_dirs import snapshot
+from vaelab import compose
+from vaelab.embed import main as embed_main
+from vaelab.errors import ConfigError
+from vaelab.evaluate import main as eval_main
+from vaelab.runs.trained import load_trained
+from vaelab.sample import main as sample_main
+from vaelab.train import main as train_main
+from vaelab.train import train
+
+TINY = ["trainer=cpu", "trainer.max_steps=3", "trainer.limit_val_batches=1", "logger=csv",
+        "callbacks.rich_progress_bar=null", "callbacks.images=null", "iw_samples=2",
+        "metrics=none"]  # fmt: skip
+
+
+@pytest.fixture
+def in_process(tmp_path, monkeypatch):
+    """A console script's entry point run in this process, and what it changes put back."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv)
+    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def cli(main, args: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of a console script run in this process."""
+    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
+        os.environ.pop(name, None)  # main() sets them for the run it starts
+    GlobalHydra.instance().clear()
+    sys.argv = ["vaelab", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def one_line_error(code: int, err: str) -> str:
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    return err.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A finished tiny run: (its directory, its last.ckpt)."""
+    run_dir = tmp_path / "run"
+    train(compose(*TINY, output_dir=run_dir))
+    return run_dir, run_dir / "checkpoints" / "last.ckpt"
+
+
+def _edit_config(run_dir, edit) -> None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    edit(config)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+# A shell command run by building the "class": it leaves this file if anything runs it.
+def _payload(marker) -> dict:
+    return {"_target_": "subprocess.run", "args": ["touch", str(marker)]}
+
+
+def test_classes_named_in_a_run_folder_are_not_run(trained, tmp_path, capsys, in_process):
+    """config.yaml (also in a folder above the checkpoint) and the checkpoint's
+    hyper-parameters are files the user did not type: eval, embed, sample and resume refuse a
+    class that is not one vaelab builds, in one line naming the key, and run nothing."""
+    run_dir, ckpt = trained
+    marker = tmp_path / "PWNED"
+    out = f"hydra.run.dir={tmp_path / 'out'}"
+
+    # The data of config.yaml: built by eval, embed and sample.
+    pristine = (run_dir / "config.yaml").read_text()
+    _edit_config(run_dir, lambda c: c.update(data=_payload(marker)))
+    for main in (eval_main, embed_main, sample_main):
+        last = one_line_error(*cli(main, [f"ckpt_path={ckpt}", out], capsys))
+        assert "names data._target_=subprocess.run, which is not a vaelab model" in last
+    assert not marker.exists()
+
+    # The model, named through a vaelab module that imports subprocess.
+    (run_dir / "config.yaml").write_text(pristine)
+    popen = "vaelab.runs.run_dir.subprocess.Popen"
+    _edit_config(run_dir, lambda c: c["model"].update(_target_=popen))
+    last = one_line_error(*cli(eval_main, [f"ckpt_path={ckpt}", out], capsys))
+    assert "model._target_=vaelab.runs.run_dir.subprocess.Popen, which is not" in last
+
+    # A callback: built by a resume.
+    (run_dir / "config.yaml").write_text(pristine)
+    _edit_config(run_dir, lambda c: c["callbacks"].update(evil=_payload(marker)))
+    before = snapshot(run_dir)
+    args = [f"resume={run_dir}", "trainer.max_steps=6"]
+    last = one_line_error(*cli(train_main, args, capsys))
+    assert f"{run_dir}/config.yaml names callbacks.evil._target_=subprocess.run" in last
+    assert not marker.exists() and snapshot(run_dir) == before
+
+    # The net inside the checkpoint's hyper-parameters.
+    (run_dir / "config.yaml").write_text(pristine)
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["hyper_parameters"]["net"] = _payload(marker)
+    torch.save(checkpoint, tmp_path / "evil.ckpt")
+    (run_dir / "checkpoints" / "evil.ckpt").write_bytes((tmp_path / "evil.ckpt").read_bytes())
+    last = one_line_error(
+        *cli(embed_main, [f"ckpt_path={run_dir / 'checkpoints' / 'evil.ckpt'}", out], capsys)
+    )
+    assert "names model.net._target_=subprocess.run" in last
+    assert not marker.exists()
+
+    # The untouched run still evaluates.
+    code, err = cli(eval_main, [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'ok'}"], capsys)
+    assert code == 0, err[-2000:]
+    assert json.loads((tmp_path / "ok" / "results.json").read_text())["test/loss"] > 0
+
+
+def test_a_class_the_user_names_is_built(trained, tmp_path, capsys, in_process):
+    """A callback of the user's own in a run's config resumes when this command names it (++ on
+    the command line); a model of their own loads when their config folder is on the search
+    path (tests/test_own_model.py); refused otherwise."""
+    run_dir, ckpt = trained
+    own = {"_target_": "tests.helpers.PoisonWeights", "step": 10_000}
+    _edit_config(run_dir, lambda c: c["callbacks"].update(mine=own))
+    args = [f"resume={run_dir}", "trainer.max_steps=5"]
+    last = one_line_error(*cli(train_main, args, capsys))
+    assert last.endswith(
+        "name it for this command: ++callbacks.mine._target_=tests.helpers.PoisonWeights, or the "
+        "config folder that holds it ('hydra.searchpath=[file://my_conf]')"
+    )
+    named = "++callbacks.mine._target_=tests.helpers.PoisonWeights"
+    code, err = cli(train_main, [*args, named], capsys)
+    assert code == 0, err[-2000:]
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 5
+
+    # Python: the classes of the user's config folders are theirs.
+    my_conf = tmp_path / "my_conf" / "model"
+    my_conf.mkdir(parents=True)
+    (my_conf / "mine.yaml").write_text("_target_: tests.helpers.Mine\n")
+    _edit_config(run_dir, lambda c: c["model"].update(_target_="tests.helpers.Mine"))
+    with pytest.raises(ConfigError, match="names model._target_=tests.helpers.Mine, which is"):
+        load_trained(str(ckpt), trusted=())
+    compose(f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", check=False)  # as a notebook
+    with pytest.raises(ConfigError, match="tests.helpers.Mine, which this installation does not"):
+        load_trained(str(ckpt))  # named by the user's config folder: looked for, not refused
+
+
+def test_successful_runs_exit_0_and_a_sweeper_gets_the_runs_own_metric(
+    tmp_path, capsys, in_process
+):
+    """A run that never validated, and the resume of an AE (monitor val/recon, not the default
+    val/elbo) both exit 0; a search whose metric is never measured fails in one line."""
+    never = [*TINY, f"hydra.run.dir={tmp_path / 'a'}"]  # 3 steps: no epoch ends
+    code, err = cli(train_main, never, capsys)
+    assert code == 0, err[-2000:]
+    assert "val/elbo" not in json.loads((tmp_path / "a" / "results.json").read_text())
+
+    ae = [*TINY, "model=ae", f"hydra.run.dir={tmp_path / 'ae'}"]
+    assert cli(train_main, ae, capsys)[0] == 0
+    code, err = cli(train_main, [f"resume={tmp_path / 'ae'}", "trainer.max_steps=6"], capsys)
+    assert code == 0, err[-2000:]
+
+    search = [*TINY, "hparams_search=vae_optuna", "hparams_search.n_trials=1",
+              "optimized_metric=val/nothing", f"paths.log_dir={tmp_path / 'logs'}",
+              f"hydra.run.dir={tmp_path / 's'}"]  # fmt: skip
+    last = one_line_error(*cli(train_main, search, capsys))
+    assert "optimized_metric=val/nothing is None in the results of" in last
+    assert "name one the run measures (test/" in last
+
+
+def test_folders_vaelab_did_not_write_are_refused_as_they_are(tmp_path, capsys, in_process):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for text in ("a: 1\n", "a: [1\n", "- just\n- a list\n", "task_name: train\nmodel: 3\n"):
+        (folder / "config.yaml").write_text(text)
+        last = one_line_error(*cli(train_main, [f"resume={folder}"], capsys))
+        assert last.startswith(f"error: {folder}/config.yaml is not the config.yaml of a vaelab")
+        assert sorted(p.name for p in folder.iterdir()) == ["config.yaml"]
+        assert (folder / "config.yaml").read_text() == text
+
+
+def test_a_sweep_dir_started_again_with_other_values_is_refused(tmp_path):
+    """Job folders are named by number alone: a sweep of other values into the same folder
+    would put old metrics under new labels. Refused before anything is written; the same sweep
+    with a raised max_steps continues its jobs (and relabels them truthfully)."""
+    sweep = tmp_path / "sweep"
+    base = [VAELAB_TRAIN, "-m", *TINY, f"hydra.sweep.dir={sweep}"]
+    first = run([*base, "model.beta=1,2"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = snapshot(sweep)
+    other = run([*base, "model.beta=3,4"], cwd=tmp_path)
+    assert other.returncode == 1
+    assert other.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.sweep.dir={sweep} holds another sweep (model.beta=1,2 there, "
+        f"model.beta=3,4 now): continue it with its own overrides (only trainer.max_epochs, "
+        f"trainer.max_steps and the logging may change), or give a new hydra.sweep.dir"
+    )
+    assert snapshot(sweep) == before
+
+    longer = run([*base, "model.beta=1,2", "trainer.max_steps=5"], cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "results.json").read_text())["global_step"] == 5
+    rows = (sweep / "sweep.csv").read_text().splitlines()
+    assert rows[1].startswith("0,COMPLETED,model.beta=1 trainer.max_steps=5")
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("mine")
+    foreign = run([*base[:-1], f"hydra.sweep.dir={tmp_path / 'mine'}", "seed=1,2"], cwd=tmp_path)
+    assert foreign.stderr.strip().splitlines()[-1].endswith("holds files but no sweep (no "
+                                                            "multirun.yaml): give a new or empty "
+                                                            "hydra.sweep.dir")  # fmt: skip
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
+
+
+def test_train_in_python_holds_its_directory_as_the_cli_does(tmp_path):
+    run_dir = tmp_path / "run"
+    train(compose(*TINY, output_dir=run_dir))
+    rows = (run_dir / "metrics.csv").read_text()
+    with pytest.raises(Exception, match=f"{run_dir} already holds a run: continue it with resume"):
+        train(compose(*TINY, output_dir=run_dir))
+    assert (run_dir / "metrics.csv").read_text() == rows
+
+    # Another process holds a fresh directory: refused, nothing written.
+    other = tmp_path / "other"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.guard "
+         f"import RunDirLock; lock = RunDirLock(Path({str(other)!r})); print('held', "
+         "flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Exception, match="is in use by another vaelab process"):
+            train(compose(*TINY, output_dir=other))
+        assert [p.name for p in other.iterdir()] == [".vaelab.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    # Released when train() returns: the resume goes on in this process.
+    results, _ = train(compose(*TINY, f"resume={run_dir}", "trainer.max_steps=5"))
+    assert results["global_step"] == 5
+
+
+def test_a_password_in_a_url_and_a_sweeps_secrets_stay_out(tmp_path):
+    """A password inside a tracking URI is written nowhere and printed nowhere, however short;
+    so is a short secret swept over; and a tracking server that does not answer is one line
+    within seconds, not minutes of retries."""
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    run_dir = tmp_path / "run"
+    args = [VAELAB_TRAIN, *TINY, "logger=mlflow", f"hydra.run.dir={run_dir}",
+            f"logger.mlflow.tracking_uri=http://me:hunter2@127.0.0.1:{port}/"]  # fmt: skip
+    start = time.monotonic()
+    result = run(args, cwd=tmp_path)
+    assert time.monotonic() - start < 60
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: logger.mlflow.tracking_uri=http://me:***@127.0.0.1:{port}/: no tracking "
+        f"server answers at 127.0.0.1:{port} (Connection refused); start it, or give another "
+        f"tracking_uri"
+    )
+    assert "hunter2" not in result.stdout + result.stderr
+    assert not any(b"hunter2" in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
+
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *TINY, "+service.api_key=Qz7kx,Wv3jy", f"hydra.sweep.dir={sweep}",
+            "+db.url=postgres://me:Xq4Pw@localhost/db"]  # fmt: skip
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = result.stdout + result.stderr
+    assert "#0 : +service.api_key=*** " in printed
+    for secret in (b"Qz7kx", b"Wv3jy", b"Xq4Pw"):
+        assert secret not in printed.encode()
+        assert not [p for p in sweep.rglob("*") if p.is_file() and secret in p.read_bytes()]
+    assert "url: postgres://me:***@localhost/db" in (sweep / "0" / "config.yaml").read_text()
