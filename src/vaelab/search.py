@@ -8,6 +8,7 @@ invocation with the same study name continues it; validation results prune hopel
 
 import copy
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, UserError
 from vaelab.extras import require
 from vaelab.runs.run_dir import optimized_value
 
@@ -88,12 +89,22 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
     done = len(study.get_trials(states=finished))
     log.info(f"Study {spec.study_name} in {spec.storage}: {done} of {spec.n_trials} trials done")
 
+    refused: list[UserError] = []
+
     def objective(trial: optuna.Trial) -> float:
         trial_cfg = _trial_config(cfg, trial)
         pruning = PruneTrial(trial, cfg.model.monitor)
-        results, _ = train(trial_cfg, extra_callbacks=[pruning])
-        return optimized_value(trial_cfg, results, required=True)
+        try:
+            results, _ = train(trial_cfg, extra_callbacks=[pruning])
+            return optimized_value(trial_cfg, results, required=True)
+        except UserError as error:
+            # Optuna would print the traceback of a failed trial: the study ends on its line.
+            refused.append(error)
+            trial.study.stop()
+            return math.nan
 
     study.optimize(objective, n_trials=max(0, spec.n_trials - done), catch=())
+    if refused:
+        raise refused[0]
     log.info(f"Best of {spec.study_name}: {study.best_value} with {study.best_params}")
     return study.best_value

@@ -17,8 +17,9 @@ MASK = "***"
 MIN_LENGTH = 6
 _SECRET = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
 _known: set[str] = set()
-# scheme://user:password@host: the password, whatever the key that holds the URL
-_URL_PASSWORD = re.compile(r"([a-zA-Z][\w+.-]*://[^/\s:@'\"]+:)([^/\s@'\"]+)@")
+# scheme://user:password@host: the password, whatever the key that holds the URL; also as
+# Hydra's job lines escape it (postgres\://me\:password@host)
+_URL_PASSWORD = re.compile(r"([a-zA-Z][\w+.-]*\\?://[^/\s:@'\"]+:)([^/\s@'\"]+)@")
 # key=value inside a text: a key as Hydra's overrides write it, a value up to a space or quote
 _KEY_VALUE = re.compile(r"(?<![\w.])([+~]{0,2}[A-Za-z_][\w./@-]*)=([^\s'\",\]]+)")
 
