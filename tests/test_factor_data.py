@@ -2,6 +2,7 @@
 (on small grids written in their formats), the factor contract, training and the exports."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -270,3 +271,49 @@ def test_the_study_command_runs_a_sweep_with_the_scores_and_their_picture(tmp_pa
     assert (tmp_path / "sweep" / "disentanglement.png").stat().st_size > 1000
     assert (tmp_path / "mi_matrix.png").is_file()
     assert "| `beta_vae` |" in result.stdout
+
+
+def _broken_factor_files(tmp_path):
+    """(datamodule, what the one line names) for files of the right name and the wrong content:
+    what a failed download, a full disk or a mix-up leaves."""
+    cases = []
+    # A truncated npz, and one that is no zip at all.
+    for name, cut in (("truncated", 0.5), ("text", None)):
+        folder = tmp_path / name
+        path = write_dsprites_like(folder)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * cut)] if cut else b"imgs,latents\n1,2\n")
+        cases.append((DSpritesDataModule(data_dir=str(folder)), f"cannot read {path} as dSprites"))
+    # Fewer images than factor rows; images of another size; of another dtype; not 0/1.
+    for name, edit in (
+        ("fewer", lambda imgs: imgs[:-5]),
+        ("size", lambda imgs: imgs[:, :32, :32]),
+        ("dtype", lambda imgs: imgs.astype(np.float32)),
+        ("grey", lambda imgs: imgs * np.uint8(200)),
+    ):
+        folder = tmp_path / name
+        path = write_dsprites_like(folder)
+        with np.load(path) as npz:
+            np.savez(path, imgs=edit(npz["imgs"]), latents_classes=npz["latents_classes"])
+        cases.append((DSpritesDataModule(data_dir=str(folder)), f"cannot read {path} as dSprites"))
+    # An npz under the h5 file's name, and a truncated h5.
+    folder = tmp_path / "h5"
+    write_dsprites_like(folder).rename(folder / "3dshapes.h5")
+    cases.append((Shapes3DDataModule(data_dir=str(folder)), "as 3D Shapes"))
+    folder = tmp_path / "short_h5"
+    sizes = (2, 2, 2, 2, 4, 3)
+    path = write_shapes3d_like(folder, sizes)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    cases.append((Shapes3DDataModule(data_dir=str(folder)), "as 3D Shapes"))
+    # A truncated MPI3D npz.
+    folder = tmp_path / "mpi3d"
+    path = write_mpi3d_like(folder, (2, 2, 2, 2, 2, 2, 2))
+    path.write_bytes(path.read_bytes()[:5000])
+    cases.append((MPI3DDataModule(data_dir=str(folder)), "as MPI3D"))
+    return cases
+
+
+def test_broken_files_of_factor_datasets_are_one_line_that_names_them(tmp_path):
+    for datamodule, fragment in _broken_factor_files(tmp_path):
+        with pytest.raises(DataError, match=re.escape(fragment)):
+            datamodule.setup()

@@ -335,3 +335,29 @@ def test_an_evaluation_stops_on_sigterm(trained, tmp_path):
         f"error: stopped by SIGTERM: {out} is incomplete; run the command again"
     )
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["metrics.bins=0", "metrics.batch_size=0", "metrics.num_train=-5", "metrics.seed=x",
+     "metrics.num_variance_estimate=1", "metrics.enabled=maybe"],
+)  # fmt: skip
+def test_metric_settings_are_checked_before_training(override):
+    with pytest.raises(ConfigError, match=f"^{override.split('=')[0]}="):
+        compose(override)
+
+
+def test_a_setting_a_checkpoint_restores_is_refused_not_ignored(trained, tmp_path):
+    """ckpt_path= restores the optimizer with its own learning rate: another one in the config
+    would be ignored while config.yaml claimed it."""
+    _, ckpt = trained
+    for override in ("model.optimizer.lr=1e6", "model/scheduler=cosine"):
+        cfg = compose(*TINY, f"ckpt_path={ckpt}", override, output_dir=tmp_path / "new")
+        with pytest.raises(ConfigError, match=f"ckpt_path={ckpt} restores the optimizer and"):
+            train(cfg)
+        assert not (tmp_path / "new" / "config.yaml").exists()
+    # What the checkpoint does not restore (the loss weight) is honoured; the rest continues.
+    cfg = compose(*TINY, f"ckpt_path={ckpt}", "model.beta=4", "trainer.max_steps=5",
+                  output_dir=tmp_path / "new")  # fmt: skip
+    results, objects = train(cfg)
+    assert results["global_step"] == 5 and objects["model"].hparams.beta == 4

@@ -85,6 +85,7 @@ def _fit_and_test(
     from vaelab.runs.ranks import rank_zero
     from vaelab.runs.resume import (
         check_fits,
+        check_restored,
         finished_message,
         finished_results,
         limits,
@@ -138,6 +139,7 @@ def _fit_and_test(
         check_optimizing_by_hand(cfg)
     if start is not None and not cfg.get("resume"):  # a resume's own checkpoints always fit
         check_fits(model, start, ckpt_path)
+        check_restored(model, start, ckpt_path)
 
     log.info("Callbacks, loggers, trainer")
     overrides: dict[str, Any] = {}  # what the trainer takes beyond its config

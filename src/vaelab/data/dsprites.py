@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
+from vaelab.data.factors import FactorDataModule, grid_rows, reading, subgrid
 from vaelab.errors import DataError
 
 FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -27,17 +27,20 @@ class DSpritesDataModule(FactorDataModule):
                 f"dSprites not found: looked for {path}; download {FILE} from "
                 f"https://github.com/deepmind/dsprites-dataset into data.data_dir"
             )
-        try:
-            with np.load(path) as npz:
-                classes = npz["latents_classes"]
-                sizes = dict(zip(("colour", *NAMES), (classes.max(0) + 1).tolist(), strict=True))
-                _check_layout(path, classes, sizes)
-                kept = subgrid({n: sizes[n] for n in NAMES}, self.grid)
-                rows = grid_rows(sizes, {"colour": np.arange(1), **kept})
-                images = npz["imgs"][rows] * np.uint8(255)
-        except (OSError, KeyError, ValueError, EOFError) as error:
-            layout = "dSprites (npz with imgs (N, 64, 64) uint8 and latents_classes (N, 6) int64)"
-            raise unreadable(path, layout, error) from None
+        layout = "dSprites (npz with imgs (N, 64, 64) uint8 of 0/1 and latents_classes (N, 6))"
+        with reading(path, layout), np.load(path) as npz:
+            classes = npz["latents_classes"]
+            sizes = dict(zip(("colour", *NAMES), (classes.max(0) + 1).tolist(), strict=True))
+            _check_layout(path, classes, sizes)
+            imgs = npz["imgs"]
+            if imgs.shape != (len(classes), 64, 64) or imgs.dtype != np.uint8:
+                raise ValueError(f"imgs {imgs.shape} {imgs.dtype} for {len(classes)} factor rows")
+            kept = subgrid({n: sizes[n] for n in NAMES}, self.grid)
+            rows = grid_rows(sizes, {"colour": np.arange(1), **kept})
+            images = imgs[rows]
+            if images.max(initial=0) > 1:
+                raise ValueError(f"imgs hold values up to {images.max()}, not 0 and 1")
+            images = images * np.uint8(255)
         return self.kept_grid(images, kept)
 
 

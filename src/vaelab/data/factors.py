@@ -1,11 +1,14 @@
 """The base of datasets whose examples are points of a grid of known generative factors."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from vaelab.data.in_memory import Arrays, InMemoryDataModule
-from vaelab.errors import ConfigError, DataError
+from vaelab.errors import ConfigError, DataError, UserError
 
 
 def subgrid(sizes: dict[str, int], counts: dict[str, int] | None) -> dict[str, np.ndarray]:
@@ -88,7 +91,22 @@ class FactorDataModule(InMemoryDataModule):
 
 def unreadable(path, layout: str, error: Exception) -> DataError:
     """The one-line error for a file that is not in its dataset's published layout."""
-    return DataError(f"cannot read {path} as {layout}: {str(error).splitlines()[0]}")
+    why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return DataError(f"cannot read {path} as {layout}: {why}")
+
+
+@contextmanager
+def reading(path, layout: str) -> Iterator[None]:
+    """Whatever a reader raises on a file that is not in its dataset's layout (numpy's zip
+    errors on a truncated npz, h5py's on a truncated or foreign h5, an index past the end of too
+    few images) is one line naming the file; the reader is third-party code, a kind of error
+    there cannot be listed in advance."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        raise unreadable(path, layout, error) from None
 
 
 def as_tensors(images: np.ndarray, factors: np.ndarray) -> tuple[Tensor, Tensor]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
+from vaelab.data.factors import FactorDataModule, grid_rows, reading, subgrid
 from vaelab.errors import ConfigError, DataError
 
 SIZES = {"object_color": 6, "object_shape": 6, "object_size": 2, "camera_height": 3,
@@ -60,14 +60,10 @@ class MPI3DDataModule(FactorDataModule):
                 f"https://github.com/rr-learning/disentanglement_dataset into data.data_dir"
             )
         n = int(np.prod(list(SIZES.values())))
-        try:
+        with reading(path, f"MPI3D (npz with images ({n}, 64, 64, 3) uint8)"):
             images = npz_array(path, "images")
             if images.shape != (n, 64, 64, 3) or images.dtype != np.uint8:
                 raise ValueError(f"images {images.shape} {images.dtype}")
             kept = subgrid(SIZES, self.grid)
             x = images[grid_rows(SIZES, kept)]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise unreadable(
-                path, f"MPI3D (npz with images ({n}, 64, 64, 3) uint8)", error
-            ) from None
         return self.kept_grid(x, kept)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from vaelab.data.factors import FactorDataModule, grid_rows, subgrid, unreadable
+from vaelab.data.factors import FactorDataModule, grid_rows, reading, subgrid
 from vaelab.errors import DataError
 from vaelab.extras import require
 
@@ -31,23 +31,12 @@ class Shapes3DDataModule(FactorDataModule):
                 f"https://github.com/deepmind/3d-shapes into data.data_dir"
             )
         kept = subgrid(SIZES, self.grid)
-        try:
-            with h5py.File(path, "r") as file:
-                images, labels = file["images"], file["labels"]
-                n = int(np.prod(list(SIZES.values())))
-                if (
-                    images.shape != (n, 64, 64, 3)
-                    or images.dtype != np.uint8
-                    or labels.shape != (n, 6)
-                ):
-                    raise ValueError(
-                        f"images {images.shape} {images.dtype} and labels {labels.shape}"
-                    )
-                rows = grid_rows(SIZES, kept)
-                x = images[rows] if len(rows) < n else images[()]
-        except (OSError, KeyError, ValueError) as error:
-            layout = (
-                f"3D Shapes (h5 with images ({n}, 64, 64, 3) uint8 and labels ({n}, 6) float64)"
-            )
-            raise unreadable(path, layout, error) from None
+        n = int(np.prod(list(SIZES.values())))
+        layout = f"3D Shapes (h5 with images ({n}, 64, 64, 3) uint8 and labels ({n}, 6) float64)"
+        with reading(path, layout), h5py.File(path, "r") as file:
+            images, labels = file["images"], file["labels"]
+            if images.shape != (n, 64, 64, 3) or images.dtype != np.uint8 or labels.shape != (n, 6):
+                raise ValueError(f"images {images.shape} {images.dtype} and labels {labels.shape}")
+            rows = grid_rows(SIZES, kept)
+            x = images[rows] if len(rows) < n else images[()]
         return self.kept_grid(x, kept)

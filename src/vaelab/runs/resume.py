@@ -280,6 +280,30 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
+# Settings whose state a checkpoint restores as it was saved: the optimizers' hyper-parameters
+# live in their state's param_groups, a scheduler's in its state.
+_RESTORED = ("optimizer", "discriminator_optimizer", "scheduler")
+
+
+def check_restored(model: "torch.nn.Module", checkpoint: dict, path: str) -> None:
+    """A new run from a checkpoint (ckpt_path=) restores the optimizers and schedulers with the
+    settings they were saved with: a different setting would be silently ignored, so it is
+    refused."""
+    saved = _leaves(to_plain(checkpoint.get("hyper_parameters", {})))
+    current = _leaves(to_plain(dict(model.hparams)))
+    ignored = [
+        f"model.{key}={current.get(key)!r} ({saved.get(key)!r} in the checkpoint)"
+        for key in sorted(set(saved) | set(current))
+        if under(key, _RESTORED) and saved.get(key) != current.get(key)
+    ]
+    if ignored:
+        raise ConfigError(
+            f"ckpt_path={path} restores the optimizer and scheduler states it holds, so "
+            f"{'; '.join(ignored[:4])} would be ignored: leave "
+            f"{'it' if len(ignored) == 1 else 'them'} out to continue with the checkpoint's"
+        )
+
+
 def check_fits(model: "torch.nn.Module", checkpoint: dict, path: str) -> None:
     """A checkpoint of another model, latent size or net is refused with the settings that
     differ, rather than with a page of mismatched tensor shapes."""
