@@ -86,6 +86,7 @@ def _fit_and_test(
     from vaelab.runs.resume import (
         check_fits,
         check_restored,
+        check_shape,
         finished_message,
         finished_results,
         limits,
@@ -132,6 +133,11 @@ def _fit_and_test(
     if hasattr(datamodule, "check_likelihood"):  # a user's own datamodule may not have it
         datamodule.check_likelihood(cfg.model.get("likelihood"))
 
+    if start is not None:  # a model built for other data would not load the checkpoint
+        fix = "give the data the run was trained on (data.data_dir)"
+        check_shape(
+            datamodule.shape, start, fix if cfg.get("resume") else f"{fix}, or another ckpt_path"
+        )
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = build(cfg.model, input_shape=list(datamodule.shape))
     model.check_data(datamodule)

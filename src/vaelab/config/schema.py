@@ -234,6 +234,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "callbacks.images.n": _int_at_least(2),  # half of them are examples to reconstruct
     "callbacks.images.max_dims": _int_at_least(1),
     "data.batch_size": _int_at_least(1),
+    "data.image_size": _int_at_least(8),  # smaller sprites render empty
+    "data.crop": _int_at_least(1),
     "data.val_size": _number(positive=True),
     "data.test_size": _number(positive=True),
     "data.binarize": _one_of("none", "dynamic", "static"),

@@ -72,4 +72,12 @@ class MNISTDataModule(InMemoryDataModule):
                     f"images {tuple(x.shape[:1] + x.shape[2:])} and {len(y)} labels"
                 )
             arrays[split] = (x, y)
+        shapes = {split: tuple(x.shape[1:]) for split, (x, _) in arrays.items()}
+        if len(set(shapes.values())) > 1:
+            first, *rest = FILES
+            raise DataError(
+                f"{self._find(FILES[rest[0]][0])} holds images of shape {shapes[rest[0]]}, "
+                f"{self._find(FILES[first][0])} of shape {shapes[first]}: the splits of one "
+                f"dataset must match; put the files of one dataset in data.data_dir"
+            )
         return arrays

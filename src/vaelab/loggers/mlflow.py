@@ -9,6 +9,7 @@
 """
 
 import logging
+import os
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,26 @@ def _check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def _check_writable(artifact_location: str | None) -> None:
+    """A local artifact location that cannot be written is refused before the run starts, not
+    at its first picture."""
+    from urllib.parse import unquote, urlsplit
+
+    if not artifact_location or urlsplit(artifact_location).scheme not in ("", "file"):
+        return
+    folder = Path(unquote(urlsplit(artifact_location).path))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".vaelab_probe_{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"logger.mlflow.artifact_location={artifact_location}: cannot write in {folder} "
+            f"({error.strerror or error}); give a writable folder"
+        ) from None
+
+
 @contextmanager
 def _logging_kept():
     """Creating a SQLite store runs MLflow's alembic migrations, whose logging file config (in
@@ -115,6 +136,7 @@ class MLFlowLogger(LightningMLFlowLogger):
                 artifact_location = (self._database.parent / "mlartifacts").as_uri()
         else:
             _check_reachable(tracking_uri)
+        _check_writable(artifact_location)
         self._store_uri = tracking_uri
         id_file = self.run_dir / ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else None
@@ -197,9 +219,20 @@ class MLFlowLogger(LightningMLFlowLogger):
     @rank_zero_only
     def log_picture(self, name: str, path: Path, step: int) -> None:
         """A PNG the run wrote, as an artifact under images/ (its file name carries the epoch)."""
-        self.experiment.log_artifact(self.run_id, str(path), artifact_path="images")
+        self._upload(path, "images")
 
     @rank_zero_only
     def log_file(self, path: Path) -> None:
         """A file of the run directory (config.yaml, results.json) as a top-level artifact."""
-        self.experiment.log_artifact(self.run_id, str(path))
+        self._upload(path, None)
+
+    def _upload(self, path: Path, folder: str | None) -> None:
+        """An artifact that cannot be stored (the location became read-only or full, the server
+        went away) is a warning: the run and its own copy of the file go on."""
+        try:
+            self.experiment.log_artifact(self.run_id, str(path), artifact_path=folder)
+        except Exception as error:  # OSError, MlflowException, requests': no common base
+            why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            log.warning(
+                f"MLflow: {path.name} was not stored as an artifact ({why}); it is in {path}"
+            )

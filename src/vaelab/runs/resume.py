@@ -304,7 +304,23 @@ def check_restored(model: "torch.nn.Module", checkpoint: dict, path: str) -> Non
         )
 
 
-def check_fits(model: "torch.nn.Module", checkpoint: dict, path: str) -> None:
+def check_shape(shape: tuple[int, ...], checkpoint: dict, fix: str) -> None:
+    """Data whose examples are not of the shape the checkpoint's model was trained on is
+    refused in one line (the model would be built for the new shape and fail to load)."""
+    trained = tuple(checkpoint.get("hyper_parameters", {}).get("input_shape", ()))
+    if trained and tuple(shape) != trained:
+        raise ConfigError(
+            f"the data has examples of shape {tuple(shape)}, the checkpoint's model was trained "
+            f"on shape {trained}: {fix}"
+        )
+
+
+def check_fits(
+    model: "torch.nn.Module",
+    checkpoint: dict,
+    path: str,
+    fix: str = "use the checkpoint's settings, or leave ckpt_path out",
+) -> None:
     """A checkpoint of another model, latent size or net is refused with the settings that
     differ, rather than with a page of mismatched tensor shapes."""
     theirs = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
@@ -322,7 +338,4 @@ def check_fits(model: "torch.nn.Module", checkpoint: dict, path: str) -> None:
         name for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)
     ]
     differences = settings[:4] or [f"the weights {', '.join(tensors[:4])} differ"]
-    raise ConfigError(
-        f"ckpt_path={path} does not fit this model: {'; '.join(differences)}; use the "
-        f"checkpoint's settings, or leave ckpt_path out"
-    )
+    raise ConfigError(f"ckpt_path={path} does not fit this model: {'; '.join(differences)}; {fix}")

@@ -9,7 +9,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
-from vaelab.runs.resume import read_checkpoint, saved_config
+from vaelab.runs.resume import check_fits, check_shape, read_checkpoint, saved_config
 from vaelab.runs.targets import check_targets, trusted_targets
 
 
@@ -57,6 +57,7 @@ def load_trained(ckpt_path: str, trusted: Iterable[str] | None = None):
             f"ckpt_path={ckpt_path}: {target} of this vaelab release does not take the "
             f"arguments the checkpoint was written with ({error}); use the release that wrote it"
         ) from None
+    check_fits(model, checkpoint, ckpt_path, f"it is not a checkpoint of the run of {source}")
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), run_cfg, checkpoint
@@ -80,13 +81,8 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: d
         datamodule.load_state_dict(state)
     datamodule.prepare_data()
     datamodule.setup(stage)
-    trained = tuple(checkpoint.get("hyper_parameters", {}).get("input_shape", ()))
-    if trained and tuple(datamodule.shape) != trained:
-        raise ConfigError(
-            f"the data has examples of shape {tuple(datamodule.shape)}, the checkpoint's model "
-            f"was trained on shape {trained}: give data of the trained shape (leave data= out "
-            f"to use the run's own)"
-        )
+    fix = "give data of the trained shape (leave data= out to use the run's own)"
+    check_shape(datamodule.shape, checkpoint, fix)
     return datamodule
 
 
