@@ -6,19 +6,23 @@ import csv
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from hydra.core.global_hydra import GlobalHydra
 
+from tests.conftest import write_mnist_like
 from tests.test_cli import VAELAB_TRAIN, run
 from tests.test_run_dirs import snapshot
 from vaelab import compose
+from vaelab.data.idx import write_idx
 from vaelab.embed import main as embed_main
 from vaelab.errors import ConfigError
 from vaelab.evaluate import main as eval_main
@@ -361,3 +365,78 @@ def test_a_setting_a_checkpoint_restores_is_refused_not_ignored(trained, tmp_pat
                   output_dir=tmp_path / "new")  # fmt: skip
     results, objects = train(cfg)
     assert results["global_step"] == 5 and objects["model"].hparams.beta == 4
+
+
+def test_data_that_does_not_fit_is_one_line(tmp_path, capsys, in_process):
+    """A test split of another image size beside the training files; a resume (or eval) on a
+    data folder of another image size; an AE checkpoint under a VAE run's config; an image size
+    of 0: each a line naming the problem, nothing trained."""
+    mnist = write_mnist_like(tmp_path / "mnist", n_train=200, n_test=50)
+    fit = ["data=mnist", "data.val_size=50"]
+    small = tmp_path / "small"
+    small.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 200), ("t10k", 50)):
+        write_idx(small / f"{name}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 14, 14)))
+        shutil.copy(mnist / f"{name}-labels-idx1-ubyte.gz", small)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(mnist, mixed)
+    write_idx(mixed / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (50, 14, 14)))
+    labels = np.asarray(rng.integers(0, 10, 50), np.uint8)
+    write_idx(mixed / "t10k-labels-idx1-ubyte.gz", labels)
+
+    last = one_line_error(*cli(train_main, [*TINY, *fit, f"data.data_dir={mixed}"], capsys))
+    assert "t10k-images-idx3-ubyte.gz holds images of shape (1, 14, 14)" in last
+    assert "train-images-idx3-ubyte.gz of shape (1, 28, 28): the splits of one dataset" in last
+
+    run_dir = tmp_path / "run"
+    args = [*TINY, *fit, f"data.data_dir={mnist}", f"hydra.run.dir={run_dir}"]
+    code, err = cli(train_main, args, capsys)
+    assert code == 0, err[-2000:]
+    before = snapshot(run_dir)
+    again = [f"resume={run_dir}", "trainer.max_steps=6", f"data.data_dir={small}"]
+    last = one_line_error(*cli(train_main, again, capsys))
+    assert last == (
+        "error: the data has examples of shape (1, 14, 14), the checkpoint's model was trained "
+        "on shape (1, 28, 28): give the data the run was trained on (data.data_dir)"
+    )
+    # Refused after the data is read, so after Hydra's record of the attempt (.hydra_resume_*,
+    # train.log): the run's own files are as they were.
+    own = ("checkpoints/", "metrics.csv", "config.yaml", "results.json")
+    before = {k: v for k, v in before.items() if k.startswith(own)}
+    assert {k: v for k, v in snapshot(run_dir).items() if k.startswith(own)} == before
+    assert len(before) >= 5
+
+    ae_dir = tmp_path / "ae"
+    cli(train_main, [*TINY, "model=ae", f"hydra.run.dir={ae_dir}"], capsys)
+    vae_dir = tmp_path / "vae"
+    cli(train_main, [*TINY, f"hydra.run.dir={vae_dir}"], capsys)
+    shutil.copy(ae_dir / "checkpoints" / "last.ckpt", vae_dir / "checkpoints" / "ae.ckpt")
+    args = [f"ckpt_path={vae_dir / 'checkpoints' / 'ae.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}"]
+    last = one_line_error(*cli(eval_main, args, capsys))
+    assert "ae.ckpt does not fit this model: " in last
+    assert last.endswith(f"it is not a checkpoint of the run of {vae_dir}/config.yaml")
+
+    with pytest.raises(ConfigError, match="data.image_size=0: must be an integer >= 8"):
+        compose("data=sprites", "data.image_size=0")
+
+
+def test_mlflow_artifacts_that_cannot_be_stored(tmp_path, caplog):
+    """An artifact location that cannot be written is refused before the run; one that breaks
+    during the run (here: a file now stands where its folder was) is a warning, and the run goes
+    on."""
+    from vaelab.loggers import MLFlowLogger
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ConfigError, match="artifact_location=file:///proc/vaelab: cannot write"):
+        MLFlowLogger(str(tmp_path / "a"), store, artifact_location="file:///proc/vaelab")
+    artifacts = tmp_path / "artifacts"
+    (tmp_path / "b").mkdir()
+    logger = MLFlowLogger(str(tmp_path / "b"), store, artifact_location=artifacts.as_uri())
+    logger.log_hyperparams({"seed": 1})
+    (tmp_path / "b" / "results.json").write_text("{}")
+    shutil.rmtree(artifacts)
+    artifacts.write_text("not a folder")
+    with caplog.at_level(logging.WARNING):
+        logger.log_file(tmp_path / "b" / "results.json")
+    assert "results.json was not stored as an artifact" in caplog.text
