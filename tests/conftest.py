@@ -1,12 +1,15 @@
 """Shared fixtures: configs composed through Hydra's compose API with a per-test run directory,
-and tiny MNIST-format datasets written in the real IDX format."""
+tiny MNIST-format datasets written in the real IDX format, console scripts run in this process."""
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from vaelab import compose
@@ -30,6 +33,42 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(no_gpu)
+
+
+@pytest.fixture
+def in_process(tmp_path, monkeypatch):
+    """What running a console script in this process changes, put back afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv)
+    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
+        monkeypatch.delenv(name, raising=False)
+    # Hydra points the root logger at this test's captured streams, which close after it.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def cli(main, args: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of a console script's entry point run in this process (under the
+    `in_process` fixture): what a CLI test checks without paying a second import of Lightning."""
+    GlobalHydra.instance().clear()
+    sys.argv = ["vaelab", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def one_line_error(code: int, err: str) -> str:
+    """The last line of stderr, after checking the command exited 1 with no traceback."""
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: "), last
+    return last
 
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")

@@ -18,7 +18,7 @@ def run(
     args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run a command as a user would; `env` adds variables, or removes those set to None."""
-    # Another test may have run a console script in-process, which sets HYDRA_FULL_ERROR.
+    # A developer who runs the suite under HYDRA_FULL_ERROR=1 still gets one-line errors here.
     quiet = {"HYDRA_FULL_ERROR": None, "VAELAB_TRACEBACKS": None}
     env = {**os.environ, "WANDB_MODE": "offline", **quiet, **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}

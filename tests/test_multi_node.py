@@ -33,7 +33,7 @@ def _free_port() -> int:
 def two_nodes(tmp: Path, *args: str) -> list[str]:
     """The same command on node 0 and node 1; each one's output. Both must succeed."""
     port = str(_free_port())
-    quiet = ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")  # set by console scripts run in-process
+    quiet = ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")  # a developer's, not the commands'
     env = {k: v for k, v in os.environ.items() if k not in quiet}
     env |= {"WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": port, "LOCAL_RANK": "0"}  # fmt: skip

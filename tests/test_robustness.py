@@ -3,8 +3,6 @@ lost: a table of bad command lines through the real CLI, divergence, a full disk
 override sets thrown at the config layer."""
 
 import json
-import logging
-import os
 import resource
 import signal
 import subprocess
@@ -18,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import write_mnist_like
+from tests.conftest import cli, one_line_error, write_mnist_like
 from tests.datasets import write_cifar_like
 from tests.helpers import PoisonWeights
 from tests.test_cli import VAELAB_TRAIN, run
@@ -163,42 +161,10 @@ def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment):
     assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
 
 
-@pytest.fixture
-def in_process(tmp_path, monkeypatch):
-    """What running a console script in this process changes, put back afterwards."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", sys.argv)
-    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
-        monkeypatch.delenv(name, raising=False)
-    # Hydra points the root logger at this test's captured streams, which close after it.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def _cli_in_process(main, args: list[str], capsys) -> str:
-    """The console script's own entry point, run in this process (the table above covers the
-    process boundary; these cases would each pay a second import of Lightning). Its last line of
-    stderr, after checking it exits 1 with no traceback."""
-    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
-        os.environ.pop(name, None)  # main() sets them for the run it starts
-    GlobalHydra.instance().clear()
-    sys.argv = ["vaelab", *args]
-    with pytest.raises(SystemExit) as caught:
-        main()
-    err = capsys.readouterr().err
-    assert caught.value.code == 1 and "Traceback" not in err, err[-2000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: "), last
-    return last
-
-
 def test_bad_files_are_refused_in_one_line_that_names_them(tmp_path, capsys, in_process):
     for args, fragment in _bad_files(tmp_path):
         out = f"hydra.run.dir={tmp_path / 'run'}"
-        assert fragment in _cli_in_process(train_main, [*args, "debug=fdr", out], capsys)
+        assert fragment in one_line_error(*cli(train_main, [*args, "debug=fdr", out], capsys))
 
 
 def test_bad_arguments_of_the_other_commands(tmp_path, capsys, in_process):
@@ -223,7 +189,7 @@ def test_bad_arguments_of_the_other_commands(tmp_path, capsys, in_process):
     ]
     for main, args, fragment in cases:
         out = [f"hydra.run.dir={tmp_path / 'out'}"]
-        assert fragment in _cli_in_process(main, [*out, *args], capsys)
+        assert fragment in one_line_error(*cli(main, [*out, *args], capsys))
         assert not (tmp_path / "out").exists()  # refused before Hydra wrote anything
 
 
@@ -242,7 +208,7 @@ def test_resume_of_a_folder_that_is_not_a_run_leaves_it_as_it_was(tmp_path, caps
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "todo.txt").write_text("mine")
-    last = _cli_in_process(train_main, [f"resume={folder}"], capsys)
+    last = one_line_error(*cli(train_main, [f"resume={folder}"], capsys))
     assert f"resume={folder}: {folder}/config.yaml does not exist" in last
     assert [p.name for p in folder.iterdir()] == ["todo.txt"]
 
@@ -260,7 +226,7 @@ def test_a_resume_removes_a_callback_the_run_was_started_with(tmp_path, capsys, 
     train_main()
     assert "EarlyStopping" in (run_dir / "config.yaml").read_text()
     again = [f"resume={run_dir}", "trainer.max_epochs=2"]
-    last = _cli_in_process(train_main, [*again, "callbacks.stop=null"], capsys)
+    last = one_line_error(*cli(train_main, [*again, "callbacks.stop=null"], capsys))
     assert last == (
         "error: callbacks.stop is not a config key: did you mean callbacks? (to add a new key "
         "use +callbacks.stop=..., or ++callbacks.stop=... to change a key the run was started "
@@ -283,11 +249,12 @@ def test_checkpoints_and_data_that_do_not_fit_are_named(
     bare = Path(results["best_ckpt"]).with_name("bare.ckpt")
     torch.save(checkpoint, bare)
     out = f"hydra.run.dir={tmp_path / 'eval'}"
-    last = _cli_in_process(eval_main, [f"ckpt_path={bare}", out], capsys)
+    last = one_line_error(*cli(eval_main, [f"ckpt_path={bare}", out], capsys))
     assert f"ckpt_path={bare} holds no hyper_parameters" in last
     mnist = write_mnist_like(tmp_path / "mnist")
     other = ["data=mnist", f"data.data_dir={mnist}", "data.val_size=50"]
-    last = _cli_in_process(embed_main, [f"ckpt_path={results['best_ckpt']}", *other, out], capsys)
+    args = [f"ckpt_path={results['best_ckpt']}", *other, out]
+    last = one_line_error(*cli(embed_main, args, capsys))
     assert (
         "examples of shape (1, 28, 28), the checkpoint's model was trained on shape (1, 8, 8)"
         in last

@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits with their exit_code."""
 
+import re
+
 from hydra.errors import CompactHydraException
 
 
@@ -23,6 +25,30 @@ class DataError(UserError, OSError):
 
 class TrainingDiverged(UserError, FloatingPointError):
     """The loss or the weights stopped being finite; the message says what to change."""
+
+
+class OutOfMemory(UserError, MemoryError):
+    """A tensor that did not fit in the memory of the CPU or the GPU: the settings that size the
+    work are the user's to lower."""
+
+    @classmethod
+    def from_error(cls, error: BaseException) -> "OutOfMemory | None":
+        """This error as an OutOfMemory when it is torch's or Python's, else None."""
+        text = str(error)
+        if not (
+            isinstance(error, MemoryError)
+            or isinstance(error, RuntimeError)
+            and ("can't allocate memory" in text or "out of memory" in text.lower())
+        ):
+            return None
+        size = re.search(r"[Tt]ried to allocate ([\d.]+) ?(\w+)", text)
+        what = f"{size.group(1)} {size.group(2)}" if size else "a tensor"
+        if size and size.group(2) == "bytes":  # the CPU allocator's unit
+            what = f"{int(size.group(1)) / 2**30:.1f} GiB"
+        return cls(
+            f"out of memory: {what} did not fit; lower data.batch_size, the samples per example "
+            f"(model.k, metrics.iw_samples) or the model's size"
+        )
 
 
 class Preempted(UserError):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from vaelab.config.config_dir import config_dir
-from vaelab.errors import Preempted, UserError
+from vaelab.errors import OutOfMemory, Preempted, UserError
 
 # OmegaConf appends these lines to its messages; they repeat what the first line said.
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
@@ -36,6 +36,8 @@ def _user_error(error: BaseException) -> BaseException | None:
     if isinstance(error, _COMPOSITION_ERRORS):
         return error
     while error is not None and not isinstance(error, UserError):
+        if memory := OutOfMemory.from_error(error):
+            return memory
         error = error.__cause__ or error.__context__
     return error
 
@@ -160,7 +162,10 @@ def hydra_main(
         )(job)
 
         def main() -> Any:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            # Put back when done: a second call in this process (a notebook's, a test's) must
+            # not take this one's HYDRA_FULL_ERROR for the user's wish for tracebacks.
+            before = {n: os.environ.get(n) for n in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")}
+            if before["HYDRA_FULL_ERROR"] == "1":
                 os.environ["VAELAB_TRACEBACKS"] = "1"
             os.environ["HYDRA_FULL_ERROR"] = "1"
             if data_from_run:
@@ -177,6 +182,11 @@ def hydra_main(
                 from vaelab.runs.guard import release_all
 
                 release_all()
+                for name, value in before.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
         return main
 

@@ -83,6 +83,14 @@ class InMemoryDataModule(L.LightningDataModule):
             return
         arrays = self.read()
         n = len(arrays["train"][0])
+        cut = [split for split in ("val", "test") if split not in arrays]
+        if n < 1 + len(cut):
+            # Else the split sizes would take the blame for data too small to split at all.
+            raise ConfigError(
+                f"the data holds {n} example{'s' * (n != 1)}; training needs at least "
+                f"{1 + len(cut)} (one each for train, {' and '.join(cut)}): give more rows or "
+                f"images"
+            )
         # A generator of its own: the split never depends on the run's seed or on what ran before.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         start = 0
@@ -117,22 +125,26 @@ class InMemoryDataModule(L.LightningDataModule):
                 drawn = torch.bernoulli(to_float(x), generator=generator).to(torch.uint8) * 255
                 self.splits[name] = (drawn, y)
 
-    def check_likelihood(self, likelihood: str) -> None:
+    def check_likelihood(self, likelihood: str, fix: str | None = None) -> None:
         """Refuse a Bernoulli likelihood on values outside [0, 1], where its loss is unbounded,
-        and a count likelihood on anything but counts."""
+        and a count likelihood on anything but counts. `fix`: what to do instead, where the
+        likelihood is not the user's to change (a trained model's)."""
         if likelihood in COUNT_LIKELIHOODS:
-            self._check_counts(likelihood)
+            self._check_counts(
+                likelihood, fix or "use model.likelihood=gaussian, or give the raw counts"
+            )
         x = self.splits["train"][0]
         if likelihood != "bernoulli" or x.dtype == torch.uint8:
             return
         low, high = x.min().item(), x.max().item()
         if low < 0 or high > 1:
+            fix = fix or "use model.likelihood=gaussian or rescale the data"
             raise ConfigError(
                 f"model.likelihood=bernoulli needs data in [0, 1], but the training data spans "
-                f"[{low:.3g}, {high:.3g}]; use model.likelihood=gaussian or rescale the data"
+                f"[{low:.3g}, {high:.3g}]; {fix}"
             )
 
-    def _check_counts(self, likelihood: str) -> None:
+    def _check_counts(self, likelihood: str, fix: str) -> None:
         for split, (x, _) in self.splits.items():
             cells = x.values if isinstance(x, SparseRows) else x.flatten(1)
             bad = ~torch.isfinite(cells) | (cells < 0) | (cells != torch.round(cells))
@@ -149,8 +161,7 @@ class InMemoryDataModule(L.LightningDataModule):
             index = int(self.indices[split][row])  # the example's row in its source data
             raise ConfigError(
                 f"model.likelihood={likelihood} needs counts (whole numbers >= 0), but the data "
-                f"holds {value.item():g} (example {index}, {where}); use "
-                f"model.likelihood=gaussian, or give the raw counts"
+                f"holds {value.item():g} (example {index}, {where}); {fix}"
             )
 
     def feature_names(self) -> list[str]:

@@ -26,6 +26,7 @@ config rules of `vaelab.config.schema`, the one place where what a value may be 
 
 import inspect
 import math
+import os
 import time
 from typing import Any
 
@@ -339,7 +340,8 @@ class Model(L.LightningModule):
         callbacks = self.trainer.checkpoint_callbacks
         paths = [getattr(c, name, "") for name in ("best_model_path", "last_model_path")
                  for c in callbacks]  # fmt: skip
-        good = next((p for p in paths if p), "none written yet")
+        # A checkpoint callback names its file before writing it, and the write is what failed.
+        good = next((p for p in paths if p and os.path.isfile(p)), "none written yet")
         return TrainingDiverged(
             f"training diverged by step {self.global_step}: {what}; the last good checkpoint: "
             f"{good}; try a lower model.optimizer.lr, a KL warm-up (model/kl_schedule=linear), "

@@ -28,6 +28,19 @@ class BetaTCVAE(VAE):
             )
         self.tc_estimator = tc_estimator
 
+    def check_data(self, datamodule) -> None:
+        super().check_data(datamodule)
+        size = self.hparams.dataset_size
+        batch = len(next(iter(datamodule.train_dataloader()))[0])
+        if size is not None and size < batch:
+            # MSS weighs one example as the stand-in for the rest of the data by
+            # (N - B + 1) / (N (B - 1)): with fewer examples than a batch, a negative weight and
+            # a NaN loss from the first step.
+            raise ConfigError(
+                f"model.dataset_size={size} is smaller than a training batch ({batch} examples): "
+                f"give the size of the training split, or null to read it from the data"
+            )
+
     def on_train_start(self) -> None:
         super().on_train_start()
         if self.hparams.dataset_size is None:

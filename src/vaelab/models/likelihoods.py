@@ -78,10 +78,17 @@ class Gaussian(Likelihood):
         return mean
 
 
+def _xlogy(x: Tensor, y: Tensor) -> Tensor:
+    """x log y, 0 where x is 0, with a finite gradient there too: a row of zero counts (a cell
+    with no reads) has a zero library, so a zero mean, and torch's xlogy(0, 0) backpropagates
+    0/0 = NaN into every weight."""
+    return torch.xlogy(x, y.clamp(min=torch.finfo(y.dtype).tiny))
+
+
 def poisson_log_prob(x: Tensor, rate: Tensor) -> Tensor:
     """log Poisson(x; rate), summed per example."""
     x, rate = x.float(), rate.float()
-    return _sum_per_example(torch.xlogy(x, rate) - rate - torch.lgamma(x + 1))
+    return _sum_per_example(_xlogy(x, rate) - rate - torch.lgamma(x + 1))
 
 
 def negative_binomial_log_prob(x: Tensor, mean: Tensor, log_theta: Tensor) -> Tensor:
@@ -93,7 +100,7 @@ def negative_binomial_log_prob(x: Tensor, mean: Tensor, log_theta: Tensor) -> Te
     log_total = torch.log(theta + mean)
     return _sum_per_example(
         theta * (log_theta - log_total)
-        + torch.xlogy(x, mean)
+        + _xlogy(x, mean)
         - x * log_total
         + torch.lgamma(x + theta)
         - torch.lgamma(theta)

@@ -83,6 +83,9 @@ def trained_data(data_cfg: DictConfig | None, run_cfg: DictConfig, checkpoint: d
     datamodule.setup(stage)
     fix = "give data of the trained shape (leave data= out to use the run's own)"
     check_shape(datamodule.shape, checkpoint, fix)
+    likelihood = checkpoint.get("hyper_parameters", {}).get("likelihood")
+    if likelihood and hasattr(datamodule, "check_likelihood"):
+        datamodule.check_likelihood(likelihood, "give it data of the kind it was trained on")
     return datamodule
 
 

@@ -1,11 +1,14 @@
-"""A run folder is data, not code: what its files name is built only when vaelab builds such a
-thing or the user named it; folders vaelab did not write are refused before anything is written;
-finished runs exit 0; train() holds its directory as the CLI does; secrets stay out of files."""
+"""Input a hostile user gives, end to end. A run folder is data, not code: what its files name is
+built only when vaelab builds such a thing or the user named it; folders vaelab did not write are
+refused before anything is written; finished runs exit 0; train() holds its directory as the CLI
+does; secrets stay out of files; settings, files and data that cannot work are one line that
+names the real cause."""
 
 import csv
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,16 +19,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hydra.core.global_hydra import GlobalHydra
 
-from tests.conftest import write_mnist_like
+from tests.conftest import cli, one_line_error, write_mnist_like
+from tests.helpers import PoisonWeights
 from tests.test_cli import VAELAB_TRAIN, run
 from tests.test_run_dirs import snapshot
 from vaelab import compose
 from vaelab.data.idx import write_idx
+from vaelab.data.simulate import count_table, write_csv
 from vaelab.embed import main as embed_main
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.evaluate import main as eval_main
+from vaelab.models.likelihoods import negative_binomial_log_prob, poisson_log_prob
 from vaelab.runs.trained import load_trained
 from vaelab.sample import main as sample_main
 from vaelab.train import main as train_main
@@ -34,39 +39,6 @@ from vaelab.train import train
 TINY = ["trainer=cpu", "trainer.max_steps=3", "trainer.limit_val_batches=1", "logger=csv",
         "callbacks.rich_progress_bar=null", "callbacks.images=null", "iw_samples=2",
         "metrics=none"]  # fmt: skip
-
-
-@pytest.fixture
-def in_process(tmp_path, monkeypatch):
-    """A console script's entry point run in this process, and what it changes put back."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", sys.argv)
-    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
-        monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def cli(main, args: list[str], capsys) -> tuple[int, str]:
-    """(exit status, stderr) of a console script run in this process."""
-    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
-        os.environ.pop(name, None)  # main() sets them for the run it starts
-    GlobalHydra.instance().clear()
-    sys.argv = ["vaelab", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    return code, capsys.readouterr().err
-
-
-def one_line_error(code: int, err: str) -> str:
-    assert code == 1 and "Traceback" not in err, err[-2000:]
-    return err.strip().splitlines()[-1]
 
 
 @pytest.fixture
@@ -440,3 +412,87 @@ def test_mlflow_artifacts_that_cannot_be_stored(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         logger.log_file(tmp_path / "b" / "results.json")
     assert "results.json was not stored as an artifact" in caplog.text
+
+
+def test_rows_of_zero_counts_train(tmp_path):
+    """A cell with no reads has a library of 0, so a mean of 0: valid data (scRNA-seq has such
+    rows), whose gradient must stay finite, in a table where some or all rows are zero."""
+    zero = torch.zeros(4, 6)
+    for log_prob in (poisson_log_prob, lambda x, m: negative_binomial_log_prob(x, m, zero[0])):
+        mean = zero.clone().requires_grad_()
+        log_prob(zero, mean).sum().backward()
+        assert torch.isfinite(mean.grad).all()
+    table = count_table(cells=200, genes=20, types=2, seed=0)
+    for rows in (slice(None, None, 10), slice(None)):
+        counts = table["counts"].copy()
+        counts[rows] = 0
+        path = tmp_path / "counts.csv"
+        write_csv(path, table | {"counts": counts})
+        for likelihood in ("poisson", "negative_binomial"):
+            args = ["experiment=counts", f"data.path={path}", f"model.likelihood={likelihood}"]
+            cfg = compose(*TINY, *args, "trainer.max_steps=6", output_dir=tmp_path / likelihood)
+            results, _ = train(cfg)
+            assert np.isfinite(results["test/elbo"]) and results["global_step"] == 6
+            shutil.rmtree(tmp_path / likelihood)
+
+
+def test_wrong_causes_are_not_named(tmp_path, capsys, in_process):
+    """Data too small to split, a divergence before any checkpoint, a β-TCVAE told of fewer
+    examples than a batch, a count model evaluated on negative numbers: each says what is wrong."""
+    one = tmp_path / "one.csv"
+    one.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ConfigError, match="the data holds 1 example; training needs at least 3 "):
+        train(compose(*TINY, "data=tabular", f"data.path={one}", output_dir=tmp_path / "one"))
+    grid = [f"data.grid.{name}=1" for name in ("shape", "scale", "orientation", "position_x",
+                                                 "position_y")]  # fmt: skip
+    with pytest.raises(ConfigError, match="the data holds 1 example; training needs at least 3"):
+        train(compose(*TINY, "data=sprites", *grid, output_dir=tmp_path / "grid"))
+
+    # Poisoned on the last step of the first epoch: the first checkpoint is the one that fails.
+    cfg = compose(*TINY, "trainer.max_steps=-1", "trainer.max_epochs=2", output_dir=tmp_path / "d")
+    with pytest.raises(TrainingDiverged, match="the last good checkpoint: none written yet;"):
+        train(cfg, extra_callbacks=[PoisonWeights(step=12)])
+    assert not (tmp_path / "d" / "checkpoints" / "best.ckpt").exists()
+
+    with pytest.raises(
+        ConfigError, match=r"model.dataset_size=10 is smaller than a training batch \(128"
+    ):
+        train(
+            compose(*TINY, "model=beta_tcvae", "model.dataset_size=10", output_dir=tmp_path / "tc")
+        )
+
+    table = count_table(cells=100, genes=10, types=2, seed=0)
+    counts = tmp_path / "counts.csv"
+    write_csv(counts, table)
+    run_dir = tmp_path / "counts"
+    train(compose(*TINY, "experiment=counts", f"data.path={counts}", output_dir=run_dir))
+    lines = counts.read_text().splitlines()
+    cells = lines[3].split(",")  # example 2: its name, its type, g0, ...
+    cells[2] = "-3"
+    negative = tmp_path / "negative.csv"
+    negative.write_text("\n".join([*lines[:3], ",".join(cells), *lines[4:]]) + "\n")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    args = [f"ckpt_path={ckpt}", f"data.path={negative}", f"hydra.run.dir={tmp_path / 'e'}"]
+    last = one_line_error(*cli(eval_main, args, capsys))
+    assert last.startswith("error: model.likelihood=negative_binomial needs counts (whole numbers")
+    assert "(example 2, feature 'g0'); give it data of the kind it was trained on" in last
+
+
+def test_out_of_memory_is_one_line(tmp_path):
+    """64 GiB of importance samples under a 12 GiB address-space limit: torch's allocator fails
+    (as a GPU's would), and the command says which settings size the work."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (12 * 2**30, 12 * 2**30))
+
+    args = [VAELAB_TRAIN, "model=iwae", "model.k=100000", "trainer=cpu", "logger=none",
+            f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"error: out of memory: [\d.]+ GiB did not fit; lower data.batch_size, the samples per "
+        r"example \(model.k, metrics.iw_samples\) or the model's size",
+        last,
+    ), last
