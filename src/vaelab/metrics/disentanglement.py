@@ -39,7 +39,11 @@ def factor_entropy(factors: np.ndarray) -> np.ndarray:
 
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
     """Mutual information gap (Chen et al. 2018): per factor, the gap between the two code
-    dimensions that know most about it, over its entropy; averaged over the factors."""
+    dimensions that know most about it, over its entropy; averaged over the factors. As
+    disentanglement_lib's `compute_mig`: the codes in 20 equal-width bins (`discretize`), mutual
+    information and entropy from counts in nats; where it draws 10,000 examples, vaelab scores
+    the whole test split. A constant factor (entropy 0) is dropped where disentanglement_lib
+    would divide by 0."""
     factors = varying(factors)
     info = mutual_information(discretize(codes, bins), factors)
     entropy = factor_entropy(factors)
@@ -51,9 +55,10 @@ def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
 def sap(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float:
     """Separated attribute predictability (Kumar et al. 2018), for discrete factors as
     disentanglement_lib computes it: per code dimension and factor, the test accuracy of a
-    linear SVM (C = 0.01, balanced classes) predicting the factor from that dimension alone,
-    fitted on `train`; per factor, the gap between the two best dimensions; their mean.
-    `train` and `test` are (codes (N, Z), factors (N, K))."""
+    linear SVM (sklearn's LinearSVC, C = 0.01, balanced classes) predicting the factor from that
+    dimension alone, fitted on `train`; per factor, the gap between the two best dimensions;
+    their mean (its 10,000 train and 5,000 test examples are metrics.fit_examples and
+    metrics.score_examples). `train` and `test` are (codes (N, Z), factors (N, K))."""
     from sklearn.svm import LinearSVC
 
     (codes, factors), (test_codes, test_factors) = train, test
@@ -77,7 +82,11 @@ def dci(
     classifier per factor on all code dimensions, fitted on `train`; R (Z, K) their feature
     importances. disentanglement: per code dimension 1 - H_K(its row of R), weighted by the
     dimension's share of R; completeness: per factor 1 - H_Z(its column), weighted by the
-    factor's share; informativeness: the classifiers' mean test accuracy (higher is better)."""
+    factor's share; informativeness: the classifiers' mean test accuracy (higher is better;
+    disentanglement_lib's informativeness_test). The trees are sklearn's defaults (100 of depth
+    3), as there, but seeded (`seed`) where disentanglement_lib leaves them unseeded, so a score
+    repeats; the 1e-11 added before the entropies and the all-zero R counted as uniform weights
+    are disentanglement_lib's."""
     from scipy.stats import entropy
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -118,9 +127,12 @@ def beta_vae_score(
 ) -> float:
     """The β-VAE score (Higgins et al. 2017): points of mean |z1 - z2| over `batch_size` pairs
     that share one factor's value (the factor chosen at random); a logistic regression fitted on
-    `num_train` of them names the shared factor, its accuracy on `num_eval` more. The pairs are
+    `num_train` of them names the shared factor, its accuracy on `num_eval` more
+    (disentanglement_lib's `compute_beta_vae_sklearn`: 64, 10,000 and 5,000). The pairs are
     drawn from the examples given (a split of the data), not generated anew as in
-    disentanglement_lib, which covers its uniform factor sampling when the split is the grid."""
+    disentanglement_lib, which covers its uniform factor sampling when the split is the grid.
+    The regression is sklearn's default (lbfgs, multinomial) with 1000 iterations instead of
+    100, which stop before it converges on unscaled codes."""
     from sklearn.linear_model import LogisticRegression
 
     factors = varying(factors)
@@ -156,7 +168,10 @@ def factor_vae_score(
     classifier from dimensions to factors, fitted on `num_train` votes, scored on `num_eval`.
     Dimensions whose *standard deviation* over the data is below `threshold` are left out:
     disentanglement_lib's `prune_dims` (sqrt(variance) >= threshold, 0.05 in its
-    unsupervised_study_v1); with none left the score is 0, as there."""
+    unsupervised_study_v1); with none left the score is 0, as there. The sizes are
+    disentanglement_lib's `compute_factor_vae` defaults; a vote names the dimension by its index
+    among all of them (disentanglement_lib counts it among the kept ones, which relabels the
+    dimensions and leaves the score as it is). Examples are drawn with replacement."""
     factors = varying(factors)
     rng = np.random.default_rng(seed)
     groups = _by_value(factors)
