@@ -12,7 +12,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ import yaml
 from tests.conftest import cli, one_line_error, write_mnist_like
 from tests.helpers import PoisonWeights
 from tests.test_cli import VAELAB_TRAIN, run
-from tests.test_run_dirs import snapshot
+from tests.test_run_dirs import held_elsewhere, snapshot
 from vaelab import compose
 from vaelab.data.idx import write_idx
 from vaelab.data.simulate import count_table, write_csv
@@ -222,20 +221,10 @@ def test_train_in_python_holds_its_directory_as_the_cli_does(tmp_path):
 
     # Another process holds a fresh directory: refused, nothing written.
     other = tmp_path / "other"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.guard "
-         f"import RunDirLock; lock = RunDirLock(Path({str(other)!r})); print('held', "
-         "flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(other):
         with pytest.raises(Exception, match="is in use by another vaelab process"):
             train(compose(*TINY, output_dir=other))
         assert [p.name for p in other.iterdir()] == [".vaelab.lock"]
-    finally:
-        holder.kill()
-        holder.wait()
     # Released when train() returns: the resume goes on in this process.
     results, _ = train(compose(*TINY, f"resume={run_dir}", "trainer.max_steps=5"))
     assert results["global_step"] == 5

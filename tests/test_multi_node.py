@@ -48,7 +48,11 @@ def two_nodes(tmp: Path, *args: str) -> list[str]:
         )
         for rank, log in enumerate(logs)
     ]
-    codes = [process.wait(timeout=300) for process in processes]
+    try:
+        codes = [process.wait(timeout=300) for process in processes]
+    finally:  # a node that failed leaves the other waiting for it (torch's timeout is 30 min)
+        for process in processes:
+            process.kill()
     outputs = [log.read_text() for log in logs]
     assert codes == [0, 0], "\n".join(out[-3000:] for out in outputs)
     return outputs

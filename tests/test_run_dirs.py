@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,24 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+@contextmanager
+def held_elsewhere(run_dir: Path):
+    """Another process holding `run_dir`'s lock while the block runs; SIGKILLed after it (no
+    clean-up, and yet the lock goes with the process)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.guard "
+         f"import RunDirLock; lock = RunDirLock(Path({str(run_dir)!r})); print('held', "
+         "flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, cwd=run_dir.parent,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.fixture(scope="module")
@@ -176,14 +195,7 @@ def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
 
 def test_one_process_per_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.guard "
-         f"import RunDirLock; lock = RunDirLock(Path({str(run_dir)!r})); print('held', "
-         "flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(run_dir):
         before = snapshot(run_dir)
         code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
         assert code == 1, out[-3000:]
@@ -192,9 +204,6 @@ def test_one_process_per_run_directory(tmp_path):
             f"give this run another hydra.run.dir"
         )
         assert snapshot(run_dir) == before  # nothing written: no .hydra/, no log
-    finally:
-        holder.kill()  # SIGKILL: no clean-up, and yet the lock is gone with the process
-        holder.wait()
     time.sleep(0.1)
     code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
     assert code == 0, out[-3000:]

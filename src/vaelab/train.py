@@ -166,13 +166,14 @@ def _fit_and_test(
         clip = cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
         model.take_steps_per_call(adapt, *clip)
         overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **overrides)
     if cfg.get("resume"):
         # What was logged after the checkpoint (without one: all of it) is logged again from it:
-        # each step once.
+        # each step once. After the trainer is built: only then does rank_zero_only know the
+        # node's rank (every node's first process has LOCAL_RANK=0).
         for logger in loggers:
             if hasattr(logger, "rewind"):
                 logger.rewind(start["global_step"] if start is not None else 0)
-    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **overrides)
     if trainer.is_global_zero:
         write_config(cfg, run_dir)
     for logger in loggers:
