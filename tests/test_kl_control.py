@@ -8,7 +8,7 @@ import torch
 from tests.test_resume import train as train_cli
 from vaelab.errors import ConfigError
 from vaelab.metrics import ActiveUnits, KLPerDimension
-from vaelab.models.gaussian import kl_per_dimension
+from vaelab.models.distributions import kl_per_dimension
 from vaelab.models.kl_schedules import Capacity, Cyclical
 from vaelab.models.vae import free_bits
 from vaelab.train import train

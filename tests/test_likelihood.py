@@ -64,10 +64,10 @@ def test_one_sample_is_the_elbo(trained):
 def test_training_run_nll_iw_matches_a_recomputation_from_encode_and_decode(trained):
     results, model, x = trained
     with torch.no_grad():
-        mu, logvar = model.encode(x)
-        q = D.Normal(mu, (0.5 * logvar).exp())
+        posterior = model.encode(x)
+        q = D.Normal(posterior.loc, (0.5 * posterior.logvar).exp())
         z = q.sample((100,))  # (K, B, Z)
-        logits = model.decode(z.flatten(0, 1)).view(100, len(x), -1)
+        logits = model.decoder(z.flatten(0, 1)).view(100, len(x), -1)
         log_px = D.Bernoulli(logits=logits, validate_args=False).log_prob(x.flatten(1)).sum(-1)
         log_w = log_px + D.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
         recomputed = -(torch.logsumexp(log_w.double(), 0) - math.log(100)).mean().item()

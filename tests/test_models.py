@@ -112,10 +112,16 @@ def test_checkpoint_round_trip_and_weights_only(compose_train):
     loaded = VAE.load_from_checkpoint(path).eval()
     model.load_state_dict(checkpoint["state_dict"])  # the weights of the best epoch
     x = torch.rand(8, 1, 8, 8)
-    torch.testing.assert_close(loaded(x), model(x))
-    mu, logvar = loaded.encode(x)
-    assert mu.shape == logvar.shape == (8, cfg.model.latent_dim)
-    assert loaded.decode(mu).shape == (8, 1, 8, 8)
+    torch.testing.assert_close(loaded(x).mean, model(x).mean)
+    q = loaded.encode(x)  # q(z|x): a distribution over latent vectors, one per example
+    assert q.batch_shape == (8,) and q.event_shape == (cfg.model.latent_dim,)
+    assert q.log_prob(q.rsample((3,))).shape == (3, 8)
+    p = loaded.decode(q.mean)  # p(x|z): a distribution over examples
+    assert p.batch_shape == (8,) and p.event_shape == (1, 8, 8) and p.mean.shape == (8, 1, 8, 8)
+    assert p.log_prob(x).shape == (8,) and loaded.decode(q.rsample((3,))).log_prob(x).shape == (
+        3,
+        8,
+    )
 
 
 def test_autoencoder_checkpoint_loads_with_no_arguments(compose_train):
@@ -155,7 +161,7 @@ def test_every_model_embeds_x_the_same_way(compose_train, model_name):
     model = instantiate(compose_train(f"model={model_name}").model, input_shape=[1, 8, 8]).eval()
     x = torch.rand(5, 1, 8, 8)
     code = model.encode(x)
-    assert torch.equal(model.embed(x), code[0] if model_name == "vae" else code)
+    assert torch.equal(model.embed(x), code.mean if model_name == "vae" else code)
     assert model.embed(x).shape == (5, 8)
 
 

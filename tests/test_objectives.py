@@ -20,7 +20,8 @@ COMMON = {"input_shape": [1, 4, 4], "latent_dim": 3, "net": NET, "optimizer": {}
 
 def _posterior(model, x, eps):
     """z = mu + sigma·eps and the posterior it came from, as torch.distributions."""
-    mu, logvar = model.encode(x)
+    q_model = model.encode(x)
+    mu, logvar = q_model.loc, q_model.logvar
     q = D.Normal(mu, (0.5 * logvar).exp())
     return q, mu + q.scale * eps
 
@@ -35,7 +36,7 @@ def test_iwae_loss_is_the_k_sample_bound(k):
 
     q, z = _posterior(model, x, eps)  # z: (K, B, Z)
     log_px_z = torch.stack(
-        [D.Bernoulli(logits=model.decode(zk)).log_prob(x).sum((1, 2, 3)) for zk in z]
+        [D.Bernoulli(logits=model.decoder(zk)).log_prob(x).sum((1, 2, 3)) for zk in z]
     )
     log_w = log_px_z + D.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
     bound = (torch.logsumexp(log_w, 0) - math.log(k)).mean()
@@ -59,7 +60,7 @@ def test_beta_tcvae_loss_is_the_decomposed_kl(estimator):
     terms = model.losses(model.per_example(x, eps))
 
     q, z = _posterior(model, x, eps)
-    recon = -D.Bernoulli(logits=model.decode(z)).log_prob(x).sum((1, 2, 3)).mean()
+    recon = -D.Bernoulli(logits=model.decoder(z)).log_prob(x).sum((1, 2, 3)).mean()
     torch.testing.assert_close(terms["recon"], recon)
     # q(z_i | x_m) for every sample i and example m, per dimension.
     pairs = D.Normal(q.loc[None], q.scale[None]).log_prob(z[:, None])  # (i, m, Z)
@@ -92,10 +93,10 @@ def _exact_log_q(z, mu, logvar):
 
 def _estimated_log_q(z, mu, logvar, n, estimator):
     """log q(z_i) and log prod_j q(z_ij) as kl_split estimates them from the batch."""
-    mi, tc, dim_kl = kl_split(z, mu, logvar, n, estimator)
+    log_pz = D.Normal(0.0, 1.0).log_prob(z).sum(1)
+    mi, tc, dim_kl = kl_split(z, mu, logvar, log_pz, n, estimator)
     log_qzx = D.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(1)
     log_q = log_qzx - mi
-    log_pz = D.Normal(0.0, 1.0).log_prob(z).sum(1)
     torch.testing.assert_close(mi + tc + dim_kl, log_qzx - log_pz)  # whatever the estimator
     return log_q, log_q - tc
 
@@ -215,7 +216,7 @@ def test_info_vae_and_wae_losses_weigh_kl_and_mmd_as_their_papers():
     wae = WAE(lambda_mmd=10.0, **COMMON)
     terms = wae.losses(wae.per_example(x, prior))
     h = wae.encode(x)
-    recon = -D.Bernoulli(logits=wae.decode(h)).log_prob(x).sum((1, 2, 3)).mean()
+    recon = -D.Bernoulli(logits=wae.decoder(h)).log_prob(x).sum((1, 2, 3)).mean()
     torch.testing.assert_close(terms["loss"], recon + 10.0 * mmd(h, prior))
     assert wae.has_prior and wae.sample(3).shape == (3, 1, 4, 4)
 
@@ -262,7 +263,7 @@ def test_vq_vae_quantizes_to_the_nearest_code_and_passes_gradients_straight_thro
     encoder_grads = torch.autograd.grad(out["recon"].sum(), list(model.encoder.parameters()))
     # The same gradient by hand: dL/dz_q of a decoder fed z_q, carried into the encoder at z_e.
     fed = z_q.detach().requires_grad_()
-    recon = -D.Bernoulli(logits=model.decode(fed)).log_prob(x).sum((1, 2, 3))
+    recon = -D.Bernoulli(logits=model.decoder(fed)).log_prob(x).sum((1, 2, 3))
     (upstream,) = torch.autograd.grad(recon.sum(), fed)
     by_hand = torch.autograd.grad(model.encode(x), list(model.encoder.parameters()), upstream)
     for a, b in zip(encoder_grads, by_hand, strict=True):

@@ -19,7 +19,7 @@ class SparseAE(AutoEncoder):
 
     def per_example(self, x):
         h = self.encode(x)
-        return {"recon": -self.likelihood.log_prob(x, self.decode(h)), "l1": h.abs().sum(1)}
+        return {"recon": -self.decode(h).log_prob(x), "l1": h.abs().sum(1)}
 
     def losses(self, out):
         recon, l1 = out["recon"].mean(), out["l1"].mean()

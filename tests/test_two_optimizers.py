@@ -29,7 +29,7 @@ class AdversarialAE(AutoEncoder):
 
     def per_example(self, x):
         h = self.encode(x)
-        recon = -self.likelihood.log_prob(x, self.decode(h))
+        recon = -self.decode(h).log_prob(x)
         return {"recon": recon, "fool": F.softplus(-self.critic(h)).squeeze(1), "h": h}
 
     def losses(self, out):

@@ -24,16 +24,27 @@ def reconstructions(model, x: Tensor, cols: int, y: Tensor | None = None) -> Ten
 
 @torch.no_grad()
 def traversals(model, x: Tensor, steps: int, max_dims: int, order: Tensor | None = None) -> Tensor:
-    """Row j: the posterior mean of x (1 example) with one latent dimension swept over [-3, 3],
-    decoded; the first `max_dims` dimensions, or of `order` (dimension indices, e.g. by KL) when
-    given. A row that does not change is an unused dimension."""
+    """Row j: the posterior mean of x (1 example) with one latent dimension swept over the
+    prior's mean ± 3 standard deviations in that dimension ([-3, 3] for N(0, I) and for a model
+    without a prior), decoded; the first `max_dims` dimensions, or of `order` (dimension
+    indices, e.g. by KL) when given. A row that does not change is an unused dimension."""
     mu = model.embed(x[:1])  # (1, Z)
     dims = (torch.arange(model.latent_dim) if order is None else order)[:max_dims].tolist()
     z = mu.repeat(len(dims) * steps, 1)  # (dims * steps, Z)
-    values = torch.linspace(-3, 3, steps, device=z.device)
+    low, high = _sweep(model, z.device)
+    t = torch.linspace(0, 1, steps, device=z.device)
     for row, j in enumerate(dims):
-        z[row * steps : (row + 1) * steps, j] = values
-    return model.likelihood.mean(model.decode(z)).float().clamp(0, 1)
+        z[row * steps : (row + 1) * steps, j] = low[j] + (high[j] - low[j]) * t
+    return model.decode(z).mean.float().clamp(0, 1)
+
+
+def _sweep(model, device) -> tuple[Tensor, Tensor]:
+    """Where a traversal sweeps each latent dimension: the prior's range, else [-3, 3]."""
+    prior = getattr(model, "prior", None)
+    if prior is None:
+        bound = torch.full((model.latent_dim,), 3.0, device=device)
+        return -bound, bound
+    return tuple(t.to(device) for t in prior.traversal_range(3.0))
 
 
 @torch.no_grad()
@@ -41,7 +52,7 @@ def interpolation(model, x_a: Tensor, x_b: Tensor, steps: int) -> Tensor:
     """The decoded straight line between the posterior means of two examples, ends included."""
     z_a, z_b = model.embed(x_a[:1]), model.embed(x_b[:1])  # (1, Z) each
     t = torch.linspace(0, 1, steps, device=z_a.device, dtype=z_a.dtype)[:, None]
-    return model.likelihood.mean(model.decode((1 - t) * z_a + t * z_b)).float().clamp(0, 1)
+    return model.decode((1 - t) * z_a + t * z_b).mean.float().clamp(0, 1)
 
 
 def grid(images: Tensor, cols: int) -> Tensor:

@@ -69,7 +69,7 @@ def _sampler(cfg: DictConfig, model, datamodule) -> Callable[..., "Tensor"]:
         drawn, _ = mixture.sample(n)  # grouped by component: shuffled for the pictures
         drawn = drawn[np.random.default_rng(cfg.seed).permutation(n)]
         z = torch.as_tensor(drawn).to(model.device, model.dtype)
-        return model.likelihood.mean(model.decode(z))
+        return model.decode(z).mean
 
     return sample
 

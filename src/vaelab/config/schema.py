@@ -218,6 +218,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.kl_schedule.n_cycles": _int_at_least(1),
     "model.kl_schedule.capacity": _number(positive=False),
     "model.kl_schedule.capacity_steps": _int_at_least(1),
+    "model.prior.pseudo_inputs": _int_at_least(1),
+    "model.prior.components": _int_at_least(1),
     # The disentanglement scores (conf/metrics): variances take two examples, MIG two bins.
     "metrics.enabled": _flag,
     "metrics.bins": _int_at_least(2),

@@ -17,11 +17,6 @@ from torchmetrics import Metric
 log = logging.getLogger(__name__)
 
 
-def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, exp(logvar)) per dimension (broadcast, not summed)."""
-    return -0.5 * ((z - mu) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi))
-
-
 @torch.no_grad()
 def iw_log_likelihood(
     model,
@@ -32,18 +27,16 @@ def iw_log_likelihood(
     report_every_s: float = 10.0,
     y: Tensor | None = None,
 ) -> Tensor:
-    """The K-sample estimate of log p(x) per example, (B,) float64, for a model with `encode`,
-    `decode` and `likelihood` (of a conditional model, log p(x|y) for the labels y). Samples go
+    """The K-sample estimate of log p(x) per example, (B,) float64, for a model with `encode`
+    and `log_weights` (vaelab.models.variational; of a conditional model, log p(x|y) for the
+    labels y): the weights are the ones the IWAE bound trains on. Samples go
     through the decoder `chunk` at a time and the log-sum-exp runs over the chunks as they come,
     so memory is that of one chunk whatever K is. A batch that takes long (K in the thousands)
     logs its progress every `report_every_s`."""
     if k < 1:
         raise ValueError(f"iw_samples must be >= 1, got {k}")
-    # The weights in float32; the decoder gets z in its own dtype (bf16-true, 64-true).
-    encoded = model.encode(x, y)
-    dtype = encoded[0].dtype
-    mu, logvar = (t.float() for t in encoded)
-    top = torch.full(mu.shape[:1], -math.inf, dtype=torch.float64, device=mu.device)
+    q = model.encode(x, y)
+    top = torch.full(q.batch_shape, -math.inf, dtype=torch.float64, device=x.device)
     total = torch.zeros_like(top)  # sum_k exp(log_w_k - top)
     started = reported = time.monotonic()
     for start in range(0, k, chunk):
@@ -54,14 +47,12 @@ def iw_log_likelihood(
                 f"({reported - started:.0f} s)"
             )
         c = min(chunk, k - start)
-        eps = torch.randn((c, *mu.shape), generator=generator, device=mu.device)
-        z = mu + (0.5 * logvar).exp() * eps  # (c, B, Z)
-        labels = None if y is None else y.repeat(c)
-        params = model.decode(z.flatten(0, 1).to(dtype), labels)  # (c * B, *shape)
-        log_px = model.likelihood.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), params).view(c, -1)
-        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
-        log_qz = log_normal(z, mu, logvar).sum(-1)
-        log_w = (log_px + log_pz - log_qz).double()  # (c, B)
+        # z in float32 (the weights' precision), whatever the model's dtype (bf16-true).
+        eps = torch.randn(
+            (c, *q.loc.shape), generator=generator, device=x.device, dtype=torch.float32
+        )
+        z = q.from_noise(eps).float()  # (c, B, Z)
+        log_w = model.log_weights(x, q, z, y)[0].double()  # (c, B)
         new_top = torch.maximum(top, log_w.max(0).values)
         total = total * (top - new_top).exp() + (log_w - new_top).exp().sum(0)
         top = new_top

@@ -4,10 +4,10 @@ from vaelab.models.beta_tcvae import BetaTCVAE
 from vaelab.models.cvae import CVAE
 from vaelab.models.dip_vae import DIPVAE
 from vaelab.models.factor_vae import FactorVAE
-from vaelab.models.gaussian import GaussianPosterior
 from vaelab.models.info_vae import InfoVAE
 from vaelab.models.iwae import IWAE
 from vaelab.models.vae import VAE
+from vaelab.models.variational import VariationalModel
 from vaelab.models.vq_vae import VQVAE
 from vaelab.models.wae import WAE
 
@@ -21,7 +21,7 @@ __all__ = [
     "BetaTCVAE",
     "DIPVAE",
     "FactorVAE",
-    "GaussianPosterior",
     "InfoVAE",
     "Model",
+    "VariationalModel",
 ]

@@ -18,7 +18,9 @@ that minibatch (the B x B x Z matrix of log q(z_ij | x_m)):
   (rtqichen/beta-tcvae pull request 1); here they are on the diagonal.
 
 Each term is returned per sample, so their sum is log q(z_i|x_i) - log p(z_i): a one-sample
-estimate of the KL, whatever the estimator.
+estimate of the KL, whatever the estimator. With a prior that does not factorise over the
+dimensions (a VampPrior, a mixture), the third term is log prod_j q(z_j) - log p(z), the KL from
+the factorised aggregate posterior to the prior, not a sum over dimensions.
 """
 
 import math
@@ -26,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-from vaelab.metrics.likelihood import log_normal
+from vaelab.models.distributions import log_normal
 
 ESTIMATORS = ("mws", "mss")
 
@@ -47,13 +49,13 @@ def _log_weights(batch_size: int, dataset_size: int, estimator: str, device) -> 
 
 
 def kl_split(
-    z: Tensor, mu: Tensor, logvar: Tensor, dataset_size: int, estimator: str
+    z: Tensor, mu: Tensor, logvar: Tensor, log_p_z: Tensor, dataset_size: int, estimator: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(mi, tc, dim_kl), each (B,), for samples z (B, Z) drawn from q(z|x) = N(mu, exp(logvar))
-    of the same B examples, out of a split of `dataset_size` examples. Computed in float32."""
+    of the same B examples, out of a split of `dataset_size` examples, and log p(z) at them
+    under the model's prior, (B,). Computed in float32."""
     z, mu, logvar = z.float(), mu.float(), logvar.float()
     log_q_zx = log_normal(z, mu, logvar).sum(1)
-    log_p_z = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
     matrix = log_normal(z[:, None], mu[None], logvar[None])  # (B sample, B example, Z)
     log_w = _log_weights(z.shape[0], dataset_size, estimator, z.device)
     log_q_z = torch.logsumexp(log_w + matrix.sum(2), dim=1)

@@ -19,7 +19,7 @@ class AutoEncoder(Model):
         return self.encode(x)
 
     def per_example(self, x: Tensor) -> dict[str, Tensor]:
-        return {"recon": self.likelihood.nll(x, self(x))}
+        return {"recon": self(x).nll(x)}
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
         recon = out["recon"].mean()

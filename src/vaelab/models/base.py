@@ -2,15 +2,18 @@
 
 A model defines:
 
-- `encode(x)` and `decode(z)` (the parameters of p(x|z), (B, *shape)); `embed(x)`, (B, D): the
-  representation that probes, exports and pictures use;
+- `encode(x)`: q(z|x) as a Distribution (vaelab.models.variational), or a deterministic model's
+  code; `embed(x)`, (B, D): the representation that probes, exports and pictures use.
+  `decode(z)` is shared: p(x|z), a Distribution over examples, for z of any leading shape; a
+  model whose decoder takes more than z (a label) defines `decoder_params(z, y)`;
 - `per_example(x, *noise)`: its network math for one batch, per example, tensors in and tensors
   out (what `model.compile=true` compiles); `noise(x)` draws its random inputs (none by default),
   outside the compiled graph;
 - `losses(out)`: from what `per_example` returned, "loss" and the terms it is made of, averaged
   over the batch. Terms that are plain floats (a scheduled weight) describe the training step and
   are logged in training only;
-- where it has a prior, `has_prior = True` and `sample(n, generator)`;
+- where it has a prior, `has_prior = True` and a `prior` module (vaelab.models.priors) that
+  `sample(n, generator)` draws from;
 - optionally `eval_outputs(x, y, out, split)`: what only validation and test measure. It updates
   the model's epoch-level metrics and returns per-example tensors that join `out` before
   `losses` (replacing training-time estimates of the same name) and are logged as they are;
@@ -41,6 +44,7 @@ from vaelab.config.containers import to_plain
 from vaelab.config.schema import check_model
 from vaelab.data.batches import Steps
 from vaelab.errors import ConfigError, TrainingDiverged
+from vaelab.models.distributions import Observation
 from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
 from vaelab.runs import steps_per_call
@@ -116,9 +120,21 @@ class Model(L.LightningModule):
     def encode(self, x: Tensor, y: Tensor | None = None) -> Any:
         raise NotImplementedError
 
-    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """(B, latent_dim) -> parameters of p(x|z), (B, *shape): logits or Gaussian means. The
-        labels y (B,) matter to a conditional model only, as in encode and embed."""
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Observation:
+        """z (..., latent_dim) -> p(x|z), batch shape z.shape[:-1], event shape one example.
+        The labels y (B,) matter to a conditional model only, as in encode and embed; with
+        several samples per example, z (K, B, latent_dim), they repeat over the samples."""
+        lead = z.shape[:-1]
+        if len(lead) == 1:
+            return Observation(self.likelihood, self.decoder_params(z, y), len(self.input_shape))
+        y = None if y is None else y.expand(lead).reshape(-1)
+        params = self.decoder_params(z.reshape(-1, z.shape[-1]), y)
+        return Observation(
+            self.likelihood, params.view(*lead, *params.shape[1:]), len(self.input_shape)
+        )
+
+    def decoder_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """(N, latent_dim) -> the parameters of p(x|z), (N, *shape): logits or Gaussian means."""
         return self.decoder(z)
 
     def decoder_inputs(self) -> int:
@@ -144,8 +160,9 @@ class Model(L.LightningModule):
 
     def check_data(self, datamodule) -> None:
         """Refuse data this model cannot train on (a conditional model's, without labels), and
-        take from it what the likelihood fits before training (a count model's typical library
-        size): called once the data is set up, before the run writes anything."""
+        take from it what the likelihood and the prior fit before training (a count model's
+        typical library size, a VampPrior's first pseudo-inputs): called once the data is set
+        up, before the run writes anything."""
         batch_size = getattr(datamodule, "batch_size", None)
         if self.batch_statistic and isinstance(batch_size, int) and batch_size < 2:
             raise ConfigError(
@@ -154,8 +171,9 @@ class Model(L.LightningModule):
                 f"data.batch_size >= 2"
             )
         splits = getattr(datamodule, "splits", None)
-        if splits and hasattr(self.likelihood, "fit"):
-            self.likelihood.fit(splits["train"][0])
+        for part in (self.likelihood, getattr(self, "prior", None)):
+            if splits and hasattr(part, "fit"):
+                part.fit(splits["train"][0])
 
     def update_state(self, out: dict[str, Tensor]) -> None:
         """State a model moves after each training batch outside the gradient (a codebook's
@@ -168,14 +186,20 @@ class Model(L.LightningModule):
 
     # What every model offers on top of its math.
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Decoder output for the embedding: a deterministic reconstruction's parameters."""
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Observation:
+        """p(x|z) at the embedding z of x: a deterministic reconstruction."""
         return self.decode(self.embed(x, y), y)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The mean of p(x|x'), deterministic: what a picture of the reconstruction shows."""
-        return self.likelihood.mean(self(x, y))
+        return self(x, y).mean
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws of the mean of p(x|z), z from the prior (a model with one). A generator of
+        its own keeps picture-making from moving the training random stream."""
+        return self.decode(self.prior.sample(n, generator).to(self.device, self.dtype)).mean
 
     def terms(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor | float]:
         """The loss and what it is made of for a batch x (nats per example)."""

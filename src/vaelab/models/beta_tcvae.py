@@ -28,6 +28,10 @@ class BetaTCVAE(VAE):
             )
         self.tc_estimator = tc_estimator
 
+    def check_prior(self, prior) -> None:
+        if not prior.factorised:
+            self.refuse_prior("splits off a dimension-wise KL, which needs a prior that factorises")
+
     def check_data(self, datamodule) -> None:
         super().check_data(datamodule)
         size = self.hparams.dataset_size
@@ -65,7 +69,10 @@ class BetaTCVAE(VAE):
                 "model=beta_tcvae: the number of training examples is known once the fit has "
                 "read its data; to use the model before, give dataset_size"
             )
-        mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], size, self.tc_estimator)
+        log_pz = self.prior.log_prob(out["z"])
+        mi, tc, dim_kl = kl_split(
+            out["z"], out["mu"], out["logvar"], log_pz, size, self.tc_estimator
+        )
         return out | {"mi": mi, "tc": tc, "dim_kl": dim_kl}
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:

@@ -6,15 +6,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vaelab.errors import ConfigError
+from vaelab.models.distributions import DiagonalGaussian
 from vaelab.models.vae import VAE
 
 
 class CVAE(VAE):
-    """q(z|x, y) and p(x|z, y), the prior N(0, I), y one-hot over `num_classes`; the VAE's loss
-    (beta and the KL schedules apply). The label enters the encoder at its output, as a learned
-    per-class shift of (mu, log sigma^2), and the decoder at its input, concatenated to z: with
-    any net, the MLP or a conv net. Labels below zero (data without them) enter as no class, so
-    that any data can be embedded; training refuses them.
+    """q(z|x, y) and p(x|z, y), the prior p(z) (N(0, I) unless model/prior says), y one-hot
+    over `num_classes`; the VAE's loss (beta and the KL schedules apply). The label enters the
+    encoder at its output, as a learned per-class shift of (mu, log sigma^2), and the decoder at
+    its input, concatenated to z: with any net, the MLP or a conv net. Labels below zero (data
+    without them) enter as no class, so that any data can be embedded; training refuses them.
 
     `sample(n, label=k)` draws class k; without a label the classes take turns.
     """
@@ -36,11 +37,11 @@ class CVAE(VAE):
         known = (y >= 0).unsqueeze(1)
         return F.one_hot(y.clamp(min=0), self.num_classes).float() * known
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
         shift = self.encoder_label(self.one_hot(y, len(x)))
         return self.posterior(self.encoder(x) + shift.to(x.dtype))
 
-    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+    def decoder_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         return self.decoder(torch.cat([z, self.one_hot(y, len(z)).to(z.dtype)], dim=1))
 
     def check_data(self, datamodule) -> None:
@@ -63,7 +64,7 @@ class CVAE(VAE):
     def sample(
         self, n: int, generator: torch.Generator | None = None, label: int | None = None
     ) -> Tensor:
-        """n draws of the mean of p(x|z, y), z ~ N(0, I); y = label, or the classes in turn."""
+        """n draws of the mean of p(x|z, y), z ~ p(z); y = label, or the classes in turn."""
         y = torch.arange(n) % self.num_classes if label is None else torch.full((n,), label)
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device, self.dtype)
-        return self.likelihood.mean(self.decode(z, y.to(self.device)))
+        z = self.prior.sample(n, generator).to(self.device, self.dtype)
+        return self.decode(z, y.to(self.device)).mean

@@ -5,6 +5,7 @@ towards the identity."""
 import torch
 from torch import Tensor
 
+from vaelab.models.priors import StandardNormal
 from vaelab.models.vae import VAE
 
 
@@ -38,6 +39,10 @@ class DIPVAE(VAE):
         self.lambda_d = (
             lambda_d if lambda_d is not None else (10.0 if dip_type == "i" else 1.0) * lambda_od
         )
+
+    def check_prior(self, prior) -> None:
+        if not isinstance(prior, StandardNormal):
+            self.refuse_prior("pulls the covariance of its codes to N(0, I)'s identity")
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
         terms = super().losses(out)

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vaelab.errors import ConfigError
-from vaelab.models.gaussian import GaussianPosterior
+from vaelab.models.variational import VariationalModel
 
 
 def discriminator(latent_dim: int, units: int = 1000, layers: int = 6) -> nn.Sequential:
@@ -25,7 +25,7 @@ def permute_dims(z: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return torch.gather(z, 0, order)
 
 
-class FactorVAE(GaussianPosterior):
+class FactorVAE(VariationalModel):
     """loss = recon + kl + gamma·tc, tc = E[log D(z) / (1 - D(z))], the density-ratio estimate of
     KL(q(z) || prod_j q(z_j)) by a discriminator D trained, with an optimizer of its own, to tell
     codes of one half of the batch from codes of the other half with each dimension permuted
@@ -83,8 +83,8 @@ class FactorVAE(GaussianPosterior):
         model_optimizer.step()
 
         with torch.no_grad():
-            mu, logvar = self.encode(other)
-            z_other = mu + torch.exp(0.5 * logvar) * self.randn(*mu.shape)
+            q = self.encode(other)
+            z_other = q.from_noise(self.randn(*q.loc.shape))
         codes = torch.cat([out["z"].detach(), permute_dims(z_other)])
         labels = torch.cat([torch.zeros(len(x)), torch.ones(len(other))]).long().to(x.device)
         logits = self.discriminator(codes)

@@ -5,11 +5,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from vaelab.models.gaussian import GaussianPosterior
 from vaelab.models.mmd import SCALES, mmd
+from vaelab.models.priors import StandardNormal
+from vaelab.models.variational import VariationalModel
 
 
-class InfoVAE(GaussianPosterior):
+class InfoVAE(VariationalModel):
     """loss = recon + (1 - alpha)·kl + (alpha + lambda_mmd - 1)·MMD(q(z), p(z)): the paper's
     objective with its divergence between the aggregate posterior and the prior taken as the MMD
     (vaelab.models.mmd) between the batch's samples z and as many draws of N(0, I). alpha trades
@@ -30,6 +31,10 @@ class InfoVAE(GaussianPosterior):
         super().__init__(**shared)
         self.alpha, self.lambda_mmd = alpha, lambda_mmd
         self.kernel, self.kernel_scales = kernel, tuple(kernel_scales)
+
+    def check_prior(self, prior) -> None:
+        if not isinstance(prior, StandardNormal):
+            self.refuse_prior("compares its codes with draws of N(0, I)")
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
         return (*super().noise(x), self.randn(x.shape[0], self.latent_dim))

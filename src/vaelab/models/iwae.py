@@ -5,11 +5,10 @@ import math
 import torch
 from torch import Tensor
 
-from vaelab.metrics.likelihood import log_normal
-from vaelab.models.gaussian import GaussianPosterior, kl_per_dimension
+from vaelab.models.variational import VariationalModel
 
 
-class IWAE(GaussianPosterior):
+class IWAE(VariationalModel):
     """loss = -L_k, the K-sample bound
 
         L_k = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)],   z_1..z_K ~ q(z|x),
@@ -28,21 +27,16 @@ class IWAE(GaussianPosterior):
         return (self.randn(self.k, x.shape[0], self.latent_dim),)
 
     def per_example(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
-        k, b = eps.shape[:2]
-        mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (K, B, Z)
-        params = self.decode(z.flatten(0, 1))  # (K·B, *shape)
-        log_px_z = self.likelihood.log_prob(x.repeat(k, *[1] * (x.dim() - 1)), params).view(k, b)
-        mu32, logvar32, z32 = mu.float(), logvar.float(), z.float()
-        log_pz = log_normal(z32, torch.zeros_like(z32), torch.zeros_like(z32)).sum(-1)
-        log_w = log_px_z + log_pz - log_normal(z32, mu32, logvar32).sum(-1)  # (K, B)
+        q = self.encode(x)
+        z = q.from_noise(eps)  # (K, B, Z)
+        log_w, log_px_z = self.log_weights(x, q, z)  # (K, B)
         return {
             "recon": -log_px_z[0],
-            "kl_dims": kl_per_dimension(mu, logvar),
-            "mu": mu,
-            "logvar": logvar,
+            **self.kl(q, z[0]),
+            "mu": q.loc,
+            "logvar": q.logvar,
             "z": z[0],
-            "iw_elbo": torch.logsumexp(log_w, dim=0) - math.log(k),
+            "iw_elbo": torch.logsumexp(log_w, dim=0) - math.log(len(z)),
         }
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:

@@ -3,7 +3,8 @@
 from hydra.utils import instantiate
 from torch import Tensor
 
-from vaelab.models.gaussian import GaussianPosterior
+from vaelab.errors import ConfigError
+from vaelab.models.variational import VariationalModel
 
 CONSTANT = {"_target_": "vaelab.models.kl_schedules.Constant"}
 
@@ -14,9 +15,9 @@ def free_bits(kl_dims: Tensor, floor: float) -> Tensor:
     return kl_dims.mean(0).clamp(min=floor).sum()
 
 
-class VAE(GaussianPosterior):
+class VAE(VariationalModel):
     """loss = recon + beta(step)·kl, recon = -log p(x|z) with one sample of z and
-    kl = KL(q(z|x) || N(0, I)), both summed over dimensions and averaged over the batch: with
+    kl = KL(q(z|x) || p(z)), both summed over dimensions and averaged over the batch: with
     beta = 1 the loss is the negative ELBO. `free_bits` (nats per dimension) and a capacity
     schedule change only the loss: the logged kl and elbo are always the true values.
     """
@@ -33,6 +34,12 @@ class VAE(GaussianPosterior):
         super().__init__(**shared)
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
         self.free_bits, self.gamma = free_bits, gamma
+        if free_bits and not self.prior.factorised:
+            raise ConfigError(
+                f"model.free_bits={free_bits} floors the KL of each latent dimension, and "
+                f"{type(self.prior).__name__} has no KL per dimension: set model.free_bits=0 or "
+                f"leave model/prior at standard"
+            )
 
     def on_train_start(self) -> None:
         super().on_train_start()

@@ -77,7 +77,7 @@ class VQVAE(Model):
         z_e = self.encode(x)
         z_q, codes = self.quantize(z_e)
         straight_through = z_e + (z_q - z_e).detach()
-        recon = self.likelihood.nll(x, self.decode(straight_through))
+        recon = self.decode(straight_through).nll(x)
         commitment = (z_e.float() - z_q.float().detach()).pow(2).sum(1)
         return {"recon": recon, "commitment": commitment, "z_e": z_e, "codes": codes}
 
@@ -122,7 +122,7 @@ class VQVAE(Model):
         positions = self.latent_dim // self.vector_dim
         codes = torch.randint(self.codebook_size, (n, positions), generator=generator)
         z = self.codebook[codes.to(self.codebook.device)].reshape(n, self.latent_dim)
-        return self.likelihood.mean(self.decode(z.to(self.dtype)))
+        return self.decode(z.to(self.dtype)).mean
 
     def extra_repr(self) -> str:
         vectors = self.latent_dim // self.vector_dim

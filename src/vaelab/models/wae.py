@@ -7,10 +7,10 @@ from torch import Tensor
 
 from vaelab.models.autoencoder import AutoEncoder
 from vaelab.models.mmd import SCALES, mmd
-from vaelab.models.priors import StandardNormalPrior
+from vaelab.models.priors import StandardNormal
 
 
-class WAE(StandardNormalPrior, AutoEncoder):
+class WAE(AutoEncoder):
     """A deterministic encoder z = encode(x); loss = recon + lambda_mmd·MMD(q(z), p(z)), p(z) =
     N(0, I), the MMD between the batch's codes and as many prior draws (vaelab.models.mmd; the
     paper's IMQ kernel by default). The reconstruction cost is the likelihood's -log p(x|z) (the
@@ -19,6 +19,7 @@ class WAE(StandardNormalPrior, AutoEncoder):
     """
 
     batch_statistic = "MMD between the codes and prior draws"
+    has_prior = True
 
     def __init__(
         self,
@@ -29,6 +30,7 @@ class WAE(StandardNormalPrior, AutoEncoder):
     ):
         super().__init__(**shared)
         self.lambda_mmd = lambda_mmd
+        self.prior = StandardNormal(self.latent_dim)  # what `noise` draws from
         self.kernel, self.kernel_scales = kernel, tuple(kernel_scales)
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
@@ -36,7 +38,7 @@ class WAE(StandardNormalPrior, AutoEncoder):
 
     def per_example(self, x: Tensor, prior_z: Tensor) -> dict[str, Tensor]:
         z = self.encode(x)
-        recon = self.likelihood.nll(x, self.decode(z))
+        recon = self.decode(z).nll(x)
         # A statistic of the batch, not of one example.
         return {"recon": recon, "mmd": mmd(z, prior_z, self.kernel, self.kernel_scales)}
 

@@ -1,0 +1,51 @@
+"""The VampPrior (Tomczak & Welling 2018, "VAE with a VampPrior"): the prior is the model's own
+posterior averaged over K learned pseudo-inputs u_k,
+
+    p(z) = (1/K) sum_k q(z|u_k),
+
+a mixture that follows the aggregate posterior instead of pulling it to N(0, I)."""
+
+import torch
+from torch import nn
+
+from vaelab.errors import ConfigError
+from vaelab.models.distributions import GaussianMixture
+from vaelab.models.priors.base import Prior
+
+
+class VampPrior(Prior):
+    """`pseudo_inputs` learned inputs of the data's shape, trained with the model; they start as
+    training examples drawn when the data is set up (`fit`), before which they are uniform in
+    [0, 1]. The KL against it is estimated from the posterior's sample."""
+
+    def __init__(self, latent_dim: int, pseudo_inputs: int = 500):
+        super().__init__(latent_dim)
+        self.count = pseudo_inputs
+        self._encode = None
+
+    def bind(self, model: nn.Module) -> None:
+        if getattr(model.likelihood, "encodes_log1p", False):
+            raise ConfigError(
+                "model/prior=vamp learns pseudo-inputs, and a count model's encoder takes "
+                "log(1 + x), which has none below -1: use model/prior=mog or standard"
+            )
+        self.pseudo_inputs = nn.Parameter(torch.rand(self.count, *model.input_shape))
+        self.register_buffer("logits", torch.zeros(self.count), persistent=False)
+        # A bound method, not the module: the model is the prior's owner, not its child.
+        self._encode = model.encode
+
+    @torch.no_grad()
+    def fit(self, x) -> None:
+        """Start the pseudo-inputs at `pseudo_inputs` examples of the training split x (drawn
+        with a generator of their own, so the training random stream does not move)."""
+        picks = torch.randint(len(x), (self.count,), generator=torch.Generator().manual_seed(0))
+        rows = x[picks]
+        rows = rows.to_dense() if hasattr(rows, "to_dense") else rows
+        self.pseudo_inputs.copy_(rows.reshape(self.pseudo_inputs.shape))
+
+    def distribution(self) -> GaussianMixture:
+        q = self._encode(self.pseudo_inputs)  # q(z|u_k): (K,) Gaussians
+        return GaussianMixture(self.logits, q.loc, q.logvar)
+
+    def extra_repr(self) -> str:
+        return f"{self.count} pseudo-inputs"

@@ -1,0 +1,162 @@
+"""What every model with a posterior q(z|x) and a prior p(z) shares: the encoder that gives
+q(z|x), the prior as a module (model/prior=...), the reparameterised sample, the ELBO's terms,
+the importance weights, sampling, and what validation and test measure of the latent space."""
+
+import math
+
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+from torch.distributions import kl_divergence
+
+from vaelab.data.batches import num_examples
+from vaelab.errors import ConfigError
+from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, iw_log_likelihood
+from vaelab.models.aggregate_posterior import kl_split
+from vaelab.models.base import Model
+from vaelab.models.distributions import DiagonalGaussian
+
+STANDARD = {"_target_": "vaelab.models.priors.StandardNormal"}
+
+
+class VariationalModel(Model):
+    """q(z|x) = N(mu(x), diag sigma^2(x)) from the encoder's two heads, a prior p(z) from
+    `prior` (a config: model/prior=standard|vamp|mog), z = mu + sigma·eps with eps ~ N(0, I)
+    drawn outside the network math (`noise`), so that a compiled graph holds no random
+    generator. `per_example` gives recon = -log p(x|z) for one sample, the KL (closed-form per
+    dimension against a factorised Gaussian prior, as `kl_dims`; estimated from the sample,
+    log q(z|x) - log p(z), against a prior with no closed form), mu, logvar and z;
+    `elbo_terms` their batch means and the ELBO.
+
+    Validation and test also log active_units, the KL per dimension (val/kl_dimNN, where there
+    is one) and the KL split into mi, tc and dim_kl (minibatch stratified sampling over the
+    split being evaluated); test adds nll_iw with `iw_samples` importance samples, and bpd with
+    `report_bpd`.
+    """
+
+    codes_per_latent = 2
+    default_monitor = ("val/elbo", "max")  # beta-free, so runs with different beta compare
+    has_prior = True
+
+    def __init__(
+        self, prior: dict | None = None, iw_samples: int = 100, report_bpd: bool = False, **shared
+    ):
+        prior = prior or STANDARD  # checkpoints from before priors were modules
+        super().__init__(**shared)
+        self.iw_samples, self.report_bpd = iw_samples, report_bpd
+        self.prior = instantiate(self.hparams.prior or STANDARD, latent_dim=self.latent_dim)
+        self.prior.bind(self)
+        self.check_prior(self.prior)
+        self._iw_generator: torch.Generator | None = None  # the IWAE bound's K samples
+        self._split_size: int | None = None  # examples in the split being evaluated
+        z = self.latent_dim
+        self.val_active_units, self.test_active_units = ActiveUnits(z), ActiveUnits(z)
+        self.val_kl_per_dim = KLPerDimension(z)
+        self.test_nll_iw = ImportanceWeightedNLL()
+
+    def check_prior(self, prior) -> None:
+        """Refuse a prior the model's objective has no meaning with (every prior by default)."""
+
+    def refuse_prior(self, reason: str) -> None:
+        raise ConfigError(
+            f"{type(self).__name__} {reason}, and {type(self.prior).__name__} is not: leave "
+            f"model/prior at standard"
+        )
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+        """(B, *shape) -> q(z|x), batch shape (B,), event shape (latent_dim,)."""
+        return self.posterior(self.encoder(x))
+
+    def posterior(self, h: Tensor) -> DiagonalGaussian:
+        """The encoder's output (B, 2·latent_dim) as q(z|x)."""
+        mu, logvar = h.chunk(2, dim=1)
+        # exp(logvar) overflows fp16 and bf16 for logvar > 11; the bounds keep sigma in
+        # [3e-7, 2e4], far outside anything a trained encoder uses.
+        return DiagonalGaussian(mu, logvar.clamp(-30.0, 20.0))
+
+    def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The posterior mean E_q[z|x], (B, latent_dim): the representation of x."""
+        return self.encode(x, y).mean
+
+    def noise(self, x: Tensor) -> tuple[Tensor, ...]:
+        return (self.randn(x.shape[0], self.latent_dim),)
+
+    def per_example(self, x: Tensor, eps: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        q = self.encode(x, y)
+        z = q.from_noise(eps)
+        recon = self.decode(z, y).nll(x)
+        return {"recon": recon, **self.kl(q, z), "mu": q.loc, "logvar": q.logvar, "z": z}
+
+    def kl(self, q: DiagonalGaussian, z: Tensor) -> dict[str, Tensor]:
+        """KL(q(z|x) || p(z)), (B,), as "kl"; with a factorised Gaussian prior also per
+        dimension, (B, Z), as "kl_dims". Closed-form where torch registers one for the pair,
+        else the one-sample estimate log q(z|x) - log p(z) at the sample z."""
+        p = self.prior.distribution()
+        if isinstance(p, DiagonalGaussian):
+            kl_dims = q.kl_per_dimension(p)
+            return {"kl": kl_dims.sum(1), "kl_dims": kl_dims}
+        try:
+            return {"kl": kl_divergence(q, p)}
+        except NotImplementedError:
+            return {"kl": q.log_prob(z) - p.log_prob(z)}
+
+    def log_weights(
+        self, x: Tensor, q: DiagonalGaussian, z: Tensor, y: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The log importance weights log p(x|z) + log p(z) - log q(z|x) of samples z
+        (K, B, Z) of q(z|x), (K, B), and log p(x|z): what the IWAE bound and test/nll_iw are
+        made of. The densities of z in float32; the decoder gets z in its own dtype."""
+        log_px_z = self.decode(z.to(self.dtype), y).log_prob(x)
+        return log_px_z + self.prior.log_prob(z) - q.log_prob(z), log_px_z
+
+    def elbo_terms(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        """recon, kl and elbo = -(recon + kl), averaged over the batch: the true values,
+        whatever a model's loss does with them."""
+        recon, kl = out["recon"].mean(), out["kl"].mean()
+        return {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+
+    def eval_outputs(
+        self, x: Tensor, y: Tensor | None, out: dict[str, Tensor], split: str
+    ) -> dict[str, Tensor]:
+        active_units = getattr(self, f"{split}_active_units")
+        active_units.update(out["mu"])
+        self.log(f"{split}/active_units", active_units, on_step=False, on_epoch=True)
+        if split == "val" and "kl_dims" in out:
+            self.val_kl_per_dim.update(out["kl_dims"])
+        if split == "test":
+            log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator, y=y)
+            self.test_nll_iw.update(log_px)
+            self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
+        if self._split_size is None:
+            return {}
+        log_pz = self.prior.log_prob(out["z"])
+        split_size = self._split_size
+        mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], log_pz, split_size, "mss")
+        return {"mi": mi, "tc": tc, "dim_kl": dim_kl}
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self._split_size = num_examples(self.trainer.val_dataloaders)
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._split_size = num_examples(self.trainer.test_dataloaders)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.prior.factorised:  # no KL per dimension
+            return
+        kl_dims = self.val_kl_per_dim.compute().reshape(-1)  # torchmetrics squeezes a (1,) result
+        self.val_kl_per_dim.reset()
+        self.last_kl_per_dim = kl_dims.cpu()
+        self.log_dict({f"val/kl_dim{j:02d}": v for j, v in enumerate(kl_dims)}, sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        if self.report_bpd:  # a likelihood in bits only means something for binary data
+            dims = math.prod(self.input_shape)
+            self.log("test/bpd", self.test_nll_iw.compute() / (dims * math.log(2)), sync_dist=True)
+
+    def reseed_eval_noise(self) -> None:
+        # The ELBO and the IWAE bound have a generator each, so that iw_samples leaves the ELBO
+        # as it is.
+        super().reseed_eval_noise()
+        self._iw_generator = torch.Generator(self.device).manual_seed(1)
