@@ -294,6 +294,7 @@ def validate(cfg: DictConfig) -> None:
     _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
+    _check_prior(cfg.get("model"))
     likelihood = OmegaConf.select(cfg, "model.likelihood", default=None)
     transforms = [k for k in ("log1p", "standardize") if OmegaConf.select(cfg, f"data.{k}")]
     if likelihood in COUNT_LIKELIHOODS and transforms:
@@ -312,6 +313,25 @@ def validate(cfg: DictConfig) -> None:
             "them any real number (the loss would have no lower bound); for 0/1 data set "
             "data.standardize=false, else use model.likelihood=gaussian"
         )
+
+
+def _check_prior(model: DictConfig | None) -> None:
+    """The model's prior against the model (a combination with no meaning is refused before the
+    run writes anything; the model checks it again when it is built)."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(model, "_target_", default=None) if model else None
+    prior = OmegaConf.select(model, "prior._target_", default=None) if model else None
+    if not (isinstance(target, str) and isinstance(prior, str)):
+        return
+    if not (target.startswith("vaelab.") and prior.startswith("vaelab.")):
+        return  # a user's own classes check themselves when built
+    try:
+        model_class, prior_class = get_class(target), get_class(prior)
+    except Exception:  # building the model names what is missing
+        return
+    if hasattr(model_class, "check_prior"):
+        model_class.check_prior(prior_class, model)
 
 
 def _check_rules(cfg: DictConfig, rules: dict[str, Callable[[Any], str | None]]) -> None:

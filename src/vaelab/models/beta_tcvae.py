@@ -28,9 +28,11 @@ class BetaTCVAE(VAE):
             )
         self.tc_estimator = tc_estimator
 
-    def check_prior(self, prior) -> None:
+    @classmethod
+    def check_prior(cls, prior: type, arguments) -> None:
+        super().check_prior(prior, arguments)
         if not prior.factorised:
-            self.refuse_prior("splits off a dimension-wise KL, which needs a prior that factorises")
+            raise cls.refuse_prior(prior, "its dimension-wise KL needs a prior that factorises")
 
     def check_data(self, datamodule) -> None:
         super().check_data(datamodule)

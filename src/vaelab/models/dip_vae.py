@@ -40,9 +40,11 @@ class DIPVAE(VAE):
             lambda_d if lambda_d is not None else (10.0 if dip_type == "i" else 1.0) * lambda_od
         )
 
-    def check_prior(self, prior) -> None:
-        if not isinstance(prior, StandardNormal):
-            self.refuse_prior("pulls the covariance of its codes to N(0, I)'s identity")
+    @classmethod
+    def check_prior(cls, prior: type, arguments) -> None:
+        super().check_prior(prior, arguments)
+        if not issubclass(prior, StandardNormal):
+            raise cls.refuse_prior(prior, "its penalty pulls the codes' covariance to N(0, I)'s")
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
         terms = super().losses(out)

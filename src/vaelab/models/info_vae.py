@@ -32,9 +32,11 @@ class InfoVAE(VariationalModel):
         self.alpha, self.lambda_mmd = alpha, lambda_mmd
         self.kernel, self.kernel_scales = kernel, tuple(kernel_scales)
 
-    def check_prior(self, prior) -> None:
-        if not isinstance(prior, StandardNormal):
-            self.refuse_prior("compares its codes with draws of N(0, I)")
+    @classmethod
+    def check_prior(cls, prior: type, arguments) -> None:
+        super().check_prior(prior, arguments)
+        if not issubclass(prior, StandardNormal):  # the draws in `noise` are N(0, I)'s
+            raise cls.refuse_prior(prior, "its MMD compares the codes with draws of N(0, I)")
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
         return (*super().noise(x), self.randn(x.shape[0], self.latent_dim))

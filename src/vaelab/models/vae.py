@@ -34,11 +34,16 @@ class VAE(VariationalModel):
         super().__init__(**shared)
         self.kl_schedule = instantiate(self.hparams.kl_schedule, beta=beta)
         self.free_bits, self.gamma = free_bits, gamma
-        if free_bits and not self.prior.factorised:
+
+    @classmethod
+    def check_prior(cls, prior: type, arguments) -> None:
+        super().check_prior(prior, arguments)
+        floor = arguments.get("free_bits", 0.0)
+        if floor and not prior.factorised:
             raise ConfigError(
-                f"model.free_bits={free_bits} floors the KL of each latent dimension, and "
-                f"{type(self.prior).__name__} has no KL per dimension: set model.free_bits=0 or "
-                f"leave model/prior at standard"
+                f"model.free_bits={floor} floors the KL of each latent dimension, and the prior "
+                f"{prior.__name__} (model/prior) has no KL per dimension: set model.free_bits=0 "
+                f"or leave model/prior at standard"
             )
 
     def on_train_start(self) -> None:

@@ -45,8 +45,8 @@ class VariationalModel(Model):
         super().__init__(**shared)
         self.iw_samples, self.report_bpd = iw_samples, report_bpd
         self.prior = instantiate(self.hparams.prior or STANDARD, latent_dim=self.latent_dim)
+        self.check_prior(type(self.prior), self.hparams)
         self.prior.bind(self)
-        self.check_prior(self.prior)
         self._iw_generator: torch.Generator | None = None  # the IWAE bound's K samples
         self._split_size: int | None = None  # examples in the split being evaluated
         z = self.latent_dim
@@ -54,13 +54,18 @@ class VariationalModel(Model):
         self.val_kl_per_dim = KLPerDimension(z)
         self.test_nll_iw = ImportanceWeightedNLL()
 
-    def check_prior(self, prior) -> None:
-        """Refuse a prior the model's objective has no meaning with (every prior by default)."""
+    @classmethod
+    def check_prior(cls, prior: type, arguments) -> None:
+        """Refuse a prior (its class) that the objective has no meaning with, given the model's
+        arguments: called on the config before the run starts, and when the model is built.
+        Every prior is taken by default; a prior may refuse the model's likelihood."""
+        prior.check_likelihood(arguments.get("likelihood", "bernoulli"))
 
-    def refuse_prior(self, reason: str) -> None:
-        raise ConfigError(
-            f"{type(self).__name__} {reason}, and {type(self.prior).__name__} is not: leave "
-            f"model/prior at standard"
+    @classmethod
+    def refuse_prior(cls, prior: type, reason: str) -> ConfigError:
+        return ConfigError(
+            f"the prior {prior.__name__} (model/prior) does not fit model {cls.__name__}: "
+            f"{reason}; leave model/prior at standard"
         )
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:

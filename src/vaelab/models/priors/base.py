@@ -21,6 +21,10 @@ class Prior(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
 
+    @classmethod
+    def check_likelihood(cls, likelihood: str) -> None:
+        """Refuse a model's likelihood (model.likelihood) the prior cannot work with."""
+
     def bind(self, model: nn.Module) -> None:
         """Take from the model what the prior is made of (its input shape, its encoder)."""
 

@@ -8,6 +8,7 @@ a mixture that follows the aggregate posterior instead of pulling it to N(0, I).
 import torch
 from torch import nn
 
+from vaelab.config.schema import COUNT_LIKELIHOODS
 from vaelab.errors import ConfigError
 from vaelab.models.distributions import GaussianMixture
 from vaelab.models.priors.base import Prior
@@ -23,12 +24,16 @@ class VampPrior(Prior):
         self.count = pseudo_inputs
         self._encode = None
 
-    def bind(self, model: nn.Module) -> None:
-        if getattr(model.likelihood, "encodes_log1p", False):
+    @classmethod
+    def check_likelihood(cls, likelihood: str) -> None:
+        if likelihood in COUNT_LIKELIHOODS:
             raise ConfigError(
-                "model/prior=vamp learns pseudo-inputs, and a count model's encoder takes "
-                "log(1 + x), which has none below -1: use model/prior=mog or standard"
+                f"model/prior=vamp learns pseudo-inputs, and the encoder of a count model "
+                f"(model.likelihood={likelihood}) takes log(1 + x), which has none below -1: use "
+                f"model/prior=mog or standard"
             )
+
+    def bind(self, model: nn.Module) -> None:
         self.pseudo_inputs = nn.Parameter(torch.rand(self.count, *model.input_shape))
         self.register_buffer("logits", torch.zeros(self.count), persistent=False)
         # A bound method, not the module: the model is the prior's owner, not its child.
