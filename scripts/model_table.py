@@ -20,8 +20,8 @@ from vaelab.train import train
 
 MODELS = [
     "ae", "vae", "beta_vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd",
-    "factor_vae", "vq_vae", "cvae",
-]  # fmt: skip
+    "factor_vae", "vq_vae", "cvae", "vae model/prior=vamp", "vae model/prior=mog",
+]  # fmt: skip; a row is a preset and, after it, overrides of its own
 COLUMNS = {
     "test/elbo": "ELBO",
     "test/recon": "recon",
@@ -33,13 +33,18 @@ COLUMNS = {
 }
 
 
-def measure(model: str, args, root: Path) -> dict:
+def measure(row: str, args, root: Path) -> dict:
+    model, *overrides = row.split()
+    folder = "_".join(part.replace("/", "-").replace("=", "-") for part in row.split())
     data = ["data=fashion_mnist", f"data.data_dir={args.data_dir}"]
     budget = [f"trainer.max_epochs={args.epochs}", f"seed={args.seed}", f"iw_samples={args.iw}"]
     quiet = ["callbacks.rich_progress_bar=null", "callbacks.images=null", "logger=none"]
     start = time.perf_counter()
     trained, _ = train(
-        compose(f"model={model}", *data, *budget, *quiet, "trainer=cpu", output_dir=root / model)
+        compose(
+            f"model={model}", *overrides, *data, *budget, *quiet, "trainer=cpu",
+            output_dir=root / folder,
+        )  # fmt: skip
     )
     seconds = time.perf_counter() - start
     evaluated = evaluate(
@@ -48,7 +53,7 @@ def measure(model: str, args, root: Path) -> dict:
             f"iw_samples={args.iw}",
             "trainer=cpu",
             config_name="eval",
-            output_dir=root / f"{model}_eval",
+            output_dir=root / f"{folder}_eval",
         )  # fmt: skip
     )
     return {k: evaluated.get(k) for k in COLUMNS if k != "seconds"} | {"seconds": seconds}

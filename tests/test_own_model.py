@@ -54,3 +54,46 @@ def test_a_model_of_ones_own_trains_resumes_and_loads(tmp_path, monkeypatch):
     assert resumed["global_step"] == 2 * results["global_step"]
     model, run_cfg, _ = load_trained(resumed["best_ckpt"])
     assert type(model).__name__ == "SparseAE" and model.l1 == 0.01
+
+
+PRIOR = '''
+import torch
+from torch import nn
+
+from vaelab.models.distributions import DiagonalGaussian
+from vaelab.models.priors import Prior
+
+
+class LearnedGaussian(Prior):
+    """p(z) = N(mu, diag sigma^2), mu and sigma learned with the model."""
+
+    factorised = True  # a KL per dimension, in closed form against the Gaussian posterior
+
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        self.loc = nn.Parameter(torch.zeros(latent_dim))
+        self.logvar = nn.Parameter(torch.zeros(latent_dim))
+
+    def distribution(self):
+        return DiagonalGaussian(self.loc, self.logvar)
+'''
+
+
+def test_a_prior_of_ones_own_is_one_file_and_one_config(tmp_path, monkeypatch):
+    (tmp_path / "my_priors.py").write_text(textwrap.dedent(PRIOR))
+    (tmp_path / "my_conf" / "model" / "prior").mkdir(parents=True)
+    (tmp_path / "my_conf" / "model" / "prior" / "learned.yaml").write_text(
+        "_target_: my_priors.LearnedGaussian\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    overrides = [f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "model/prior=learned",
+                 "trainer=cpu", "callbacks.rich_progress_bar=null"]  # fmt: skip
+    overrides.append("trainer.max_epochs=2")
+    results, objects = train(compose(*overrides, output_dir=tmp_path / "run"))
+    model = objects["model"]
+    assert type(model.prior).__name__ == "LearnedGaussian"
+    # Trained with the model, measured per dimension, and what samples and pictures draw from.
+    assert model.prior.loc.abs().sum() > 0 and "val/kl_dim00" in results
+    assert (tmp_path / "run" / "images" / "samples.png").is_file()
+    loaded, _, _ = load_trained(results["best_ckpt"])
+    assert type(loaded.prior).__name__ == "LearnedGaussian"

@@ -41,7 +41,9 @@ class DiagonalGaussian(Distribution):
 
     def __init__(self, loc: Tensor, logvar: Tensor, standard: bool = False):
         self.loc, self.logvar, self.standard = loc, logvar, standard
-        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+        # Distribution.__init__ without its checks: built on every training step.
+        self._batch_shape, self._event_shape = loc.shape[:-1], loc.shape[-1:]
+        self._validate_args = False
 
     @property
     def mean(self) -> Tensor:
@@ -60,6 +62,15 @@ class DiagonalGaussian(Distribution):
     def rsample(self, sample_shape=_ONE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         return self.from_noise(torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device))
+
+    @torch.no_grad()
+    def sample(self, sample_shape=_ONE, generator: torch.Generator | None = None) -> Tensor:
+        """Draws without a gradient; with a generator (on the CPU), drawn from it and moved to
+        the parameters' device."""
+        if generator is None:
+            return self.rsample(sample_shape)
+        eps = torch.randn(self._extended_shape(sample_shape), generator=generator)
+        return self.from_noise(eps.to(self.loc.device, self.loc.dtype))
 
     def log_prob(self, z: Tensor) -> Tensor:
         return log_normal(z.float(), self.loc.float(), self.logvar.float()).sum(-1)
@@ -130,7 +141,8 @@ class Observation(Distribution):
     def __init__(self, likelihood, params: Tensor, event_dims: int):
         self.likelihood, self.params = likelihood, params
         cut = params.dim() - event_dims
-        super().__init__(params.shape[:cut], params.shape[cut:], validate_args=False)
+        self._batch_shape, self._event_shape = params.shape[:cut], params.shape[cut:]
+        self._validate_args = False
 
     def _rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x and the parameters as rows of one example each, x repeated over leading samples."""

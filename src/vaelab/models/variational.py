@@ -14,7 +14,8 @@ from vaelab.errors import ConfigError
 from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, iw_log_likelihood
 from vaelab.models.aggregate_posterior import kl_split
 from vaelab.models.base import Model
-from vaelab.models.distributions import DiagonalGaussian
+from vaelab.models.distributions import DiagonalGaussian, kl_per_dimension
+from vaelab.models.priors import StandardNormal
 
 STANDARD = {"_target_": "vaelab.models.priors.StandardNormal"}
 
@@ -47,6 +48,7 @@ class VariationalModel(Model):
         self.prior = instantiate(self.hparams.prior or STANDARD, latent_dim=self.latent_dim)
         self.check_prior(type(self.prior), self.hparams)
         self.prior.bind(self)
+        self._standard_prior = isinstance(self.prior, StandardNormal)
         self._iw_generator: torch.Generator | None = None  # the IWAE bound's K samples
         self._split_size: int | None = None  # examples in the split being evaluated
         z = self.latent_dim
@@ -96,6 +98,9 @@ class VariationalModel(Model):
         """KL(q(z|x) || p(z)), (B,), as "kl"; with a factorised Gaussian prior also per
         dimension, (B, Z), as "kl_dims". Closed-form where torch registers one for the pair,
         else the one-sample estimate log q(z|x) - log p(z) at the sample z."""
+        if self._standard_prior:  # the training path of most runs: no objects, the short form
+            kl_dims = kl_per_dimension(q.loc, q.logvar)
+            return {"kl": kl_dims.sum(1), "kl_dims": kl_dims}
         p = self.prior.distribution()
         if isinstance(p, DiagonalGaussian):
             kl_dims = q.kl_per_dimension(p)
