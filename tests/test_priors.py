@@ -159,8 +159,10 @@ def test_the_pseudo_inputs_start_at_training_examples():
     data.setup()
     model.check_data(data)
     train_x = data.splits["train"][0].flatten(1)
-    for u in model.prior.pseudo_inputs.detach().flatten(1):
+    pseudo_inputs = model.prior.pseudo_inputs.detach().flatten(1)
+    for u in pseudo_inputs:
         assert (train_x == u).all(1).any()
+    assert len({tuple(u.tolist()) for u in pseudo_inputs}) == 6  # six different examples
 
 
 @pytest.mark.parametrize(
@@ -200,3 +202,27 @@ def test_a_run_with_another_prior_trains_tests_and_draws(compose_train, prior):
     loaded = type(model).load_from_checkpoint(f"{cfg.paths.output_dir}/checkpoints/last.ckpt")
     for name, value in model.prior.state_dict().items():
         torch.testing.assert_close(loaded.prior.state_dict()[name], value.cpu())
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "poisson", "negative_binomial"])
+def test_p_x_given_z_broadcasts_over_samples(name):
+    """decode(z) of K samples per example: the same numbers as K separate one-sample calls."""
+    from vaelab.models.distributions import Observation
+    from vaelab.models.likelihoods import make_likelihood
+
+    torch.manual_seed(0)
+    likelihood = make_likelihood(name, (6,), 0.5)
+    x = (
+        torch.poisson(torch.full((4, 6), 3.0))
+        if name in ("poisson", "negative_binomial")
+        else torch.rand(4, 6)
+    )
+    if hasattr(likelihood, "fit"):
+        likelihood.fit(x)
+    params = torch.randn(3, 4, 6)  # K = 3 samples of B = 4 examples
+    p = Observation(likelihood, params, event_dims=1)
+    assert p.batch_shape == (3, 4) and p.event_shape == (6,)
+    by_sample = [Observation(likelihood, params[k], event_dims=1) for k in range(3)]
+    torch.testing.assert_close(p.log_prob(x), torch.stack([q.log_prob(x) for q in by_sample]))
+    torch.testing.assert_close(p.nll(x), -p.log_prob(x))
+    torch.testing.assert_close(p.mean, torch.stack([q.mean for q in by_sample]))

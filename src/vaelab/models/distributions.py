@@ -145,21 +145,28 @@ class Observation(Distribution):
         self._validate_args = False
 
     def _rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x and the parameters as rows of one example each, x repeated over leading samples."""
-        rows = self.params.flatten(0, len(self.batch_shape) - 1)
+        """x and the parameters as rows of one example each (the likelihoods' layout), x
+        repeated over leading samples."""
+        rows = self.params.reshape(-1, *self.event_shape)
         return x.expand(self.params.shape).reshape(rows.shape), rows
 
+    def _as_rows(self, x: Tensor) -> bool:
+        """Whether x and the parameters are already rows of one example each: the training path,
+        with nothing to reshape."""
+        return len(self.batch_shape) == 1 and x.shape == self.params.shape
+
     def log_prob(self, x: Tensor) -> Tensor:
-        if x.shape == self.params.shape:  # the training path: one sample per example
+        if self._as_rows(x):
             return self.likelihood.log_prob(x, self.params)
         return self.likelihood.log_prob(*self._rows(x)).view(self.batch_shape)
 
     def nll(self, x: Tensor) -> Tensor:
         """-log_prob(x), as one computation where the likelihood has it (the cross-entropy)."""
-        if x.shape == self.params.shape:
+        if self._as_rows(x):
             return self.likelihood.nll(x, self.params)
         return self.likelihood.nll(*self._rows(x)).view(self.batch_shape)
 
     @property
     def mean(self) -> Tensor:
-        return self.likelihood.mean(self.params)
+        rows = self.params.reshape(-1, *self.event_shape)
+        return self.likelihood.mean(rows).view(self.params.shape)

@@ -45,12 +45,13 @@ class VariationalModel(Model):
         prior = prior or STANDARD  # checkpoints from before priors were modules
         super().__init__(**shared)
         self.iw_samples, self.report_bpd = iw_samples, report_bpd
-        self.prior = instantiate(self.hparams.prior or STANDARD, latent_dim=self.latent_dim)
+        self.prior = instantiate(self.hparams.prior, latent_dim=self.latent_dim)
         self.check_prior(type(self.prior), self.hparams)
         self.prior.bind(self)
         self._standard_prior = isinstance(self.prior, StandardNormal)
         self._iw_generator: torch.Generator | None = None  # the IWAE bound's K samples
         self._split_size: int | None = None  # examples in the split being evaluated
+        self._measured_kl_dims = False  # in this validation: a prior may have no KL per dim
         z = self.latent_dim
         self.val_active_units, self.test_active_units = ActiveUnits(z), ActiveUnits(z)
         self.val_kl_per_dim = KLPerDimension(z)
@@ -133,6 +134,7 @@ class VariationalModel(Model):
         self.log(f"{split}/active_units", active_units, on_step=False, on_epoch=True)
         if split == "val" and "kl_dims" in out:
             self.val_kl_per_dim.update(out["kl_dims"])
+            self._measured_kl_dims = True
         if split == "test":
             log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator, y=y)
             self.test_nll_iw.update(log_px)
@@ -147,13 +149,14 @@ class VariationalModel(Model):
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()
         self._split_size = num_examples(self.trainer.val_dataloaders)
+        self._measured_kl_dims = False
 
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
         self._split_size = num_examples(self.trainer.test_dataloaders)
 
     def on_validation_epoch_end(self) -> None:
-        if not self.prior.factorised:  # no KL per dimension
+        if not self._measured_kl_dims:  # a prior with no KL per dimension
             return
         kl_dims = self.val_kl_per_dim.compute().reshape(-1)  # torchmetrics squeezes a (1,) result
         self.val_kl_per_dim.reset()

@@ -40,6 +40,11 @@ class Prior(nn.Module):
         from moving the training random stream."""
         return self.distribution().sample((n,), generator=generator)
 
+    def rsample(self, n: int) -> Tensor:
+        """n reparameterised draws (a gradient flows to the prior's parameters), where the prior
+        has them: N(0, I) and Gaussians do, a mixture does not (NotImplementedError)."""
+        return self.distribution().rsample((n,))
+
     @torch.no_grad()
     def traversal_range(self, width: float = 3.0) -> tuple[Tensor, Tensor]:
         """Per dimension, mean ± width standard deviations of p(z_j): where a latent traversal

@@ -41,9 +41,14 @@ class VampPrior(Prior):
 
     @torch.no_grad()
     def fit(self, x) -> None:
-        """Start the pseudo-inputs at `pseudo_inputs` examples of the training split x (drawn
-        with a generator of their own, so the training random stream does not move)."""
-        picks = torch.randint(len(x), (self.count,), generator=torch.Generator().manual_seed(0))
+        """Start the pseudo-inputs at `pseudo_inputs` different examples of the training split x
+        (all of them, some twice, when it has fewer), drawn with a generator of their own, so
+        that the training random stream does not move."""
+        generator = torch.Generator().manual_seed(0)
+        order = torch.cat(
+            [torch.randperm(len(x), generator=generator) for _ in range(-(-self.count // len(x)))]
+        )
+        picks = order[: self.count]
         rows = x[picks]
         rows = rows.to_dense() if hasattr(rows, "to_dense") else rows
         self.pseudo_inputs.copy_(rows.reshape(self.pseudo_inputs.shape))
