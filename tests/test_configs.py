@@ -28,6 +28,8 @@ GROUPS = [
     "model/optimizer",
     "model/scheduler",
     "model/kl_schedule",
+    "model/prior",
+    "model/posterior",
     "trainer",
     "logger",
     "callbacks",

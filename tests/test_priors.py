@@ -1,6 +1,7 @@
 """Priors and the distributions a model hands out, against their formulas computed a second way
 (torch.distributions in float64, written out by hand), and the prior choices through Hydra."""
 
+import copy
 import math
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def test_the_pseudo_inputs_start_at_training_examples():
     ("overrides", "message"),
     [
         (["model=beta_tcvae", "model/prior=vamp"], "dimension-wise KL needs a prior that factor"),
-        (["model/prior=mog", "model.free_bits=0.5"], "MixtureOfGaussians .* no KL per dimension"),
+        (["model/prior=mog", "model.free_bits=0.5"], "Gaussian against MixtureOfGaussians"),
         (["model=dip_vae", "model/prior=mog"], "does not fit model DIPVAE"),
         (["model=info_vae", "model/prior=vamp"], "does not fit model InfoVAE"),
         (["model=cvae", "model/prior=vamp", "model.likelihood=poisson"], "count model"),
@@ -180,10 +181,13 @@ def test_a_prior_with_no_meaning_for_the_model_is_refused_with_the_config(overri
         compose(*overrides)
 
 
-@pytest.mark.parametrize("prior", ["vamp", "mog"])
-def test_a_run_with_another_prior_trains_tests_and_draws(compose_train, prior):
+@pytest.mark.parametrize(
+    ("prior", "posterior"), [("vamp", "gaussian"), ("mog", "gaussian"), ("mog", "iaf")]
+)
+def test_a_run_with_other_components_trains_tests_and_draws(compose_train, prior, posterior):
     cfg = compose_train(
         f"model/prior={prior}",
+        f"model/posterior={posterior}",
         "model=iwae",
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=4",
@@ -195,7 +199,8 @@ def test_a_run_with_another_prior_trains_tests_and_draws(compose_train, prior):
     assert math.isfinite(results["test/nll_iw"]) and math.isfinite(results["test/iw_elbo"])
     assert not any(k.startswith("val/kl_dim") for k in results)  # no KL per dimension
     assert model.last_kl_per_dim is None
-    assert {"test/mi", "test/tc", "test/dim_kl"} <= set(results)
+    # The KL split needs a Gaussian posterior's marginals.
+    assert ({"test/mi", "test/tc", "test/dim_kl"} <= set(results)) == (posterior == "gaussian")
     images = {p.name for p in (Path(cfg.paths.output_dir) / "images").iterdir()}
     assert {"samples.png", "traversals.png"} <= images
     # The checkpoint holds the prior and builds it again with no other argument.
@@ -226,3 +231,90 @@ def test_p_x_given_z_broadcasts_over_samples(name):
     torch.testing.assert_close(p.log_prob(x), torch.stack([q.log_prob(x) for q in by_sample]))
     torch.testing.assert_close(p.nll(x), -p.log_prob(x))
     torch.testing.assert_close(p.mean, torch.stack([q.mean for q in by_sample]))
+
+
+IAF = {"_target_": "vaelab.models.posteriors.IAF", "flows": 2, "hidden": 6, "context": 4}
+
+
+def test_an_iaf_log_density_is_the_change_of_variables_written_out():
+    """log q(z|x) = log N(z_0; mu, sigma^2) - log |det dz/dz_0|, the Jacobian taken by autograd
+    through the whole flow (triangular only if the masks are right, which the det does not
+    assume), for the sample drawn and for any z through the inverse."""
+    torch.manual_seed(0)
+    model = VAE(posterior=IAF, **COMMON)
+    with torch.no_grad():  # steps far from the identity, so that a wrong term would show
+        for step in model.posterior.steps:
+            for p in step.parameters():
+                p.add_(torch.randn_like(p))
+    x, eps = torch.rand(4, 1, 4, 4).bernoulli(), torch.randn(4, 3)
+    q = model.encode(x)
+    z = q.from_noise(eps)
+    h = model.encoder(x).double()
+    mu, logvar, c = h[:, :3], h[:, 3:6], h[:, 6:]
+    steps = copy.deepcopy(model.posterior.steps).double()
+
+    def flow(z0, context):
+        z = z0
+        for step in steps:
+            m, sigma = step.shift_and_gate(z, context)
+            z = sigma * z + (1 - sigma) * m
+        return z
+
+    for t, step in enumerate(steps):  # each step autoregressive: a triangular Jacobian
+        v = torch.randn(3, dtype=torch.float64)
+        jacobian = torch.autograd.functional.jacobian(lambda v, s=step: s(v, c[0])[0], v)
+        zero = jacobian.triu(1) if t % 2 == 0 else jacobian.tril(-1)
+        assert torch.equal(zero, torch.zeros(3, 3, dtype=torch.float64))
+    for b in range(4):
+        z0 = mu[b] + (0.5 * logvar[b]).exp() * eps[b].double()
+        jacobian = torch.autograd.functional.jacobian(lambda v, b=b: flow(v, c[b]), z0)
+        by_hand = (
+            D.Normal(mu[b], (0.5 * logvar[b]).exp()).log_prob(z0).sum()
+            - torch.linalg.slogdet(jacobian)[1]
+        )
+        torch.testing.assert_close(flow(z0, c[b]).float(), z[b].detach())
+        torch.testing.assert_close(q.log_prob(z)[b].double(), by_hand, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q.log_prob(z.clone())[b].double(), by_hand, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("prior", ["standard", "mog"])
+def test_nll_iw_with_an_iaf_is_a_log_mean_exp_over_the_same_draws(prior):
+    torch.manual_seed(0)
+    model = VAE(prior=PRIORS[prior], posterior=IAF, **COMMON).eval()
+    x, k = torch.rand(5, 1, 4, 4).bernoulli(), 12
+    got = iw_log_likelihood(model, x, k, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        eps = torch.randn((k, 5, 3), generator=torch.Generator().manual_seed(3))
+        h = model.encoder(x)
+        mu, logvar, c = h[:, :3], h[:, 3:6], h[:, 6:]
+        z, log_q = (
+            mu + (0.5 * logvar).exp() * eps,
+            D.Normal(mu, (0.5 * logvar).exp())
+            .log_prob(mu + (0.5 * logvar).exp() * eps)
+            .sum(-1)
+            .double(),
+        )
+        for step in model.posterior.steps:
+            m, sigma = step.shift_and_gate(z, c.expand(k, 5, 4))
+            z = sigma * z + (1 - sigma) * m
+            log_q = log_q - sigma.log().sum(-1).double()
+        logits = model.decoder(z.flatten(0, 1)).view(k, 5, 1, 4, 4)
+        log_px_z = D.Bernoulli(logits=logits.double()).log_prob(x.double()).sum((2, 3, 4))
+        log_w = log_px_z + _log_prior_64(model, z) - log_q
+        expected = torch.logsumexp(log_w, 0) - math.log(k)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=beta_tcvae", "model/posterior=iaf"], "split of the KL needs Gaussian"),
+        (["model=dip_vae", "model/posterior=iaf"], "does not fit model DIPVAE"),
+        (["model/prior=vamp", "model/posterior=iaf"], "mixture of the posterior's Gaussians"),
+        (["model/posterior=iaf", "model.free_bits=0.5"], "IAF against StandardNormal"),
+        (["model/posterior=iaf", "model.posterior.flows=0"], "flows=0: must be an integer >= 1"),
+    ],
+)
+def test_a_posterior_with_no_meaning_for_the_model_is_refused_with_the_config(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose(*overrides)

@@ -220,6 +220,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.kl_schedule.capacity_steps": _int_at_least(1),
     "model.prior.pseudo_inputs": _int_at_least(1),
     "model.prior.components": _int_at_least(1),
+    "model.posterior.flows": _int_at_least(1),
+    "model.posterior.hidden": _int_at_least(0),  # 0: 2 * latent_dim
+    "model.posterior.context": _int_at_least(0),
     # The disentanglement scores (conf/metrics): variances take two examples, MIG two bins.
     "metrics.enabled": _flag,
     "metrics.bins": _int_at_least(2),
@@ -294,7 +297,7 @@ def validate(cfg: DictConfig) -> None:
     _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
-    _check_prior(cfg.get("model"))
+    _check_components(cfg.get("model"))
     likelihood = OmegaConf.select(cfg, "model.likelihood", default=None)
     transforms = [k for k in ("log1p", "standardize") if OmegaConf.select(cfg, f"data.{k}")]
     if likelihood in COUNT_LIKELIHOODS and transforms:
@@ -315,23 +318,21 @@ def validate(cfg: DictConfig) -> None:
         )
 
 
-def _check_prior(model: DictConfig | None) -> None:
-    """The model's prior against the model (a combination with no meaning is refused before the
-    run writes anything; the model checks it again when it is built)."""
+def _check_components(model: DictConfig | None) -> None:
+    """The model's prior and posterior against the model (a combination with no meaning is
+    refused before the run writes anything; the model checks it again when it is built)."""
     from hydra.utils import get_class
 
-    target = OmegaConf.select(model, "_target_", default=None) if model else None
-    prior = OmegaConf.select(model, "prior._target_", default=None) if model else None
-    if not (isinstance(target, str) and isinstance(prior, str)):
-        return
-    if not (target.startswith("vaelab.") and prior.startswith("vaelab.")):
+    keys = ("_target_", "prior._target_", "posterior._target_")
+    targets = [OmegaConf.select(model, key, default=None) if model else None for key in keys]
+    if not all(isinstance(t, str) and t.startswith("vaelab.") for t in targets):
         return  # a user's own classes check themselves when built
     try:
-        model_class, prior_class = get_class(target), get_class(prior)
+        model_class, prior, posterior = (get_class(t) for t in targets)
     except Exception:  # building the model names what is missing
         return
-    if hasattr(model_class, "check_prior"):
-        model_class.check_prior(prior_class, model)
+    if hasattr(model_class, "check_components"):
+        model_class.check_components(prior, posterior, model)
 
 
 def _check_rules(cfg: DictConfig, rules: dict[str, Callable[[Any], str | None]]) -> None:

@@ -60,7 +60,6 @@ class Model(L.LightningModule):
     objects: `load_from_checkpoint(path)` needs no other argument.
     """
 
-    codes_per_latent = 1  # encoder outputs per latent dimension (2 for a mean and a log-variance)
     default_monitor = ("val/recon", "min")  # the best checkpoint's metric, when none is given
     has_prior = False
     conditional = False  # whether the label y enters encode, decode and the loss
@@ -94,10 +93,11 @@ class Model(L.LightningModule):
         self.latent_dim = latent_dim
         self.monitor = monitor or self.default_monitor[0]
         self.monitor_mode = monitor_mode or self.default_monitor[1]
+        self.build_latent()
         self.encoder, self.decoder = instantiate(
             self.hparams.net,
             input_shape=self.input_shape,
-            code_dim=self.codes_per_latent * latent_dim,
+            code_dim=self.code_dim(),
             latent_dim=self.decoder_inputs(),
         )
         self.likelihood = make_likelihood(likelihood, self.input_shape, sigma)
@@ -136,6 +136,14 @@ class Model(L.LightningModule):
     def decoder_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """(N, latent_dim) -> the parameters of p(x|z), (N, *shape): logits or Gaussian means."""
         return self.decoder(z)
+
+    def build_latent(self) -> None:
+        """Build what the latent space is made of before the networks (a posterior and a prior
+        decide how many numbers the encoder gives)."""
+
+    def code_dim(self) -> int:
+        """The size of the encoder's output: latent_dim for a model whose code is z itself."""
+        return self.hparams.latent_dim
 
     def decoder_inputs(self) -> int:
         """The size of the decoder's input: latent_dim, plus what a conditional model adds."""

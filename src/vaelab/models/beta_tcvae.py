@@ -7,6 +7,7 @@ from torch import Tensor
 from vaelab.data.batches import num_examples
 from vaelab.errors import ConfigError
 from vaelab.models.aggregate_posterior import kl_split
+from vaelab.models.posteriors import Gaussian
 from vaelab.models.vae import VAE
 
 
@@ -29,10 +30,12 @@ class BetaTCVAE(VAE):
         self.tc_estimator = tc_estimator
 
     @classmethod
-    def check_prior(cls, prior: type, arguments) -> None:
-        super().check_prior(prior, arguments)
+    def check_components(cls, prior: type, posterior: type, arguments) -> None:
+        super().check_components(prior, posterior, arguments)
         if not prior.factorised:
-            raise cls.refuse_prior(prior, "its dimension-wise KL needs a prior that factorises")
+            raise cls.refuse(prior, "its dimension-wise KL needs a prior that factorises")
+        if not issubclass(posterior, Gaussian):
+            raise cls.refuse(posterior, "its split of the KL needs Gaussian posteriors")
 
     def check_data(self, datamodule) -> None:
         super().check_data(datamodule)

@@ -3,10 +3,10 @@ Conditional Generative Models"): encoder and decoder see the label."""
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from vaelab.errors import ConfigError
-from vaelab.models.distributions import DiagonalGaussian
 from vaelab.models.vae import VAE
 
 
@@ -25,7 +25,7 @@ class CVAE(VAE):
     def __init__(self, num_classes: int = 10, **vae):
         super().__init__(**vae)
         self.num_classes = num_classes
-        self.encoder_label = nn.Linear(num_classes, 2 * self.latent_dim, bias=False)
+        self.encoder_label = nn.Linear(num_classes, self.code_dim(), bias=False)
 
     def decoder_inputs(self) -> int:
         return self.hparams.latent_dim + self.hparams.num_classes
@@ -37,7 +37,7 @@ class CVAE(VAE):
         known = (y >= 0).unsqueeze(1)
         return F.one_hot(y.clamp(min=0), self.num_classes).float() * known
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:
         shift = self.encoder_label(self.one_hot(y, len(x)))
         return self.posterior(self.encoder(x) + shift.to(x.dtype))
 

@@ -5,6 +5,7 @@ towards the identity."""
 import torch
 from torch import Tensor
 
+from vaelab.models.posteriors import Gaussian
 from vaelab.models.priors import StandardNormal
 from vaelab.models.vae import VAE
 
@@ -41,10 +42,14 @@ class DIPVAE(VAE):
         )
 
     @classmethod
-    def check_prior(cls, prior: type, arguments) -> None:
-        super().check_prior(prior, arguments)
+    def check_components(cls, prior: type, posterior: type, arguments) -> None:
+        super().check_components(prior, posterior, arguments)
         if not issubclass(prior, StandardNormal):
-            raise cls.refuse_prior(prior, "its penalty pulls the codes' covariance to N(0, I)'s")
+            raise cls.refuse(prior, "its penalty pulls the codes' covariance to N(0, I)'s")
+        if not issubclass(posterior, Gaussian):
+            raise cls.refuse(
+                posterior, "its penalty reads a Gaussian posterior's mean and variance"
+            )
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:
         terms = super().losses(out)

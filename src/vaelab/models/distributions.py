@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints, register_kl
 
 _LOG_2PI = math.log(2 * math.pi)
-_ONE = torch.Size()  # one draw
+ONE_DRAW = torch.Size()  # one draw
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -59,12 +59,12 @@ class DiagonalGaussian(Distribution):
         graph, from the generator it chooses)."""
         return self.loc + torch.exp(0.5 * self.logvar) * eps
 
-    def rsample(self, sample_shape=_ONE) -> Tensor:
+    def rsample(self, sample_shape=ONE_DRAW) -> Tensor:
         shape = self._extended_shape(sample_shape)
         return self.from_noise(torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device))
 
     @torch.no_grad()
-    def sample(self, sample_shape=_ONE, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, sample_shape=ONE_DRAW, generator: torch.Generator | None = None) -> Tensor:
         """Draws without a gradient; with a generator (on the CPU), drawn from it and moved to
         the parameters' device."""
         if generator is None:
@@ -109,7 +109,7 @@ class GaussianMixture(Distribution):
         log_components = log_normal(z, self.loc.float(), self.logvar.float()).sum(-1)
         return torch.logsumexp(log_components + self.logits.float().log_softmax(0), dim=-1)
 
-    def sample(self, sample_shape=_ONE, generator: torch.Generator | None = None):
+    def sample(self, sample_shape=ONE_DRAW, generator: torch.Generator | None = None):
         """Draws of the mixture; with a generator (on the CPU), drawn from it and moved to the
         parameters' device."""
         n = math.prod(sample_shape)

@@ -33,10 +33,10 @@ class InfoVAE(VariationalModel):
         self.kernel, self.kernel_scales = kernel, tuple(kernel_scales)
 
     @classmethod
-    def check_prior(cls, prior: type, arguments) -> None:
-        super().check_prior(prior, arguments)
+    def check_components(cls, prior: type, posterior: type, arguments) -> None:
+        super().check_components(prior, posterior, arguments)
         if not issubclass(prior, StandardNormal):  # the draws in `noise` are N(0, I)'s
-            raise cls.refuse_prior(prior, "its MMD compares the codes with draws of N(0, I)")
+            raise cls.refuse(prior, "its MMD compares the codes with draws of N(0, I)")
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
         return (*super().noise(x), self.randn(x.shape[0], self.latent_dim))

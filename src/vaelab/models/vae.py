@@ -4,6 +4,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from vaelab.errors import ConfigError
+from vaelab.models.posteriors import Gaussian
 from vaelab.models.variational import VariationalModel
 
 CONSTANT = {"_target_": "vaelab.models.kl_schedules.Constant"}
@@ -36,14 +37,15 @@ class VAE(VariationalModel):
         self.free_bits, self.gamma = free_bits, gamma
 
     @classmethod
-    def check_prior(cls, prior: type, arguments) -> None:
-        super().check_prior(prior, arguments)
+    def check_components(cls, prior: type, posterior: type, arguments) -> None:
+        super().check_components(prior, posterior, arguments)
         floor = arguments.get("free_bits", 0.0)
-        if floor and not prior.factorised:
+        if floor and not (prior.factorised and issubclass(posterior, Gaussian)):
             raise ConfigError(
-                f"model.free_bits={floor} floors the KL of each latent dimension, and the prior "
-                f"{prior.__name__} (model/prior) has no KL per dimension: set model.free_bits=0 "
-                f"or leave model/prior at standard"
+                f"model.free_bits={floor} floors the KL of each latent dimension, which only a "
+                f"Gaussian posterior against a factorised prior has ({posterior.__name__} against "
+                f"{prior.__name__}): set model.free_bits=0, or model/prior=standard and "
+                f"model/posterior=gaussian"
             )
 
     def on_train_start(self) -> None:

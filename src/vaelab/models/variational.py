@@ -7,7 +7,7 @@ import math
 import torch
 from hydra.utils import instantiate
 from torch import Tensor
-from torch.distributions import kl_divergence
+from torch.distributions import Distribution, kl_divergence
 
 from vaelab.data.batches import num_examples
 from vaelab.errors import ConfigError
@@ -15,9 +15,11 @@ from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, i
 from vaelab.models.aggregate_posterior import kl_split
 from vaelab.models.base import Model
 from vaelab.models.distributions import DiagonalGaussian, kl_per_dimension
-from vaelab.models.priors import StandardNormal
+from vaelab.models.posteriors import Gaussian
+from vaelab.models.priors import Prior, StandardNormal
 
 STANDARD = {"_target_": "vaelab.models.priors.StandardNormal"}
+GAUSSIAN = {"_target_": "vaelab.models.posteriors.Gaussian"}
 
 
 class VariationalModel(Model):
@@ -35,20 +37,22 @@ class VariationalModel(Model):
     `report_bpd`.
     """
 
-    codes_per_latent = 2
     default_monitor = ("val/elbo", "max")  # beta-free, so runs with different beta compare
     has_prior = True
 
     def __init__(
-        self, prior: dict | None = None, iw_samples: int = 100, report_bpd: bool = False, **shared
+        self,
+        prior: dict | None = None,
+        posterior: dict | None = None,
+        iw_samples: int = 100,
+        report_bpd: bool = False,
+        **shared,
     ):
-        prior = prior or STANDARD  # checkpoints from before priors were modules
+        # Checkpoints from before priors and posteriors were modules: N(0, I) and a Gaussian.
+        prior, posterior = prior or STANDARD, posterior or GAUSSIAN
         super().__init__(**shared)
         self.iw_samples, self.report_bpd = iw_samples, report_bpd
-        self.prior = instantiate(self.hparams.prior, latent_dim=self.latent_dim)
-        self.check_prior(type(self.prior), self.hparams)
         self.prior.bind(self)
-        self._standard_prior = isinstance(self.prior, StandardNormal)
         self._iw_generator: torch.Generator | None = None  # the IWAE bound's K samples
         self._split_size: int | None = None  # examples in the split being evaluated
         self._measured_kl_dims = False  # in this validation: a prior may have no KL per dim
@@ -57,30 +61,38 @@ class VariationalModel(Model):
         self.val_kl_per_dim = KLPerDimension(z)
         self.test_nll_iw = ImportanceWeightedNLL()
 
-    @classmethod
-    def check_prior(cls, prior: type, arguments) -> None:
-        """Refuse a prior (its class) that the objective has no meaning with, given the model's
-        arguments: called on the config before the run starts, and when the model is built.
-        Every prior is taken by default; a prior may refuse the model's likelihood."""
-        prior.check_likelihood(arguments.get("likelihood", "bernoulli"))
+    def build_latent(self) -> None:
+        self.posterior = instantiate(self.hparams.posterior, latent_dim=self.latent_dim)
+        self.prior = instantiate(self.hparams.prior, latent_dim=self.latent_dim)
+        self.check_components(type(self.prior), type(self.posterior), self.hparams)
+        # What the shared paths compute without building objects: a Gaussian posterior's KL
+        # split, and against N(0, I) its KL in the short closed form.
+        self._gaussian_posterior = isinstance(self.posterior, Gaussian)
+        self._closed_form = self._gaussian_posterior and isinstance(self.prior, StandardNormal)
+
+    def code_dim(self) -> int:
+        return self.posterior.code_dim
 
     @classmethod
-    def refuse_prior(cls, prior: type, reason: str) -> ConfigError:
+    def check_components(cls, prior: type, posterior: type, arguments) -> None:
+        """Refuse a prior or a posterior (their classes) that the objective has no meaning with,
+        given the model's arguments: called on the config before the run starts, and when the
+        model is built. Every pair is taken by default, except what the prior refuses (a
+        likelihood, a posterior)."""
+        prior.check_model(posterior, arguments.get("likelihood", "bernoulli"))
+
+    @classmethod
+    def refuse(cls, part: type, reason: str) -> ConfigError:
+        group = "prior" if issubclass(part, Prior) else "posterior"
+        default = "standard" if group == "prior" else "gaussian"
         return ConfigError(
-            f"the prior {prior.__name__} (model/prior) does not fit model {cls.__name__}: "
-            f"{reason}; leave model/prior at standard"
+            f"model/{group}: {part.__name__} does not fit model {cls.__name__}: {reason}; leave "
+            f"model/{group} at {default}"
         )
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:
         """(B, *shape) -> q(z|x), batch shape (B,), event shape (latent_dim,)."""
         return self.posterior(self.encoder(x))
-
-    def posterior(self, h: Tensor) -> DiagonalGaussian:
-        """The encoder's output (B, 2·latent_dim) as q(z|x)."""
-        mu, logvar = h.chunk(2, dim=1)
-        # exp(logvar) overflows fp16 and bf16 for logvar > 11; the bounds keep sigma in
-        # [3e-7, 2e4], far outside anything a trained encoder uses.
-        return DiagonalGaussian(mu, logvar.clamp(-30.0, 20.0))
 
     def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The posterior mean E_q[z|x], (B, latent_dim): the representation of x."""
@@ -99,11 +111,11 @@ class VariationalModel(Model):
         """KL(q(z|x) || p(z)), (B,), as "kl"; with a factorised Gaussian prior also per
         dimension, (B, Z), as "kl_dims". Closed-form where torch registers one for the pair,
         else the one-sample estimate log q(z|x) - log p(z) at the sample z."""
-        if self._standard_prior:  # the training path of most runs: no objects, the short form
+        if self._closed_form:  # the training path of most runs: no objects, the short form
             kl_dims = kl_per_dimension(q.loc, q.logvar)
             return {"kl": kl_dims.sum(1), "kl_dims": kl_dims}
         p = self.prior.distribution()
-        if isinstance(p, DiagonalGaussian):
+        if isinstance(p, DiagonalGaussian) and isinstance(q, DiagonalGaussian):
             kl_dims = q.kl_per_dimension(p)
             return {"kl": kl_dims.sum(1), "kl_dims": kl_dims}
         try:
@@ -139,7 +151,7 @@ class VariationalModel(Model):
             log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator, y=y)
             self.test_nll_iw.update(log_px)
             self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
-        if self._split_size is None:
+        if self._split_size is None or not self._gaussian_posterior:  # needs q's marginals
             return {}
         log_pz = self.prior.log_prob(out["z"])
         split_size = self._split_size

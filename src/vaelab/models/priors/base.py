@@ -22,8 +22,9 @@ class Prior(nn.Module):
         self.latent_dim = latent_dim
 
     @classmethod
-    def check_likelihood(cls, likelihood: str) -> None:
-        """Refuse a model's likelihood (model.likelihood) the prior cannot work with."""
+    def check_model(cls, posterior: type, likelihood: str) -> None:
+        """Refuse a model's posterior (its class) or likelihood (model.likelihood) that the prior
+        cannot work with."""
 
     def bind(self, model: nn.Module) -> None:
         """Take from the model what the prior is made of (its input shape, its encoder)."""

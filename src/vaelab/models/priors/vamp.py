@@ -11,6 +11,7 @@ from torch import nn
 from vaelab.config.schema import COUNT_LIKELIHOODS
 from vaelab.errors import ConfigError
 from vaelab.models.distributions import GaussianMixture
+from vaelab.models.posteriors.gaussian import Gaussian
 from vaelab.models.priors.base import Prior
 
 
@@ -25,7 +26,12 @@ class VampPrior(Prior):
         self._encode = None
 
     @classmethod
-    def check_likelihood(cls, likelihood: str) -> None:
+    def check_model(cls, posterior: type, likelihood: str) -> None:
+        if not issubclass(posterior, Gaussian):  # the mixture is made of q's Gaussians
+            raise ConfigError(
+                f"model/prior=vamp is a mixture of the posterior's Gaussians, and "
+                f"{posterior.__name__} is not one: use model/posterior=gaussian with it"
+            )
         if likelihood in COUNT_LIKELIHOODS:
             raise ConfigError(
                 f"model/prior=vamp learns pseudo-inputs, and the encoder of a count model "
