@@ -21,6 +21,7 @@ from vaelab.train import train
 MODELS = [
     "ae", "vae", "beta_vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd",
     "factor_vae", "vq_vae", "cvae", "vae model/prior=vamp", "vae model/prior=mog",
+    "vae model/posterior=iaf",
 ]  # fmt: skip; a row is a preset and, after it, overrides of its own
 COLUMNS = {
     "test/elbo": "ELBO",
