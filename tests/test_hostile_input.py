@@ -485,3 +485,22 @@ def test_out_of_memory_is_one_line(tmp_path):
         r"example \(model.k, metrics.iw_samples\) or the model's size",
         last,
     ), last
+
+
+def test_optimizer_state_that_does_not_fit_the_parameters_is_refused(tmp_path):
+    """A checkpoint whose optimizer state belongs to parameters in another order (written by
+    another version of the model) is refused in one line before training; torch would load it
+    by position, and a fused Adam step over tensors of other shapes crashes the process."""
+    run_dir = tmp_path / "run"
+    # Unfused: without the check, a shape error here instead of a crash of the test process.
+    quick = ["trainer=cpu", "callbacks.rich_progress_bar=null", "model.optimizer.fused=false"]
+    train(compose(*quick, "trainer.max_epochs=1", output_dir=run_dir))
+    path = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint["optimizer_states"][0]["state"]
+    state[0], state[1] = state[1], state[0]  # the first two parameters' moments swapped
+    torch.save(checkpoint, path)
+    before = snapshot(run_dir)
+    with pytest.raises(ConfigError, match="optimizer state does not fit this model: parameter 0"):
+        train(compose(*quick, f"resume={run_dir}", "trainer.max_epochs=2"))
+    assert snapshot(run_dir)["checkpoints/last.ckpt"] == before["checkpoints/last.ckpt"]

@@ -426,10 +426,34 @@ class Model(L.LightningModule):
         # weights to test or to use them leaves the caller's random state alone.
         if self._trainer is None or self.trainer.state.fn != "fit":
             return
+        self._check_optimizer_states(checkpoint.get("optimizer_states", []))
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
         if "train_means" in checkpoint:
             self.train_means.load_state_dict(checkpoint["train_means"], self.device)
+
+    def _check_optimizer_states(self, states: list[dict]) -> None:
+        """Refuse optimizer states that do not fit the parameters they would be given to (a
+        checkpoint whose model registered its parameters in another order): torch loads them
+        by position without a look, and a fused step over tensors of other shapes crashes the
+        process."""
+        for parameters, state in zip(self._optimized(), states, strict=False):
+            for index, values in state.get("state", {}).items():
+                shapes = {tuple(v.shape) for v in values.values() if torch.is_tensor(v) and v.dim()}
+                have = tuple(parameters[index].shape) if index < len(parameters) else None
+                if shapes - {have}:
+                    raise ConfigError(
+                        f"the checkpoint's optimizer state does not fit this model: parameter "
+                        f"{index} is {have}, its state {sorted(shapes)[0]}; the checkpoint was "
+                        f"written by another version of this model, so it cannot be resumed: "
+                        f"start a new run"
+                    )
+
+    def _optimized(self) -> list[list[nn.Parameter]]:
+        """The parameters of each optimizer, in their order: the model's, then each extra's."""
+        extra = [list(parameters) for parameters, _ in self.extra_optimizers()]
+        apart = {id(p) for parameters in extra for p in parameters}
+        return [[p for p in self.parameters() if id(p) not in apart], *extra]
 
     def extra_optimizers(self) -> list[tuple[list[nn.Parameter], dict]]:
         """(parameters, optimizer config) of parts trained by optimizers of their own (a
@@ -438,9 +462,8 @@ class Model(L.LightningModule):
         return []
 
     def configure_optimizers(self):
-        extra = [(list(parameters), config) for parameters, config in self.extra_optimizers()]
-        apart = {id(p) for parameters, _ in extra for p in parameters}
-        own = [p for p in self.parameters() if id(p) not in apart]
+        own, *parts = self._optimized()
+        extra = [(part, c) for part, (_, c) in zip(parts, self.extra_optimizers(), strict=True)]
         # Plain lists for betas and the like: torch < 2.6 keeps them as given, and a ListConfig
         # in an optimizer's state would make its checkpoints refuse weights_only loading.
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")(own)
