@@ -15,14 +15,21 @@ import time
 from pathlib import Path
 
 from vaelab import compose
+from vaelab.config.presets import group_options, model_presets
 from vaelab.evaluate import evaluate
 from vaelab.train import train
 
+# A row is a preset and, after it, overrides of its own: every preset of conf/model/, then the
+# VAE with each prior and posterior other than the default ones.
 MODELS = [
-    "ae", "vae", "beta_vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd",
-    "factor_vae", "vq_vae", "cvae", "vae model/prior=vamp", "vae model/prior=mog",
-    "vae model/posterior=iaf",
-]  # fmt: skip; a row is a preset and, after it, overrides of its own
+    *model_presets(),
+    *(
+        f"vae model/{group}={option}"
+        for group, default in (("prior", "standard"), ("posterior", "gaussian"))
+        for option in group_options(f"model/{group}")
+        if option != default
+    ),
+]
 COLUMNS = {
     "test/elbo": "ELBO",
     "test/recon": "recon",
@@ -43,7 +50,12 @@ def measure(row: str, args, root: Path) -> dict:
     start = time.perf_counter()
     trained, _ = train(
         compose(
-            f"model={model}", *overrides, *data, *budget, *quiet, "trainer=cpu",
+            f"model={model}",
+            *overrides,
+            *data,
+            *budget,
+            *quiet,
+            "trainer=cpu",
             output_dir=root / folder,
         )  # fmt: skip
     )

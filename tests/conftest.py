@@ -74,11 +74,6 @@ def one_line_error(code: int, err: str) -> str:
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
-def group_options(group: str) -> list[str]:
-    """The option names of a config group: the .yaml files in conf/<group>/."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
 @pytest.fixture
 def compose_train(tmp_path):
     """compose_train(*overrides) -> the train config, run dir in tmp_path, quick CPU settings."""

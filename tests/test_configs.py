@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, group_options, write_mnist_like
+from tests.conftest import CONF, write_mnist_like
 from tests.datasets import (
     expression_matrix,
     write_celeba_like,
@@ -18,6 +18,7 @@ from tests.datasets import (
     write_table,
 )
 from vaelab.config.instantiate import build, build_group, build_trainer
+from vaelab.config.presets import group_options
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
 

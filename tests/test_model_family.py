@@ -10,16 +10,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from tests.test_resume import assert_identical, weights
 from vaelab import compose
+from vaelab.config.presets import one_preset_per_class
 from vaelab.embed import export
 from vaelab.errors import Preempted
 from vaelab.evaluate import evaluate
 from vaelab.sample import draw
 from vaelab.train import train
 
-FAMILY = [
-    "ae", "vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd", "factor_vae", "vq_vae",
-    "cvae",
-]  # fmt: skip
+FAMILY = one_preset_per_class()  # from conf/model/: a new model is in the family
 # Digits are 8x8: one stride-2 layer leaves the 4x4 map the conv net needs.
 NETS = {
     "mlp": ["model.net.hidden=[64]"],

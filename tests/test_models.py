@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from vaelab.config.instantiate import build
+from vaelab.config.presets import one_preset_per_class
 from vaelab.errors import ConfigError
 from vaelab.models import (
     CVAE,
@@ -27,19 +28,21 @@ from vaelab.train import train
 
 DATASETS = {"digits": [], "fashion_mnist": ["data.val_size=50"]}
 GAUSSIAN = {"loss", "recon", "kl", "elbo", "active_units", "nll_iw", "mi", "tc", "dim_kl"}
-# What each model reports at test: its class and the names of its test/* metrics.
-MODELS = {
-    "ae": (AutoEncoder, {"loss", "recon"}),
-    "vae": (VAE, GAUSSIAN),
-    "iwae": (IWAE, GAUSSIAN | {"iw_elbo"}),
-    "beta_tcvae": (BetaTCVAE, GAUSSIAN),
-    "dip_vae": (DIPVAE, GAUSSIAN | {"dip_od", "dip_d"}),
-    "info_vae": (InfoVAE, GAUSSIAN | {"mmd"}),
-    "wae_mmd": (WAE, {"loss", "recon", "mmd"}),
-    "factor_vae": (FactorVAE, GAUSSIAN | {"tc_discriminator"}),
-    "vq_vae": (VQVAE, {"loss", "recon", "commitment", "perplexity", "dead_codes"}),
-    "cvae": (CVAE, GAUSSIAN),
+# The names of the test/* metrics each model class reports. The models come from conf/model/:
+# a new one fails here until its metrics are written down.
+TERMS = {
+    AutoEncoder: {"loss", "recon"},
+    VAE: GAUSSIAN,
+    IWAE: GAUSSIAN | {"iw_elbo"},
+    BetaTCVAE: GAUSSIAN,
+    DIPVAE: GAUSSIAN | {"dip_od", "dip_d"},
+    InfoVAE: GAUSSIAN | {"mmd"},
+    WAE: {"loss", "recon", "mmd"},
+    FactorVAE: GAUSSIAN | {"tc_discriminator"},
+    VQVAE: {"loss", "recon", "commitment", "perplexity", "dead_codes"},
+    CVAE: GAUSSIAN,
 }
+MODELS = one_preset_per_class()
 
 
 def _build(cfg):
@@ -85,7 +88,7 @@ def test_training_terms_are_logged_once_per_step_under_accumulation(compose_trai
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("net", ["mlp", "conv"])
-@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("model_name", MODELS)
 def test_each_model_net_and_dataset_trains_one_batch(
     compose_train, mnist_dir, model_name, net, dataset
 ):
@@ -96,10 +99,10 @@ def test_each_model_net_and_dataset_trains_one_batch(
             train(cfg)
         return
     results, objects = train(cfg)
-    model_class, expected = MODELS[model_name]
-    assert type(objects["model"]) is model_class
+    model_class = type(objects["model"])
+    assert model_class in TERMS, f"{model_class.__name__}: add the test/* metrics it reports"
     assert torch.isfinite(torch.tensor(results["test/loss"]))
-    assert {k.split("/")[1] for k in results if k.startswith("test/")} == expected
+    assert {k.split("/")[1] for k in results if k.startswith("test/")} == TERMS[model_class]
 
 
 def test_checkpoint_round_trip_and_weights_only(compose_train):

@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from tests.conftest import composer, group_options
+from tests.conftest import composer
 from tests.helpers import PoisonWeights
+from vaelab.config.presets import group_options
 from vaelab.config.schema import validate
 from vaelab.data import DigitsDataModule
 from vaelab.data.batches import TensorBatches
