@@ -297,7 +297,6 @@ def validate(cfg: DictConfig) -> None:
     _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
-    _check_components(cfg.get("model"))
     likelihood = OmegaConf.select(cfg, "model.likelihood", default=None)
     transforms = [k for k in ("log1p", "standardize") if OmegaConf.select(cfg, f"data.{k}")]
     if likelihood in COUNT_LIKELIHOODS and transforms:
@@ -316,6 +315,8 @@ def validate(cfg: DictConfig) -> None:
             "them any real number (the loss would have no lower bound); for 0/1 data set "
             "data.standardize=false, else use model.likelihood=gaussian"
         )
+    # Last: it imports the model's classes (torch), which the checks above do without.
+    _check_components(cfg.get("model"))
 
 
 def _check_components(model: DictConfig | None) -> None:
