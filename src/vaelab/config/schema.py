@@ -1,7 +1,8 @@
-"""What a user may set, checked before anything heavy is imported or any data is read, so a typo
-costs a second and a one-line message that names the key and what it allows."""
+"""What a user may set, checked before any data is read, so a typo costs a one-line message that
+names the key and what it allows: the keys every model shares before anything heavy is imported
+(a second), a model's own arguments last, with its class (its rules live there; importing it
+imports torch)."""
 
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,14 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vaelab.config.rules import check as check_rules
+from vaelab.config.rules import (
+    in_unit_interval,
+    int_at_least,
+    number,
+    one_of,
+    or_null,
+)
 from vaelab.errors import ConfigError
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "poisson", "negative_binomial")
@@ -16,42 +25,6 @@ COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
 # What Lightning's Trainer(precision=...) accepts, less the Transformer Engine plugins.
 PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
 PRECISIONS_SHORT = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
-
-
-def _int_at_least(low: int) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            return f"must be an integer >= {low}"
-        return None
-
-    return check
-
-
-def _number(positive: bool) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "must be a number"
-        if not math.isfinite(value):
-            return "must be a finite number"
-        if value < 0 or (positive and value == 0):
-            return "must be > 0" if positive else "must be >= 0"
-        return None
-
-    return check
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in allowed else f"must be one of {', '.join(allowed)}"
-
-    return check
-
-
-def _or_null(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value is None else rule(value)
-
-    return check
 
 
 def _flag_or_auto(value: Any) -> str | None:
@@ -103,30 +76,6 @@ def _devices(value: Any) -> str | None:
     return "must be a number of devices >= 1, -1 (all), auto, or device indices like [0,1]"
 
 
-def _in_unit_interval(low_open: bool) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        problem = _number(positive=low_open)(value)
-        if problem or value > 1:
-            return "must be in (0, 1]" if low_open else "must be in [0, 1]"
-        return None
-
-    return check
-
-
-def _at_most_one(value: Any) -> str | None:
-    """InfoVAE's alpha: 1 - alpha weighs the KL, which must not turn into a reward."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "must be a finite number"
-    return None if value <= 1 else "must be <= 1 (1 - alpha weighs the KL)"
-
-
-def _positive_numbers(value: Any) -> str | None:
-    numbers = isinstance(value, (list, ListConfig)) and value
-    if numbers and all(_number(positive=True)(v) is None for v in value):
-        return None
-    return "must be a list of numbers > 0, e.g. [0.1,1,10]"
-
-
 def _tags(value: Any) -> str | None:
     """Names both W&B and MLflow take (MLflow's key rule; W&B's 64 characters)."""
     names = isinstance(value, (list, ListConfig)) and all(
@@ -166,125 +115,93 @@ def _max_time(value: Any) -> str | None:
     return "must be DD:HH:MM:SS, e.g. 00:12:00:00"
 
 
+# The arguments every model takes (vaelab.models.base.Model.rules: a model built in Python is
+# held to what the command line is).
+MODEL_RULES: dict[str, Callable[[Any], str | None]] = {
+    "latent_dim": int_at_least(1),
+    "monitor_mode": or_null(one_of("min", "max")),
+    "likelihood": one_of(*LIKELIHOODS),
+    "sigma": number(positive=True),
+    "net.slope": or_null(number(positive=True)),
+    "optimizer.lr": number(positive=True),
+}
+
 # Keys absent from a config (beta for an AE, say) are not checked; a key set to null is.
 RULES: dict[str, Callable[[Any], str | None]] = {
-    "seed": _int_at_least(0),
-    "iw_samples": _int_at_least(1),
+    "seed": int_at_least(0),
+    "iw_samples": int_at_least(1),
     "tags": _tags,
     "extras.print_config": _flag,
     # vaelab-eval, vaelab-embed, vaelab-sample
-    "split": _one_of("train", "val", "test", "all"),
-    "format": _one_of("npy", "csv", "parquet"),
-    "n": _int_at_least(1),
-    "sampler": _one_of("prior", "gmm"),
-    "gmm_components": _int_at_least(1),
-    "label": _or_null(_int_at_least(0)),
-    "steps": _int_at_least(2),
-    "max_dims": _int_at_least(1),
-    # Also what a model's constructor checks its arguments against (check_model).
-    "model.latent_dim": _int_at_least(1),
-    "model.monitor_mode": _or_null(_one_of("min", "max")),
-    "model.beta": _number(positive=False),
-    "model.likelihood": _one_of(*LIKELIHOODS),
-    "model.sigma": _number(positive=True),
-    "model.net.slope": _or_null(_number(positive=True)),
-    "model.optimizer.lr": _number(positive=True),
-    "model.free_bits": _number(positive=False),
-    "model.gamma": _or_null(_number(positive=False)),  # null: beta weighs |KL - C|
-    "model.iw_samples": _int_at_least(1),
-    "model.k": _int_at_least(1),
-    "model.tc_estimator": _one_of("mws", "mss"),
-    "model.dataset_size": _or_null(_int_at_least(2)),
-    "model.dip_type": _one_of("i", "ii"),
-    "model.lambda_od": _number(positive=False),
-    "model.lambda_d": _or_null(_number(positive=False)),
-    "model.alpha": _at_most_one,
-    "model.lambda_mmd": _number(positive=False),
-    "model.kernel": _one_of("imq", "rbf"),
-    "model.kernel_scales": _positive_numbers,
-    "model.num_classes": _int_at_least(2),
-    "model.vector_dim": _int_at_least(1),
-    "model.codebook_size": _int_at_least(2),
-    "model.commitment": _number(positive=False),
-    "model.decay": _in_unit_interval(low_open=False),
-    "model.dead_threshold": _number(positive=False),
-    "model.discriminator_units": _int_at_least(1),
-    "model.discriminator_layers": _int_at_least(2),
-    "model.discriminator_optimizer.lr": _number(positive=True),
-    "model.kl_schedule.warmup_steps": _int_at_least(1),
-    "model.kl_schedule.start": _in_unit_interval(low_open=False),
-    "model.kl_schedule.ratio": _in_unit_interval(low_open=True),
-    "model.kl_schedule.cycle_steps": _or_null(_int_at_least(1)),
-    "model.kl_schedule.n_cycles": _int_at_least(1),
-    "model.kl_schedule.capacity": _number(positive=False),
-    "model.kl_schedule.capacity_steps": _int_at_least(1),
-    "model.prior.pseudo_inputs": _int_at_least(1),
-    "model.prior.components": _int_at_least(1),
-    "model.posterior.flows": _int_at_least(1),
-    "model.posterior.hidden": _int_at_least(0),  # 0: 2 * latent_dim
-    "model.posterior.context": _int_at_least(0),
+    "split": one_of("train", "val", "test", "all"),
+    "format": one_of("npy", "csv", "parquet"),
+    "n": int_at_least(1),
+    "sampler": one_of("prior", "gmm"),
+    "gmm_components": int_at_least(1),
+    "label": or_null(int_at_least(0)),
+    "steps": int_at_least(2),
+    "max_dims": int_at_least(1),
+    # What every model takes; a model's own arguments have their rules on the model class.
+    **{f"model.{key}": rule for key, rule in MODEL_RULES.items()},
     # The disentanglement scores (conf/metrics): variances take two examples, MIG two bins.
     "metrics.enabled": _flag,
-    "metrics.bins": _int_at_least(2),
-    "metrics.batch_size": _int_at_least(2),
-    "metrics.num_train": _int_at_least(1),
-    "metrics.num_eval": _int_at_least(1),
-    "metrics.num_variance_estimate": _int_at_least(2),
-    "metrics.fit_examples": _int_at_least(2),
-    "metrics.score_examples": _int_at_least(1),
-    "metrics.seed": _int_at_least(0),
-    "callbacks.collapse_monitor.min_active_share": _in_unit_interval(low_open=False),
-    "callbacks.collapse_monitor.patience": _int_at_least(1),
-    "callbacks.images.every_n_epochs": _int_at_least(1),
-    "callbacks.images.n": _int_at_least(2),  # half of them are examples to reconstruct
-    "callbacks.images.max_dims": _int_at_least(1),
-    "data.batch_size": _int_at_least(1),
-    "data.image_size": _int_at_least(8),  # smaller sprites render empty
-    "data.crop": _int_at_least(1),
-    "data.val_size": _number(positive=True),
-    "data.test_size": _number(positive=True),
-    "data.binarize": _one_of("none", "dynamic", "static"),
+    "metrics.bins": int_at_least(2),
+    "metrics.batch_size": int_at_least(2),
+    "metrics.num_train": int_at_least(1),
+    "metrics.num_eval": int_at_least(1),
+    "metrics.num_variance_estimate": int_at_least(2),
+    "metrics.fit_examples": int_at_least(2),
+    "metrics.score_examples": int_at_least(1),
+    "metrics.seed": int_at_least(0),
+    "callbacks.collapse_monitor.min_active_share": in_unit_interval(low_open=False),
+    "callbacks.collapse_monitor.patience": int_at_least(1),
+    "callbacks.images.every_n_epochs": int_at_least(1),
+    "callbacks.images.n": int_at_least(2),  # half of them are examples to reconstruct
+    "callbacks.images.max_dims": int_at_least(1),
+    "data.batch_size": int_at_least(1),
+    "data.image_size": int_at_least(8),  # smaller sprites render empty
+    "data.crop": int_at_least(1),
+    "data.val_size": number(positive=True),
+    "data.test_size": number(positive=True),
+    "data.binarize": one_of("none", "dynamic", "static"),
     "data.on_device": _flag_or_auto,
-    "trainer.max_epochs": _or_null(_limit),
+    "trainer.max_epochs": or_null(_limit),
     "trainer.max_steps": _limit,
-    "trainer.min_epochs": _or_null(_int_at_least(0)),
-    "trainer.min_steps": _or_null(_int_at_least(0)),
-    "trainer.max_time": _or_null(_max_time),
-    "trainer.accelerator": _one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"),
+    "trainer.min_epochs": or_null(int_at_least(0)),
+    "trainer.min_steps": or_null(int_at_least(0)),
+    "trainer.max_time": or_null(_max_time),
+    "trainer.accelerator": one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"),
     "trainer.devices": _devices,
     "trainer.strategy": _strategy,
-    "trainer.profiler": _or_null(_one_of("simple", "advanced", "pytorch", "xla")),
-    "trainer.num_nodes": _int_at_least(1),
-    "trainer.accumulate_grad_batches": _int_at_least(1),
-    "trainer.log_every_n_steps": _int_at_least(1),
-    "trainer.check_val_every_n_epoch": _or_null(_int_at_least(1)),
-    "trainer.val_check_interval": _or_null(_fraction_or_count),
-    "trainer.limit_train_batches": _or_null(_fraction_or_count),
-    "trainer.limit_val_batches": _or_null(_fraction_or_count),
-    "trainer.limit_test_batches": _or_null(_fraction_or_count),
-    "trainer.num_sanity_val_steps": _or_null(_int_at_least(-1)),
-    "trainer.gradient_clip_val": _or_null(_number(positive=False)),
-    "trainer.gradient_clip_algorithm": _or_null(_one_of("norm", "value")),
-    "trainer.steps_per_call": _auto_or(_int_at_least(1)),
-    "trainer.deterministic": _or_null(
+    "trainer.profiler": or_null(one_of("simple", "advanced", "pytorch", "xla")),
+    "trainer.num_nodes": int_at_least(1),
+    "trainer.accumulate_grad_batches": int_at_least(1),
+    "trainer.log_every_n_steps": int_at_least(1),
+    "trainer.check_val_every_n_epoch": or_null(int_at_least(1)),
+    "trainer.val_check_interval": or_null(_fraction_or_count),
+    "trainer.limit_train_batches": or_null(_fraction_or_count),
+    "trainer.limit_val_batches": or_null(_fraction_or_count),
+    "trainer.limit_test_batches": or_null(_fraction_or_count),
+    "trainer.num_sanity_val_steps": or_null(int_at_least(-1)),
+    "trainer.gradient_clip_val": or_null(number(positive=False)),
+    "trainer.gradient_clip_algorithm": or_null(one_of("norm", "value")),
+    "trainer.steps_per_call": _auto_or(int_at_least(1)),
+    "trainer.deterministic": or_null(
         lambda v: None if v in (True, False, "warn") else "must be true, false or warn"
     ),  # fmt: skip
-    "trainer.fast_dev_run": lambda v: None if isinstance(v, bool) else _int_at_least(0)(v),
-    "trainer.reload_dataloaders_every_n_epochs": _int_at_least(0),
-    "trainer.benchmark": _or_null(_flag),
-    "trainer.enable_checkpointing": _or_null(_flag),
-    "trainer.enable_progress_bar": _or_null(_flag),
-    "trainer.enable_model_summary": _or_null(_flag),
+    "trainer.fast_dev_run": lambda v: None if isinstance(v, bool) else int_at_least(0)(v),
+    "trainer.reload_dataloaders_every_n_epochs": int_at_least(0),
+    "trainer.benchmark": or_null(_flag),
+    "trainer.enable_checkpointing": or_null(_flag),
+    "trainer.enable_progress_bar": or_null(_flag),
+    "trainer.enable_model_summary": or_null(_flag),
     "trainer.inference_mode": _flag,
     "trainer.detect_anomaly": _flag,
     "trainer.sync_batchnorm": _flag,
     "trainer.barebones": _flag,
     "trainer.use_distributed_sampler": _flag,
-    "ckpt_path": _or_null(_existing_file),  # last: the other keys' errors come first
+    "ckpt_path": or_null(_existing_file),  # last: the other keys' errors come first
 }
-
-
-_ABSENT = object()
 
 
 def validate(cfg: DictConfig) -> None:
@@ -293,7 +210,7 @@ def validate(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value>")
-    _check_rules(cfg, RULES)
+    check_rules(cfg, RULES)
     _check_clipping(cfg)
     _check_device(cfg)
     _check_outputs(cfg)
@@ -316,41 +233,32 @@ def validate(cfg: DictConfig) -> None:
             "data.standardize=false, else use model.likelihood=gaussian"
         )
     # Last: it imports the model's classes (torch), which the checks above do without.
-    _check_components(cfg.get("model"))
+    _check_model(cfg.get("model"))
 
 
-def _check_components(model: DictConfig | None) -> None:
-    """The model's prior and posterior against the model (a combination with no meaning is
-    refused before the run writes anything; the model checks it again when it is built)."""
+def _check_model(model: DictConfig | None) -> None:
+    """The model's own arguments against the rules of its class, its prior's and posterior's
+    against theirs, and the three together (a combination with no meaning is refused before the
+    run writes anything; the model checks all of it again when it is built). vaelab's classes
+    only: a user's own check themselves when built."""
     from hydra.utils import get_class
 
-    keys = ("_target_", "prior._target_", "posterior._target_")
-    targets = [OmegaConf.select(model, key, default=None) if model else None for key in keys]
-    if not all(isinstance(t, str) and t.startswith("vaelab.") for t in targets):
-        return  # a user's own classes check themselves when built
-    try:
-        model_class, prior, posterior = (get_class(t) for t in targets)
-    except Exception:  # building the model names what is missing
+    classes = {}
+    for part in ("", "prior.", "posterior."):
+        target = OmegaConf.select(model, f"{part}_target_", default=None) if model else None
+        if isinstance(target, str) and target.startswith("vaelab."):
+            try:
+                classes[part] = get_class(target)
+            except Exception:  # building the model names what is missing
+                return
+    if "" not in classes or not hasattr(classes[""], "argument_rules"):
         return
-    if hasattr(model_class, "check_components"):
-        model_class.check_components(prior, posterior, model)
-
-
-def _check_rules(cfg: DictConfig, rules: dict[str, Callable[[Any], str | None]]) -> None:
-    for key, rule in rules.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT:
-            continue
-        problem = rule(value)
-        if problem:
-            raise ConfigError(f"{key}={value!r}: {problem}")
-
-
-def check_model(arguments: dict[str, Any]) -> None:
-    """A model's constructor arguments against the model.* rules: a model built in Python is
-    held to what the command line is."""
-    model_rules = {k: rule for k, rule in RULES.items() if k.startswith("model.")}
-    _check_rules(OmegaConf.create({"model": arguments}), model_rules)
+    check_rules(model, classes[""].argument_rules(), "model.")
+    for part in ("prior.", "posterior."):
+        if part in classes:
+            check_rules(model.get(part[:-1]), getattr(classes[part], "rules", {}), f"model.{part}")
+    if {"prior.", "posterior."} <= set(classes) and hasattr(classes[""], "check_components"):
+        classes[""].check_components(classes["prior."], classes["posterior."], model)
 
 
 # Keys whose values become file or folder names under a callback's dirpath or a logger's save_dir.

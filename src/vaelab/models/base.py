@@ -24,7 +24,8 @@ A model defines:
 
 Its `__init__` takes its own arguments and passes the shared ones on (`**shared`); all of them
 are saved as the checkpoint's hyper-parameters, as plain containers, and checked against the
-config rules of `vaelab.config.schema`, the one place where what a value may be is written.
+class's `rules` (what its own arguments may be, beside the shared ones of
+`vaelab.config.schema.MODEL_RULES`), with the config and again when the model is built.
 """
 
 import inspect
@@ -41,7 +42,8 @@ from lightning.pytorch.utilities.parsing import collect_init_args
 from torch import Tensor, nn
 
 from vaelab.config.containers import to_plain
-from vaelab.config.schema import check_model
+from vaelab.config.rules import Rule, check
+from vaelab.config.schema import MODEL_RULES
 from vaelab.data.batches import Steps
 from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.models.distributions import Observation
@@ -63,6 +65,10 @@ class Model(L.LightningModule):
     default_monitor = ("val/recon", "min")  # the best checkpoint's metric, when none is given
     has_prior = False
     conditional = False  # whether the label y enters encode, decode and the loss
+    # What the model's own arguments may be, by name (dotted below a dict argument): merged with
+    # those of the classes it extends (argument_rules), and checked with the config and when
+    # the model is built.
+    rules: dict[str, Rule] = MODEL_RULES
     # A term of the loss that is a statistic over the examples of a batch (an MMD, a covariance):
     # named here, it refuses batches of one, over which it is 0.
     batch_statistic = ""
@@ -87,7 +93,7 @@ class Model(L.LightningModule):
         for frame_arguments in collect_init_args(inspect.currentframe(), [], classes=(Model,)):
             arguments.update(frame_arguments)
         arguments = to_plain(arguments)
-        check_model(arguments)
+        check(arguments, self.argument_rules(), "model.")
         self.save_hyperparameters(arguments, logger=False)  # the loggers get the run's config
         self.input_shape = tuple(input_shape)
         self.latent_dim = latent_dim
@@ -114,6 +120,13 @@ class Model(L.LightningModule):
         self._direct = False  # steps through torch alone: no one listens to Lightning's hooks
         self._adapt = False  # whether the steps per call follow the step time
         self._clip: tuple[float, str | None] | None = None  # clipping taken over from Lightning
+
+    @classmethod
+    def argument_rules(cls) -> dict[str, Rule]:
+        merged: dict[str, Rule] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("rules", {}))
+        return merged
 
     # The model's math: what a subclass defines.
 

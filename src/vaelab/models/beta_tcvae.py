@@ -4,9 +4,10 @@ beta weighting only the total correlation."""
 
 from torch import Tensor
 
+from vaelab.config.rules import int_at_least, one_of, or_null
 from vaelab.data.batches import num_examples
 from vaelab.errors import ConfigError
-from vaelab.models.aggregate_posterior import kl_split
+from vaelab.models.aggregate_posterior import ESTIMATORS, kl_split
 from vaelab.models.posteriors import Gaussian
 from vaelab.models.vae import VAE
 
@@ -18,6 +19,8 @@ class BetaTCVAE(VAE):
     (read from the training data when the fit starts, unless given). The logged kl and elbo stay
     the closed-form values; mi, tc and dim_kl are logged beside them.
     """
+
+    rules = {"tc_estimator": one_of(*ESTIMATORS), "dataset_size": or_null(int_at_least(2))}
 
     def __init__(self, tc_estimator: str = "mss", dataset_size: int | None = None, **vae):
         super().__init__(**vae)

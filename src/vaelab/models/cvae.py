@@ -6,6 +6,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
+from vaelab.config.rules import int_at_least
 from vaelab.errors import ConfigError
 from vaelab.models.vae import VAE
 
@@ -21,6 +22,7 @@ class CVAE(VAE):
     """
 
     conditional = True
+    rules = {"num_classes": int_at_least(2)}
 
     def __init__(self, num_classes: int = 10, **vae):
         super().__init__(**vae)

@@ -5,6 +5,7 @@ towards the identity."""
 import torch
 from torch import Tensor
 
+from vaelab.config.rules import number, one_of, or_null
 from vaelab.models.posteriors import Gaussian
 from vaelab.models.priors import StandardNormal
 from vaelab.models.vae import VAE
@@ -27,6 +28,11 @@ class DIPVAE(VAE):
     """
 
     batch_statistic = "covariance of the posterior means"
+    rules = {
+        "dip_type": one_of("i", "ii"),
+        "lambda_od": number(positive=False),
+        "lambda_d": or_null(number(positive=False)),
+    }
 
     def __init__(
         self,

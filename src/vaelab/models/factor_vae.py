@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from vaelab.config.rules import int_at_least, number
 from vaelab.errors import ConfigError
 from vaelab.models.variational import VariationalModel
 
@@ -34,6 +35,13 @@ class FactorVAE(VariationalModel):
     validation and test `tc_discriminator` beside the stratified estimate `tc` every
     Gaussian-posterior model reports.
     """
+
+    rules = {
+        "gamma": number(positive=False),
+        "discriminator_units": int_at_least(1),
+        "discriminator_layers": int_at_least(2),
+        "discriminator_optimizer.lr": number(positive=True),
+    }
 
     def __init__(
         self,

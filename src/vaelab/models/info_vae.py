@@ -1,13 +1,21 @@
 """InfoVAE with the MMD divergence (Zhao et al. 2019, "InfoVAE: Balancing Learning and Inference
 in Variational Autoencoders")."""
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor
 
-from vaelab.models.mmd import SCALES, mmd
+from vaelab.models.mmd import MMD_RULES, SCALES, mmd
 from vaelab.models.priors import StandardNormal
 from vaelab.models.variational import VariationalModel
+
+
+def _at_most_one(value) -> str | None:
+    """alpha: 1 - alpha weighs the KL, which must not turn into a reward."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number"
+    return None if value <= 1 else "must be <= 1 (1 - alpha weighs the KL)"
 
 
 class InfoVAE(VariationalModel):
@@ -19,6 +27,7 @@ class InfoVAE(VariationalModel):
     """
 
     batch_statistic = "MMD between the codes and prior draws"
+    rules = {"alpha": _at_most_one, **MMD_RULES}
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import Tensor
 
+from vaelab.config.rules import int_at_least
 from vaelab.models.variational import VariationalModel
 
 
@@ -18,6 +19,7 @@ class IWAE(VariationalModel):
     """
 
     default_monitor = ("val/iw_elbo", "max")
+    rules = {"k": int_at_least(1)}
 
     def __init__(self, k: int = 5, **shared):
         super().__init__(**shared)

@@ -10,7 +10,19 @@ active latent dimensions are expected, not a sign of collapse.
 import math
 from dataclasses import dataclass, replace
 
+from vaelab.config.rules import in_unit_interval, int_at_least, number, or_null
 from vaelab.errors import ConfigError
+
+# What the schedules' arguments may be (model.kl_schedule.*), checked by the models that take one.
+SCHEDULE_RULES = {
+    "warmup_steps": int_at_least(1),
+    "start": in_unit_interval(low_open=False),
+    "ratio": in_unit_interval(low_open=True),
+    "cycle_steps": or_null(int_at_least(1)),
+    "n_cycles": int_at_least(1),
+    "capacity": number(positive=False),
+    "capacity_steps": int_at_least(1),
+}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from vaelab.config.rules import number, one_of, positive_numbers
+
 KERNELS = ("imq", "rbf")
+MMD_RULES = {  # what the models with an MMD take: model.lambda_mmd, kernel, kernel_scales
+    "lambda_mmd": number(positive=False),
+    "kernel": one_of(*KERNELS),
+    "kernel_scales": positive_numbers,
+}
 SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 

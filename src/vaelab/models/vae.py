@@ -3,7 +3,9 @@
 from hydra.utils import instantiate
 from torch import Tensor
 
+from vaelab.config.rules import number, or_null
 from vaelab.errors import ConfigError
+from vaelab.models.kl_schedules import SCHEDULE_RULES
 from vaelab.models.posteriors import Gaussian
 from vaelab.models.variational import VariationalModel
 
@@ -22,6 +24,13 @@ class VAE(VariationalModel):
     beta = 1 the loss is the negative ELBO. `free_bits` (nats per dimension) and a capacity
     schedule change only the loss: the logged kl and elbo are always the true values.
     """
+
+    rules = {
+        "beta": number(positive=False),
+        "free_bits": number(positive=False),
+        "gamma": or_null(number(positive=False)),  # null: beta weighs |KL - C|
+        **{f"kl_schedule.{key}": rule for key, rule in SCHEDULE_RULES.items()},
+    }
 
     def __init__(
         self,

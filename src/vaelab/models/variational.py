@@ -5,10 +5,11 @@ the importance weights, sampling, and what validation and test measure of the la
 import math
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
+from vaelab.config.rules import check, int_at_least
 from vaelab.data.batches import num_examples
 from vaelab.errors import ConfigError
 from vaelab.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension, iw_log_likelihood
@@ -39,6 +40,7 @@ class VariationalModel(Model):
 
     default_monitor = ("val/elbo", "max")  # beta-free, so runs with different beta compare
     has_prior = True
+    rules = {"iw_samples": int_at_least(1)}
 
     def __init__(
         self,
@@ -62,6 +64,9 @@ class VariationalModel(Model):
         self.test_nll_iw = ImportanceWeightedNLL()
 
     def build_latent(self) -> None:
+        for part in ("prior", "posterior"):  # each with the rules of its own class
+            config = self.hparams[part]
+            check(config, getattr(get_class(config["_target_"]), "rules", {}), f"model.{part}.")
         self.posterior = instantiate(self.hparams.posterior, latent_dim=self.latent_dim)
         self.prior = instantiate(self.hparams.prior, latent_dim=self.latent_dim)
         self.check_components(type(self.prior), type(self.posterior), self.hparams)

@@ -6,6 +6,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn import functional as F
 
+from vaelab.config.rules import in_unit_interval, int_at_least, number
 from vaelab.errors import ConfigError
 from vaelab.models.base import Model
 
@@ -29,6 +30,13 @@ class VQVAE(Model):
     """
 
     has_prior = True
+    rules = {
+        "vector_dim": int_at_least(1),
+        "codebook_size": int_at_least(2),
+        "commitment": number(positive=False),
+        "decay": in_unit_interval(low_open=False),
+        "dead_threshold": number(positive=False),
+    }
 
     def __init__(
         self,

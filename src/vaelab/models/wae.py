@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from vaelab.models.autoencoder import AutoEncoder
-from vaelab.models.mmd import SCALES, mmd
+from vaelab.models.mmd import MMD_RULES, SCALES, mmd
 from vaelab.models.priors import StandardNormal
 
 
@@ -20,6 +20,7 @@ class WAE(AutoEncoder):
 
     batch_statistic = "MMD between the codes and prior draws"
     has_prior = True
+    rules = MMD_RULES
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 from torch.nn import functional as F
 
+from vaelab.config.rules import int_at_least
 from vaelab.models.distributions import ONE_DRAW, DiagonalGaussian
 
 
@@ -131,6 +132,12 @@ class FlowPosterior(Distribution):
 class IAF(nn.Module):
     """q(z|x) with `flows` IAF steps of `hidden` units over a Gaussian, conditioned on a context
     of `context` numbers from the encoder. The encoder gives 2·latent_dim + context outputs."""
+
+    rules = {
+        "flows": int_at_least(1),
+        "hidden": int_at_least(0),  # 0: 2 * latent_dim
+        "context": int_at_least(0),
+    }
 
     def __init__(self, latent_dim: int, flows: int = 2, hidden: int = 0, context: int = 0):
         super().__init__()

@@ -5,6 +5,7 @@ weights, means and variances trained with the model (as in pythae's and Diloktha
 import torch
 from torch import nn
 
+from vaelab.config.rules import int_at_least
 from vaelab.models.distributions import GaussianMixture
 from vaelab.models.priors.base import Prior
 
@@ -12,6 +13,8 @@ from vaelab.models.priors.base import Prior
 class MixtureOfGaussians(Prior):
     """`components` Gaussians in the latent space, means drawn from N(0, I) at the start, unit
     variances, equal weights; the KL against it is estimated from the posterior's sample."""
+
+    rules = {"components": int_at_least(1)}
 
     def __init__(self, latent_dim: int, components: int = 10):
         super().__init__(latent_dim)

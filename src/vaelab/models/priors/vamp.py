@@ -8,6 +8,7 @@ a mixture that follows the aggregate posterior instead of pulling it to N(0, I).
 import torch
 from torch import nn
 
+from vaelab.config.rules import int_at_least
 from vaelab.config.schema import COUNT_LIKELIHOODS
 from vaelab.errors import ConfigError
 from vaelab.models.distributions import GaussianMixture
@@ -19,6 +20,8 @@ class VampPrior(Prior):
     """`pseudo_inputs` learned inputs of the data's shape, trained with the model; they start as
     training examples drawn when the data is set up (`fit`), before which they are uniform in
     [0, 1]. The KL against it is estimated from the posterior's sample."""
+
+    rules = {"pseudo_inputs": int_at_least(1)}
 
     def __init__(self, latent_dim: int, pseudo_inputs: int = 500):
         super().__init__(latent_dim)
