@@ -2,6 +2,8 @@
 
 import textwrap
 
+import pytest
+
 from vaelab import compose
 from vaelab.runs.trained import load_trained
 from vaelab.train import train
@@ -97,3 +99,24 @@ def test_a_prior_of_ones_own_is_one_file_and_one_config(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "images" / "samples.png").is_file()
     loaded, _, _ = load_trained(results["best_ckpt"])
     assert type(loaded.prior).__name__ == "LearnedGaussian"
+
+
+def test_a_models_rules_are_its_own():
+    """An argument is checked by the rules of the class that takes it: InfoVAE's alpha must be at
+    most 1, a model of one's own may take an alpha (or a kernel) of any meaning."""
+    from vaelab.errors import ConfigError
+    from vaelab.models import AutoEncoder, InfoVAE
+
+    class Smoothed(AutoEncoder):
+        def __init__(self, alpha: float = 5.0, kernel: str = "gauss", **shared):
+            super().__init__(**shared)
+
+    shared = {"input_shape": [1, 4, 4], "latent_dim": 2, "optimizer": {}}
+    shared["net"] = {"_target_": "vaelab.models.nets.mlp", "hidden": [4]}
+    assert Smoothed(**shared).hparams.alpha == 5.0
+    with pytest.raises(ConfigError, match=r"model.alpha=5.0: must be <= 1"):
+        InfoVAE(alpha=5.0, **shared)
+    with pytest.raises(ConfigError, match=r"model.alpha=2.0: must be <= 1"):
+        compose("model=info_vae", "model.alpha=2.0")  # with the config, before a run starts
+    with pytest.raises(ConfigError, match=r"model.prior.components=0: must be an integer >= 1"):
+        compose("model/prior=mog", "model.prior.components=0")
