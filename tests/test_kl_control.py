@@ -10,7 +10,7 @@ from vaelab.errors import ConfigError
 from vaelab.metrics import ActiveUnits, KLPerDimension
 from vaelab.models.distributions import kl_per_dimension
 from vaelab.models.kl_schedules import Capacity, Cyclical
-from vaelab.models.vae import free_bits
+from vaelab.models.kl_weighted import free_bits
 from vaelab.train import train
 
 CYCLICAL = Cyclical(beta=2.0, cycle_steps=100, n_cycles=2, ratio=0.5)

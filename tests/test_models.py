@@ -213,3 +213,16 @@ def test_a_model_built_in_python_is_held_to_the_config_rules(arguments, message)
     common = {"input_shape": [1, 8, 8], "latent_dim": 2, "net": net, "optimizer": {}}
     with pytest.raises(ConfigError, match=message):
         VAE(**common | arguments)
+
+
+def test_every_model_is_at_most_two_levels_below_the_base():
+    """Models are siblings over the plumbing (Model) or over the latent-variable base
+    (VariationalModel): what several share is a part, not a parent."""
+    from hydra.utils import get_class
+
+    from vaelab.config.presets import model_presets
+    from vaelab.models import Model
+
+    for preset, target in model_presets().items():
+        ancestors = [k for k in get_class(target).__mro__ if issubclass(k, Model)]
+        assert len(ancestors) <= 3, f"{preset}: {[k.__name__ for k in ancestors]}"

@@ -8,11 +8,12 @@ from vaelab.config.rules import int_at_least, one_of, or_null
 from vaelab.data.batches import num_examples
 from vaelab.errors import ConfigError
 from vaelab.models.aggregate_posterior import ESTIMATORS, kl_split
+from vaelab.models.kl_weighted import WeightedKL
 from vaelab.models.posteriors import Gaussian
-from vaelab.models.vae import VAE
+from vaelab.models.variational import VariationalModel
 
 
-class BetaTCVAE(VAE):
+class BetaTCVAE(WeightedKL, VariationalModel):
     """loss = recon + mi + beta(step)·tc + dim_kl (the paper's alpha = gamma = 1), each term
     estimated per sample from the minibatch with `tc_estimator` (mws or mss, see
     vaelab.models.aggregate_posterior) over the N = `dataset_size` examples of the training split

@@ -8,10 +8,11 @@ from torch.nn import functional as F
 
 from vaelab.config.rules import int_at_least
 from vaelab.errors import ConfigError
-from vaelab.models.vae import VAE
+from vaelab.models.kl_weighted import WeightedKL
+from vaelab.models.variational import VariationalModel
 
 
-class CVAE(VAE):
+class CVAE(WeightedKL, VariationalModel):
     """q(z|x, y) and p(x|z, y), the prior p(z) (N(0, I) unless model/prior says), y one-hot
     over `num_classes`; the VAE's loss (beta and the KL schedules apply). The label enters the
     encoder at its output, as a learned per-class shift of (mu, log sigma^2), and the decoder at

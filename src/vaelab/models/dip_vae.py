@@ -6,9 +6,10 @@ import torch
 from torch import Tensor
 
 from vaelab.config.rules import number, one_of, or_null
+from vaelab.models.kl_weighted import WeightedKL
 from vaelab.models.posteriors import Gaussian
 from vaelab.models.priors import StandardNormal
-from vaelab.models.vae import VAE
+from vaelab.models.variational import VariationalModel
 
 
 def covariance(mu: Tensor) -> Tensor:
@@ -19,7 +20,7 @@ def covariance(mu: Tensor) -> Tensor:
     return (mu[:, :, None] * mu[:, None, :]).mean(0) - mean[:, None] * mean[None, :]
 
 
-class DIPVAE(VAE):
+class DIPVAE(WeightedKL, VariationalModel):
     """loss = recon + beta·kl + lambda_od·sum_{i!=j} C_ij^2 + lambda_d·sum_i (C_ii - 1)^2, with
     C = Cov_p(x)[mu(x)] (type i) or C = E_p(x)[diag sigma^2(x)] + Cov_p(x)[mu(x)],
     the covariance of the aggregate posterior (type ii), estimated on the batch. lambda_d
