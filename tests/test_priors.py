@@ -174,9 +174,16 @@ def test_the_pseudo_inputs_start_at_training_examples():
         (["model=dip_vae", "model/prior=mog"], "does not fit model DIPVAE"),
         (["model=info_vae", "model/prior=vamp"], "does not fit model InfoVAE"),
         (["model=cvae", "model/prior=vamp", "model.likelihood=poisson"], "count model"),
+        (["model=beta_tcvae", "model/posterior=iaf"], "split of the KL needs Gaussian"),
+        (["model=dip_vae", "model/posterior=iaf"], "does not fit model DIPVAE"),
+        (["model/prior=vamp", "model/posterior=iaf"], "mixture of the posterior's Gaussians"),
+        (["model/posterior=iaf", "model.free_bits=0.5"], "IAF against StandardNormal"),
+        (["model/posterior=iaf", "model.posterior.flows=0"], "flows=0: must be an integer >= 1"),
     ],
 )
-def test_a_prior_with_no_meaning_for_the_model_is_refused_with_the_config(overrides, message):
+def test_a_prior_or_posterior_with_no_meaning_for_the_model_is_refused_with_the_config(
+    overrides, message
+):
     with pytest.raises(ConfigError, match=message):
         compose(*overrides)
 
@@ -303,18 +310,3 @@ def test_nll_iw_with_an_iaf_is_a_log_mean_exp_over_the_same_draws(prior):
         log_w = log_px_z + _log_prior_64(model, z) - log_q
         expected = torch.logsumexp(log_w, 0) - math.log(k)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["model=beta_tcvae", "model/posterior=iaf"], "split of the KL needs Gaussian"),
-        (["model=dip_vae", "model/posterior=iaf"], "does not fit model DIPVAE"),
-        (["model/prior=vamp", "model/posterior=iaf"], "mixture of the posterior's Gaussians"),
-        (["model/posterior=iaf", "model.free_bits=0.5"], "IAF against StandardNormal"),
-        (["model/posterior=iaf", "model.posterior.flows=0"], "flows=0: must be an integer >= 1"),
-    ],
-)
-def test_a_posterior_with_no_meaning_for_the_model_is_refused_with_the_config(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        compose(*overrides)
