@@ -24,6 +24,7 @@ the factorised aggregate posterior to the prior, not a sum over dimensions.
 """
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -49,13 +50,21 @@ def _log_weights(batch_size: int, dataset_size: int, estimator: str, device) -> 
 
 
 def kl_split(
-    z: Tensor, mu: Tensor, logvar: Tensor, log_p_z: Tensor, dataset_size: int, estimator: str
+    z: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    log_prior: Callable[[Tensor], Tensor],
+    dataset_size: int,
+    estimator: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(mi, tc, dim_kl), each (B,), for samples z (B, Z) drawn from q(z|x) = N(mu, exp(logvar))
-    of the same B examples, out of a split of `dataset_size` examples, and log p(z) at them
+    of the same B examples, out of a split of `dataset_size` examples; `log_prior` gives log p(z)
     under the model's prior, (B,). Computed in float32."""
     z, mu, logvar = z.float(), mu.float(), logvar.float()
     log_q_zx = log_normal(z, mu, logvar).sum(1)
+    # Here, where the sum of the terms has always taken it: the order in which the gradients
+    # of z's uses add up, and with it a run's last bits, stays what it was.
+    log_p_z = log_prior(z)
     matrix = log_normal(z[:, None], mu[None], logvar[None])  # (B sample, B example, Z)
     log_w = _log_weights(z.shape[0], dataset_size, estimator, z.device)
     log_q_z = torch.logsumexp(log_w + matrix.sum(2), dim=1)

@@ -78,10 +78,8 @@ class BetaTCVAE(WeightedKL, VariationalModel):
                 "model=beta_tcvae: the number of training examples is known once the fit has "
                 "read its data; to use the model before, give dataset_size"
             )
-        log_pz = self.prior.log_prob(out["z"])
-        mi, tc, dim_kl = kl_split(
-            out["z"], out["mu"], out["logvar"], log_pz, size, self.tc_estimator
-        )
+        split = (self.prior.log_prob, size, self.tc_estimator)
+        mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], *split)
         return out | {"mi": mi, "tc": tc, "dim_kl": dim_kl}
 
     def losses(self, out: dict[str, Tensor]) -> dict[str, Tensor | float]:

@@ -158,9 +158,8 @@ class VariationalModel(Model):
             self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
         if self._split_size is None or not self._gaussian_posterior:  # needs q's marginals
             return {}
-        log_pz = self.prior.log_prob(out["z"])
-        split_size = self._split_size
-        mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], log_pz, split_size, "mss")
+        split = (self.prior.log_prob, self._split_size, "mss")
+        mi, tc, dim_kl = kl_split(out["z"], out["mu"], out["logvar"], *split)
         return {"mi": mi, "tc": tc, "dim_kl": dim_kl}
 
     def on_validation_epoch_start(self) -> None:
