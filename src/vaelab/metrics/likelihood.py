@@ -27,15 +27,16 @@ def iw_log_likelihood(
     report_every_s: float = 10.0,
     y: Tensor | None = None,
 ) -> Tensor:
-    """The K-sample estimate of log p(x) per example, (B,) float64, for a model with `encode`
-    and `log_weights` (vaelab.models.variational; of a conditional model, log p(x|y) for the
-    labels y): the weights are the ones the IWAE bound trains on. Samples go
+    """The K-sample estimate of log p(x) per example, (B,) float64, for a model with `encode`,
+    `prior` and `log_weights` (vaelab.models.variational; of a conditional model, log p(x|y)
+    for the labels y): the weights are the ones the IWAE bound trains on. Samples go
     through the decoder `chunk` at a time and the log-sum-exp runs over the chunks as they come,
     so memory is that of one chunk whatever K is. A batch that takes long (K in the thousands)
     logs its progress every `report_every_s`."""
     if k < 1:
         raise ValueError(f"iw_samples must be >= 1, got {k}")
     q = model.encode(x, y)
+    p = model.prior.distribution()  # once, not per chunk: a VampPrior encodes its pseudo-inputs
     top = torch.full(q.batch_shape, -math.inf, dtype=torch.float64, device=x.device)
     total = torch.zeros_like(top)  # sum_k exp(log_w_k - top)
     started = reported = time.monotonic()
@@ -52,7 +53,7 @@ def iw_log_likelihood(
             (c, *q.loc.shape), generator=generator, device=x.device, dtype=torch.float32
         )
         z = q.from_noise(eps).float()  # (c, B, Z)
-        log_w = model.log_weights(x, q, z, y)[0].double()  # (c, B)
+        log_w = model.log_weights(x, q, z, y, p)[0].double()  # (c, B)
         new_top = torch.maximum(top, log_w.max(0).values)
         total = total * (top - new_top).exp() + (log_w - new_top).exp().sum(0)
         top = new_top

@@ -31,10 +31,11 @@ class IWAE(VariationalModel):
     def per_example(self, x: Tensor, eps: Tensor) -> dict[str, Tensor]:
         q = self.encode(x)
         z = q.from_noise(eps)  # (K, B, Z)
-        log_w, log_px_z = self.log_weights(x, q, z)  # (K, B)
+        p = self.prior.distribution()  # once for both: a VampPrior encodes its pseudo-inputs
+        log_w, log_px_z = self.log_weights(x, q, z, p=p)  # (K, B)
         return {
             "recon": -log_px_z[0],
-            **self.kl(q, z[0]),
+            **self.kl(q, z[0], p),
             "mu": q.loc,
             "logvar": q.logvar,
             "z": z[0],

@@ -21,6 +21,8 @@ from vaelab.models.priors import Prior, StandardNormal
 
 STANDARD = {"_target_": "vaelab.models.priors.StandardNormal"}
 GAUSSIAN = {"_target_": "vaelab.models.posteriors.Gaussian"}
+# Whether torch has a closed-form KL for a (posterior, prior) pair of distribution types.
+_CLOSED_FORM: dict[tuple[type, type], bool] = {}
 
 
 class VariationalModel(Model):
@@ -112,30 +114,42 @@ class VariationalModel(Model):
         recon = self.decode(z, y).nll(x)
         return {"recon": recon, **self.kl(q, z), "mu": q.loc, "logvar": q.logvar, "z": z}
 
-    def kl(self, q: DiagonalGaussian, z: Tensor) -> dict[str, Tensor]:
+    def kl(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> dict[str, Tensor]:
         """KL(q(z|x) || p(z)), (B,), as "kl"; with a factorised Gaussian prior also per
         dimension, (B, Z), as "kl_dims". Closed-form where torch registers one for the pair,
-        else the one-sample estimate log q(z|x) - log p(z) at the sample z."""
+        else the one-sample estimate log q(z|x) - log p(z) at the sample z. `p`: the prior's
+        distribution where the caller has built it for this batch already (a VampPrior's
+        encodes its pseudo-inputs)."""
         if self._closed_form:  # the training path of most runs: no objects, the short form
             kl_dims = kl_per_dimension(q.loc, q.logvar)
             return {"kl": kl_dims.sum(1), "kl_dims": kl_dims}
-        p = self.prior.distribution()
+        p = self.prior.distribution() if p is None else p
         if isinstance(p, DiagonalGaussian) and isinstance(q, DiagonalGaussian):
             kl_dims = q.kl_per_dimension(p)
             return {"kl": kl_dims.sum(1), "kl_dims": kl_dims}
-        try:
-            return {"kl": kl_divergence(q, p)}
-        except NotImplementedError:
-            return {"kl": q.log_prob(z) - p.log_prob(z)}
+        pair = (type(q), type(p))
+        if _CLOSED_FORM.get(pair, True):  # asked once per pair, not raised on every step
+            try:
+                return {"kl": kl_divergence(q, p)}
+            except NotImplementedError:
+                _CLOSED_FORM[pair] = False
+        return {"kl": q.log_prob(z) - p.log_prob(z)}
 
     def log_weights(
-        self, x: Tensor, q: DiagonalGaussian, z: Tensor, y: Tensor | None = None
+        self,
+        x: Tensor,
+        q: Distribution,
+        z: Tensor,
+        y: Tensor | None = None,
+        p: Distribution | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The log importance weights log p(x|z) + log p(z) - log q(z|x) of samples z
         (K, B, Z) of q(z|x), (K, B), and log p(x|z): what the IWAE bound and test/nll_iw are
-        made of. The densities of z in float32; the decoder gets z in its own dtype."""
+        made of. The densities of z in float32; the decoder gets z in its own dtype. `p` as in
+        `kl`."""
         log_px_z = self.decode(z.to(self.dtype), y).log_prob(x)
-        return log_px_z + self.prior.log_prob(z) - q.log_prob(z), log_px_z
+        log_pz = (self.prior if p is None else p).log_prob(z)
+        return log_px_z + log_pz - q.log_prob(z), log_px_z
 
     def elbo_terms(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
         """recon, kl and elbo = -(recon + kl), averaged over the batch: the true values,
