@@ -10,14 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vaelab.config.rules import Rule, in_unit_interval, int_at_least, number, one_of, or_null
 from vaelab.config.rules import check as check_rules
-from vaelab.config.rules import (
-    in_unit_interval,
-    int_at_least,
-    number,
-    one_of,
-    or_null,
-)
 from vaelab.errors import ConfigError
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "poisson", "negative_binomial")
@@ -117,7 +111,7 @@ def _max_time(value: Any) -> str | None:
 
 # The arguments every model takes (vaelab.models.base.Model.rules: a model built in Python is
 # held to what the command line is).
-MODEL_RULES: dict[str, Callable[[Any], str | None]] = {
+MODEL_RULES: dict[str, Rule] = {
     "latent_dim": int_at_least(1),
     "monitor_mode": or_null(one_of("min", "max")),
     "likelihood": one_of(*LIKELIHOODS),
@@ -127,7 +121,7 @@ MODEL_RULES: dict[str, Callable[[Any], str | None]] = {
 }
 
 # Keys absent from a config (beta for an AE, say) are not checked; a key set to null is.
-RULES: dict[str, Callable[[Any], str | None]] = {
+RULES: dict[str, Rule] = {
     "seed": int_at_least(0),
     "iw_samples": int_at_least(1),
     "tags": _tags,
