@@ -20,7 +20,7 @@ from tests.conftest import cli, one_line_error, write_mnist_like
 from tests.datasets import write_cifar_like
 from tests.helpers import PoisonWeights
 from tests.test_cli import VAELAB_TRAIN, run
-from vaelab.config.cli import _user_error, one_line
+from vaelab.cli.errors import _user_error, one_line
 from vaelab.config.schema import validate
 from vaelab.embed import main as embed_main
 from vaelab.errors import ConfigError, DataError, TrainingDiverged

@@ -58,7 +58,7 @@ def held_elsewhere(run_dir: Path):
     """Another process holding `run_dir`'s lock while the block runs; SIGKILLed after it (no
     clean-up, and yet the lock goes with the process)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.guard "
+        [sys.executable, "-c", "import time; from pathlib import Path; from vaelab.runs.lock "
          f"import RunDirLock; lock = RunDirLock(Path({str(run_dir)!r})); print('held', "
          "flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True, cwd=run_dir.parent,

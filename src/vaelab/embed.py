@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from vaelab.config.cli import hydra_main
-from vaelab.config.schema import validate
+from vaelab.cli.main import hydra_main
 from vaelab.errors import ConfigError
 from vaelab.extras import require
 from vaelab.runs.preemption import preemptible
@@ -143,7 +142,6 @@ def export(cfg: DictConfig) -> Path:
 
 @hydra_main("embed", data_from_run=True)
 def main(cfg: DictConfig) -> None:
-    validate(cfg)
     with preemptible(Path(cfg.paths.output_dir), resumable=False):
         export(cfg)
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from vaelab.config.cli import hydra_main
-from vaelab.config.schema import validate
+from vaelab.cli.main import hydra_main
 from vaelab.console import quiet
 from vaelab.runs.preemption import preemptible
 
@@ -56,7 +55,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra_main("eval", data_from_run=True)
 def main(cfg: DictConfig) -> None:
-    validate(cfg)
     with preemptible(Path(cfg.paths.output_dir), resumable=False):
         evaluate(cfg)
 

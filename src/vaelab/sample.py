@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from vaelab.config.cli import hydra_main
-from vaelab.config.schema import validate
+from vaelab.cli.main import hydra_main
 from vaelab.errors import ConfigError
 from vaelab.runs.preemption import preemptible
 
@@ -143,7 +142,6 @@ def _to_wandb(run_cfg: DictConfig, ckpt_path: str, out: Path, written: list[Path
 
 @hydra_main("sample", data_from_run=True)
 def main(cfg: DictConfig) -> None:
-    validate(cfg)
     with preemptible(Path(cfg.paths.output_dir), resumable=False):
         draw(cfg)
 

@@ -16,15 +16,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-
-def validation_follows(trainer: L.Trainer) -> bool:
-    """Whether Lightning validates right after the training batch that just ended (its own
-    decision, taken from the same state a moment later). With a validation every so many seconds
-    the answer may change in that moment: the save then always waits for the next validation."""
-    if getattr(trainer, "_val_check_time_interval", None) is not None:  # Lightning >= 2.6
-        return trainer.enable_validation
-    loop = trainer.fit_loop
-    return loop.epoch_loop._should_check_val_fx(loop._data_fetcher)
+from vaelab import lightning_boundary
 
 
 def _last_step(trainer: L.Trainer) -> bool:
@@ -39,10 +31,12 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         last = _last_step(trainer)
-        every, step = self._every_n_train_steps, trainer.global_step
-        if not (last or (every and step % every == 0) or self._train_time_interval):
+        every, step = lightning_boundary.checkpoint_every_n_steps(self), trainer.global_step
+        if not (
+            last or (every and step % every == 0) or lightning_boundary.checkpoints_by_time(self)
+        ):
             return  # nothing due: most steps end here, without asking Lightning's loop
-        if validation_follows(trainer):
+        if lightning_boundary.validation_follows(trainer):  # the save waits for it
             return  # saved after it
         if last:
             self._save_last(trainer)
@@ -63,6 +57,4 @@ class LastCheckpoint(ModelCheckpoint):
         pass
 
     def _save_last(self, trainer: L.Trainer) -> None:
-        # Skipped in the sanity check, outside fitting, and where this step is saved already.
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        lightning_boundary.save_last(self, trainer)

@@ -2,6 +2,8 @@
 
 from lightning.pytorch.callbacks import RichProgressBar
 
+from vaelab.lightning_boundary import batches_done_in_epoch
+
 
 class ProgressBar(RichProgressBar):
     """RichProgressBar updates its task and reads every progress-bar metric after each training
@@ -14,6 +16,6 @@ class ProgressBar(RichProgressBar):
     acts_once_per_call = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        done = trainer.fit_loop.epoch_loop.batch_idx + 1
+        done = batches_done_in_epoch(trainer)
         if done % max(self.refresh_rate, 1) < done - batch_idx or done == self.total_train_batches:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)

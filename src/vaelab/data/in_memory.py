@@ -10,7 +10,6 @@ from vaelab.data.batches import TensorBatches, to_float
 from vaelab.data.sparse_rows import SparseRows
 from vaelab.errors import ConfigError
 
-BINARIZE = ("none", "dynamic", "static")
 Arrays = tuple[Tensor, Tensor]  # x (N, *shape) uint8 or float32; y (N,) int64, -1 where unlabelled
 
 
@@ -48,18 +47,12 @@ class InMemoryDataModule(L.LightningDataModule):
         latent_dim: int = 16,
         on_device: bool | str = "auto",
     ):
-        super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size}: must be an integer >= 1")
+        super().__init__()  # the values were checked with the config (vaelab.config.schema)
         self.data_dir, self.batch_size, self.download = data_dir, batch_size, download
         self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
         self.seed, self.drop_last = seed, drop_last
-        if binarize not in BINARIZE:
-            raise ConfigError(f"data.binarize={binarize}: use {', '.join(BINARIZE)}")
         self.binarize = binarize
         self.likelihood, self.latent_dim = likelihood, latent_dim
-        if on_device not in (True, False, "auto"):
-            raise ConfigError(f"data.on_device={on_device}: use true, false or auto")
         self.on_device = on_device
         self.splits: dict[str, Arrays] = {}
         # Each split's examples as positions in one part of what `read()` returned (its

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from vaelab.lightning_boundary import CSVWriter, csv_experiment
 from vaelab.runs.run_dir import atomic_write
 
 
@@ -39,10 +39,10 @@ def _csv_text(columns: list[str], rows: list[dict], header: bool) -> str:
     return buffer.getvalue()
 
 
-class _AppendingWriter(ExperimentWriter):
-    def _check_log_dir_exists(self) -> None:
+class _AppendingWriter(CSVWriter):
+    def columns(self) -> list[str]:
         # Start from the existing columns: a new one makes the file be rewritten with it.
-        self.metrics_keys = sorted(_read(self.metrics_file_path)[0])
+        return sorted(_read(self.metrics_file_path)[0])
 
     def save(self) -> None:
         """New rows are appended in one write; a new column rewrites the file beside it and
@@ -72,11 +72,8 @@ class _AppendingWriter(ExperimentWriter):
 class CSVLogger(LightningCSVLogger):
     @property
     @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+    def experiment(self) -> CSVWriter:
+        return csv_experiment(self, _AppendingWriter)
 
     @rank_zero_only
     def rewind(self, step: int) -> None:

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from vaelab import lightning_boundary as internals
 from vaelab.errors import ConfigError
 from vaelab.extras import require
 
@@ -158,21 +159,24 @@ class MLFlowLogger(LightningMLFlowLogger):
     @property
     @rank_zero_experiment
     def experiment(self):
-        if self._initialized:
-            return self._mlflow_client
+        if internals.mlflow_started(self):
+            return internals.mlflow_client(self)
         with self._opening_store():
             if self._resumed and not self._run_exists():
                 log.warning(
-                    f"MLflow: run {self._run_id} of {self.run_dir / ID_FILE} is not in "
-                    f"{self._tracking_uri}: this run continues in a new MLflow run (to continue "
-                    f"that one, give logger.mlflow.tracking_uri=<the store it is in>)"
+                    f"MLflow: run {internals.mlflow_run_id(self)} of {self.run_dir / ID_FILE} is "
+                    f"not in {internals.mlflow_tracking_uri(self)}: this run continues in a new "
+                    f"MLflow run (to continue that one, give logger.mlflow.tracking_uri=<the "
+                    f"store it is in>)"
                 )
-                self._run_id, self._resumed = None, False
+                internals.forget_mlflow_run(self)
+                self._resumed = False
             client = LightningMLFlowLogger.experiment.fget(self)
+        run_id = internals.mlflow_run_id(self)
         if self._resumed:
-            client.update_run(self._run_id, status="RUNNING")
+            client.update_run(run_id, status="RUNNING")
         else:
-            (self.run_dir / ID_FILE).write_text(self._run_id + "\n")
+            (self.run_dir / ID_FILE).write_text(run_id + "\n")
         return client
 
     @contextmanager
@@ -195,7 +199,8 @@ class MLFlowLogger(LightningMLFlowLogger):
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._mlflow_client.get_run(self._run_id).info.lifecycle_stage == "active"
+            run = internals.mlflow_client(self).get_run(internals.mlflow_run_id(self))
+            return run.info.lifecycle_stage == "active"
         except MlflowException:
             return False
 

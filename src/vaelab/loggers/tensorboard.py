@@ -9,6 +9,7 @@ from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardL
 from PIL import Image
 
 from vaelab.extras import require
+from vaelab.lightning_boundary import purge_tensorboard_from
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -19,7 +20,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
 
     def rewind(self, step: int) -> None:
         """Before the first event is written: events of steps >= `step` are superseded."""
-        self._kwargs["purge_step"] = step
+        purge_tensorboard_from(self, step)
 
     def log_picture(self, name: str, path: Path, step: int) -> None:
         """A PNG the run wrote, as a TensorBoard image at `step`."""

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vaelab.errors import ConfigError
 from vaelab.extras import require
+from vaelab.lightning_boundary import drop_wandb_anonymous
 from vaelab.runs.secrets import redact_argument
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,7 @@ class WandbLogger(LightningWandbLogger):
                 id_file.parent.mkdir(parents=True, exist_ok=True)
                 id_file.write_text(run_id + "\n")
         super().__init__(save_dir=save_dir, id=run_id, resume=resume, mode=mode, **kwargs)
-        # Lightning always passes `anonymous`, which wandb >= 0.2x warns is deprecated at every
-        # start; unset, it is wandb's own default anyway.
-        if getattr(self, "_wandb_init", {}).get("anonymous", "") is None:
-            del self._wandb_init["anonymous"]
+        drop_wandb_anonymous(self)
 
     @property
     def experiment(self):

@@ -31,16 +31,15 @@ class's `rules` (what its own arguments may be, beside the shared ones of
 import inspect
 import math
 import os
-import time
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.core.optimizer import LightningOptimizer
-from lightning.pytorch.utilities.parsing import collect_init_args
 from torch import Tensor, nn
 
+from vaelab import lightning_boundary, steps_per_call
 from vaelab.config.containers import to_plain
 from vaelab.config.rules import Rule, check
 from vaelab.config.schema import MODEL_RULES
@@ -49,7 +48,6 @@ from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.models.distributions import Observation
 from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
-from vaelab.runs import steps_per_call
 from vaelab.runs.rng import rng_states, set_rng_states
 
 
@@ -89,10 +87,7 @@ class Model(L.LightningModule):
     ):
         super().__init__()
         # Every __init__ argument up the chain: the model's own and these.
-        arguments: dict[str, Any] = {}
-        for frame_arguments in collect_init_args(inspect.currentframe(), [], classes=(Model,)):
-            arguments.update(frame_arguments)
-        arguments = to_plain(arguments)
+        arguments = to_plain(lightning_boundary.init_arguments(inspect.currentframe(), Model))
         check(arguments, self.argument_rules(), "model.")
         self.save_hyperparameters(arguments, logger=False)  # the loggers get the run's config
         self.input_shape = tuple(input_shape)
@@ -116,10 +111,8 @@ class Model(L.LightningModule):
         self._eval_generator: torch.Generator | None = None
         self._last_finite: dict[str, float] = {}  # training means at the last check
         self._logged_step = -1  # the step of the last window written to the loggers
-        self._taken_over = False  # optimized by hand for Lightning (trainer.steps_per_call)
-        self._direct = False  # steps through torch alone: no one listens to Lightning's hooks
-        self._adapt = False  # whether the steps per call follow the step time
-        self._clip: tuple[float, str | None] | None = None  # clipping taken over from Lightning
+        # Several optimizer steps per Lightning step (trainer.steps_per_call), when it takes them.
+        self.several_steps: steps_per_call.StepsPerCall | None = None
 
     @classmethod
     def argument_rules(cls) -> dict[str, Rule]:
@@ -259,9 +252,10 @@ class Model(L.LightningModule):
         )
         return terms["loss"]
 
+    @steps_per_call.known
     def training_step(self, batch, batch_idx):
         if isinstance(batch[-1], Steps):  # several batches at once (trainer.steps_per_call)
-            self._take_steps(*batch)
+            self.several_steps.take(self, *batch)
             return None
         if self.automatic_optimization:
             return self._step(batch, "train")
@@ -276,54 +270,22 @@ class Model(L.LightningModule):
         `on_before_optimizer_step` (after a 16-mixed loss scale is taken off), the step."""
         optimizer = self.optimizers()
         loss = self._step(batch, "train")
-        if self._direct:
+        if self.several_steps is not None and self.several_steps.direct:
             steps_per_call.direct_step(self, optimizer, loss)
             return
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
 
-    def take_steps_per_call(self, adapt: bool, clip_val=None, clip_algorithm=None) -> None:
-        """Train on the batches of several steps per Lightning step (trainer.steps_per_call);
-        with `adapt`, choose how many from the step time. A model that Lightning optimizes is
-        then optimized by hand, with the same math: it clips gradients as Lightning would
-        (`clip_val`, `clip_algorithm`: the trainer's, which Lightning refuses for models it does
-        not step) and steps its LR schedulers where Lightning would."""
-        self._adapt = adapt
-        if self.automatic_optimization:
-            self.automatic_optimization = False
-            self._taken_over = True
-            self._clip = (clip_val, clip_algorithm) if clip_val else None
-
     def on_train_start(self) -> None:
-        if self._taken_over:
-            steps_per_call.carry_step_count(self.trainer)
-            self._direct = steps_per_call.unheard(self)
+        if self.several_steps is not None:
+            self.several_steps.start(self)
 
+    @steps_per_call.known
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self._clip is not None:
-            self.configure_gradient_clipping(optimizer, *self._clip)
-
-    def _take_steps(self, x: Tensor, y: Tensor, steps: Steps) -> None:
-        """One optimizer step per batch of the rows handed over. Before each further batch,
-        Lightning's counters move on by a batch; where Lightning would act after a batch
-        (validate, checkpoint, end the epoch or the run, stop), the rest is handed back."""
-        start, trained = time.perf_counter(), 0
-        steps_per_call.mark_last_batch(self.trainer)
-        horizon = steps_per_call.horizon(self.trainer)
-        for batch in zip(x.split(steps.batch_size), y.split(steps.batch_size), strict=True):
-            if trained:
-                if trained == horizon or steps_per_call.stopping(self.trainer):
-                    steps.give_back(trained)
-                    break
-                steps_per_call.count_batch(self.trainer)
-            self.optimize(batch)
-            if self._taken_over:
-                steps_per_call.count_step(self.trainer)
-            steps_per_call.step_schedulers(self)
-            trained += 1
-        if self._adapt:
-            steps.next_calls_hold(steps_per_call.adapted(time.perf_counter() - start, trained))
+        clip = self.several_steps.clip if self.several_steps is not None else None
+        if clip is not None:  # taken over from Lightning, which clips only what it steps
+            self.configure_gradient_clipping(optimizer, *clip)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -338,7 +300,7 @@ class Model(L.LightningModule):
         window means go straight to the loggers, at the step `self.log` would give them: a
         `self.log` call costs ~0.5 ms of host time here, more than a small model's whole step."""
         self.train_means.add(terms, batch_size)
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # as LearningRateMonitor
+        step = lightning_boundary.logging_step(self.trainer)  # as LearningRateMonitor
         # With accumulate_grad_batches > 1 several batches share a step: one row per step.
         if (self.global_step + 1) % self.trainer.log_every_n_steps or step == self._logged_step:
             return
@@ -437,7 +399,8 @@ class Model(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Only a resumed fit continues the random streams and the running means; loading
         # weights to test or to use them leaves the caller's random state alone.
-        if self._trainer is None or self.trainer.state.fn != "fit":
+        trainer = lightning_boundary.trainer_of(self)
+        if trainer is None or trainer.state.fn != "fit":
             return
         self._check_optimizer_states(checkpoint.get("optimizer_states", []))
         if "rng_states" in checkpoint:

@@ -1,22 +1,18 @@
-"""The console scripts' shell: Hydra composes the config, errors a user can fix end in one line."""
+"""A user error as one line on stderr and an exit status; anything else keeps its traceback."""
 
 import difflib
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
 from typing import Any, NoReturn
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from vaelab.config.config_dir import config_dir
-from vaelab.errors import OutOfMemory, Preempted, UserError
+from vaelab.errors import OutOfMemory, UserError
 
 # OmegaConf appends these lines to its messages; they repeat what the first line said.
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
@@ -91,7 +87,7 @@ def suggest(key: str, config_name: str, overrides: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
+def exit_if_user_error(error: Exception, config_name: str = "") -> None:
     """Print a user error as `error: <one line>` and exit with its code (1 for bad input);
     return for anything else (a bug),
     and for everything when the user set HYDRA_FULL_ERROR=1 and wants tracebacks."""
@@ -110,10 +106,10 @@ def _exit_if_user_error(error: Exception, config_name: str = "") -> None:
             # the config this command line is checked against; ++ adds or overrides.
             add += f", or ++{key}=... to change a key the run was started with"
         message = f"{key} is not a config key{hint} (to add a new key use {add})"
-    _exit(message, getattr(user_error, "exit_code", 1))
+    say_and_exit(message, getattr(user_error, "exit_code", 1))
 
 
-def _exit(message: str, code: int) -> NoReturn:
+def say_and_exit(message: str, code: int) -> NoReturn:
     from vaelab.runs.secrets import mask_text
 
     message = mask_text(message)
@@ -127,67 +123,4 @@ def exit_for(error: UserError) -> NoReturn:
     if os.environ.get("VAELAB_TRACEBACKS") == "1":
         traceback.print_exception(error)
         sys.exit(error.exit_code or 1)
-    _exit(one_line(error), error.exit_code)
-
-
-def hydra_main(
-    config_name: str, data_from_run: bool = False
-) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """Decorate `task(cfg)` into a console script on conf/<config_name>.yaml.
-
-    With `data_from_run`, the command works on a trained run's data config, which its own config
-    does not hold: `data.path=new.csv` is passed to Hydra as `++data.path=new.csv` (add or
-    override), and the task merges what it gets onto the run's data config.
-
-    A user error ends the process with `error: <one line>` on stderr and exit status 1. In a
-    single run it is caught inside the job, before Hydra adds its "Error executing job" line; in
-    a multirun it propagates, so that the launcher records the job as failed. Errors of
-    composition (an unknown option, a malformed override) come back here because Hydra is told
-    to re-raise them (HYDRA_FULL_ERROR). Anything else keeps its full traceback.
-    """
-
-    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-        def job(cfg: DictConfig) -> Any:
-            try:
-                return task(cfg)
-            except Preempted as error:
-                exit_for(error)  # also in a multirun: the next job must not start
-            except Exception as error:
-                if HydraConfig.get().mode != RunMode.MULTIRUN:
-                    _exit_if_user_error(error)
-                raise
-
-        hydra_job = hydra.main(
-            version_base="1.3", config_path=config_dir(), config_name=config_name
-        )(job)
-
-        def main() -> Any:
-            # Put back when done: a second call in this process (a notebook's, a test's) must
-            # not take this one's HYDRA_FULL_ERROR for the user's wish for tracebacks.
-            before = {n: os.environ.get(n) for n in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")}
-            if before["HYDRA_FULL_ERROR"] == "1":
-                os.environ["VAELAB_TRACEBACKS"] = "1"
-            os.environ["HYDRA_FULL_ERROR"] = "1"
-            if data_from_run:
-                sys.argv = [f"++{a}" if a.startswith("data.") else a for a in sys.argv]
-            try:
-                return hydra_job()
-            except KeyboardInterrupt:
-                # Ctrl-C outside Lightning's loops (which end a fit themselves, exit 1).
-                _exit("interrupted (Ctrl-C); a training run continues with resume=<run dir>", 130)
-            except Exception as error:
-                _exit_if_user_error(error, config_name)
-                raise
-            finally:
-                from vaelab.runs.guard import release_all
-
-                release_all()
-                for name, value in before.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
-
-        return main
-
-    return decorate
+    say_and_exit(one_line(error), error.exit_code)

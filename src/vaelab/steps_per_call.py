@@ -10,14 +10,17 @@ logging windows, a resume's position) counts optimizer steps, as with K = 1. Whe
 act after a batch (validate, checkpoint, stop), the model hands the rest of the batches back and
 returns, so the math and the order of events are those of K = 1.
 
-Lightning has no public API for its loop's progress: the private names of Lightning 2.6 that this
-needs are used here and nowhere else (callbacks/last_checkpoint.py asks its loop one question).
+The loop's counters are Lightning's internals, reached through vaelab.lightning_boundary.
 """
 
+import time
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
+from vaelab import lightning_boundary as loop
+from vaelab.data.batches import Steps
 from vaelab.errors import ConfigError
 
 # `auto`, where K > 1 can be made right, starts with K = START and then, after each call, takes
@@ -33,6 +36,18 @@ STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_st
               "on_before_zero_grad")  # fmt: skip
 # The hooks Lightning calls once per batch: a callback that has them sees one call per K batches.
 PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", *STEP_HOOKS)
+
+
+def known(method: Any) -> Any:
+    """Mark a method of the model base as one that steps per call take into account (the
+    training step that takes them, the clipping they take over): a model that overrides it is
+    looked at again."""
+    method.known_to_steps_per_call = True
+    return method
+
+
+def _is_known(method: Any) -> bool:
+    return getattr(method, "known_to_steps_per_call", False)
 
 
 def _listens(callback: Any, hooks: tuple[str, ...]) -> bool:
@@ -57,14 +72,12 @@ def _reason_for_one(
     trainer_cfg: DictConfig, model: Any, datamodule: Any, callbacks: list
 ) -> str | None:
     """Why this run must take one step per Lightning step, or None when it may take several."""
-    from vaelab.models.base import Model
-
     per_batch = [type(c).__name__ for c in callbacks if _acts_per_batch(c)]
     if per_batch:
         return f"the callback {per_batch[0]} acts on every training batch"
     if not hasattr(datamodule, "steps_per_call"):
         return f"{type(datamodule).__name__} hands its loader's batches over one at a time"
-    if type(model).training_step is not Model.training_step:
+    if not _is_known(type(model).training_step):
         return f"{type(model).__name__} defines its own training_step"
     accumulate = OmegaConf.select(trainer_cfg, "accumulate_grad_batches", default=1)
     if accumulate != 1:
@@ -102,23 +115,56 @@ def adapted(seconds: float, steps: int) -> int:
     return max(1, min(MOST, round(CALL_SECONDS * steps / max(seconds, 1e-9))))
 
 
-# Lightning's loop, seen from inside a training step that takes several optimizer steps.
+def attach(model: Any, datamodule: Any, steps: int, adapt: bool, trainer_cfg: DictConfig) -> None:
+    """Have `datamodule` hand over `steps` batches per call and `model` take them. A model that
+    Lightning optimizes is then optimized by hand, with the same math: it clips gradients as the
+    trainer's settings say (which Lightning refuses for models it does not step; the caller
+    leaves them out of the Trainer) and steps its LR schedulers where Lightning would."""
+    datamodule.steps_per_call = steps
+    taken_over, clip = model.automatic_optimization, None
+    if taken_over:
+        model.automatic_optimization = False
+        value = trainer_cfg.get("gradient_clip_val")
+        clip = (value, trainer_cfg.get("gradient_clip_algorithm")) if value else None
+    model.several_steps = StepsPerCall(adapt, taken_over, clip)
 
 
-def count_batch(trainer: Any) -> None:
-    """Advance the loop's counters by one batch: the one just trained is done, the next is
-    started, as Lightning's loop counts them between two of its own steps."""
-    loop = trainer.fit_loop.epoch_loop
-    loop.batch_progress.increment_by(1)
-    loop._batches_that_stepped += 1
-    mark_last_batch(trainer)
+class StepsPerCall:
+    """How a model takes several optimizer steps per call: whether K follows the step time,
+    whether it optimizes by hand for Lightning (`taken_over`), the clipping it took over, and
+    whether its steps go through torch alone (`direct`, decided as the fit starts)."""
 
+    def __init__(self, adapt: bool, taken_over: bool, clip: tuple | None):
+        self.adapt, self.taken_over, self.clip, self.direct = adapt, taken_over, clip, False
 
-def mark_last_batch(trainer: Any) -> None:
-    """Whether the batch about to be trained is the epoch's last, which Lightning takes from its
-    fetcher; the fetcher counts calls, not batches, so it is set from the batches here."""
-    progress = trainer.fit_loop.epoch_loop.batch_progress
-    progress.is_last_batch = progress.current.ready >= trainer.num_training_batches
+    def start(self, model: Any) -> None:
+        """At the fit's start: continue the step count a checkpoint holds, and decide whether
+        Lightning's hooks around a step can be skipped."""
+        if self.taken_over:
+            loop.carry_step_count(model.trainer)
+            self.direct = unheard(model)
+
+    def take(self, model: Any, x: Tensor, y: Tensor, steps: Steps) -> None:
+        """One optimizer step per batch of the rows handed over. Before each further batch,
+        Lightning's counters move on by a batch; where Lightning would act after a batch
+        (validate, checkpoint, end the epoch or the run, stop), the rest is handed back."""
+        started, trained = time.perf_counter(), 0
+        trainer = model.trainer
+        loop.mark_last_batch(trainer)
+        most = horizon(trainer)
+        for batch in zip(x.split(steps.batch_size), y.split(steps.batch_size), strict=True):
+            if trained:
+                if trained == most or trainer.should_stop or trainer.received_sigterm:
+                    steps.give_back(trained)
+                    break
+                loop.count_batch(trainer)
+            model.optimize(batch)
+            if self.taken_over:
+                loop.count_optimizer_step(trainer)
+            step_schedulers(model)
+            trained += 1
+        if self.adapt:
+            steps.next_calls_hold(adapted(time.perf_counter() - started, trained))
 
 
 def horizon(trainer: Any) -> int:
@@ -126,19 +172,17 @@ def horizon(trainer: Any) -> int:
     the epoch or the run (max_steps), write a step-interval checkpoint, validate. Returning to
     Lightning where it then does nothing costs a call, never a difference; a validation every so
     many seconds may fall after any batch, so then each call trains one."""
-    loop = trainer.fit_loop.epoch_loop
-    progress = loop.batch_progress
-    in_epoch, in_run = progress.current.ready - 1, progress.total.ready - 1  # before this call
+    if loop.validates_by_time(trainer):
+        return 1
+    in_epoch, in_run = (count - 1 for count in loop.batches_started(trainer))  # before this call
     step = trainer.global_step
     ahead = [trainer.num_training_batches - in_epoch]
     if trainer.max_steps >= 0:
         ahead.append(trainer.max_steps - step)
     for callback in trainer.checkpoint_callbacks:
-        every = getattr(callback, "_every_n_train_steps", 0)
+        every = loop.checkpoint_every_n_steps(callback)
         if every:
             ahead.append(every - step % every)
-    if getattr(trainer, "_val_check_time_interval", None) is not None:  # Lightning >= 2.6
-        return 1
     every = trainer.val_check_batch
     if every is not None and every != float("inf"):
         done = in_run if trainer.check_val_every_n_epoch is None else in_epoch
@@ -146,49 +190,24 @@ def horizon(trainer: Any) -> int:
     return max(1, int(min(ahead)))
 
 
-def stopping(trainer: Any) -> bool:
-    """Whether the run was asked to stop (a callback, SIGTERM) during the call."""
-    return trainer.should_stop or trainer.received_sigterm
-
-
 def step_schedulers(model: Any) -> None:
     """After a batch a model trained by hand: step its LR schedulers where Lightning steps those
     of the models it optimizes (per step, or after the epoch's last batch; every `frequency`).
     ReduceLROnPlateau waits for the epoch's end, where its metric is (Model.on_train_epoch_end)."""
     trainer = model.trainer
-    loop = trainer.fit_loop.epoch_loop
     for config in trainer.lr_scheduler_configs:
         if is_plateau(config):
             continue
         if config.interval == "step":
-            count = loop.batch_idx + 1
-        elif loop._num_ready_batches_reached():
+            count = loop.batches_done_in_epoch(trainer)
+        elif loop.epoch_batches_done(trainer):
             count = trainer.current_epoch + 1
         else:
             continue
         if count % config.frequency == 0:
-            loop.scheduler_progress.increment_ready()
-            model.lr_scheduler_step(config.scheduler, None)
-            loop.scheduler_progress.increment_completed()
-
-
-def count_step(trainer: Any) -> None:
-    """Count an optimizer step taken by hand for a model Lightning would optimize, where Lightning
-    counts its own: a checkpoint then holds the progress of a run of K = 1, which a resume with
-    any K continues."""
-    optimizer = trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer
-    optimizer.step.increment_by(1)
-    optimizer.zero_grad.increment_by(1)
-
-
-def carry_step_count(trainer: Any) -> None:
-    """At the start of a fit taken over from Lightning: global_step reads the count of steps
-    taken by hand, which a checkpoint written with K = 1 does not hold; it is the steps counted
-    as Lightning counts them."""
-    loop = trainer.fit_loop.epoch_loop
-    steps = loop.automatic_optimization.optim_progress.optimizer_steps
-    by_hand = loop.manual_optimization.optim_step_progress
-    by_hand.total.ready = by_hand.total.completed = steps
+            loop.count_scheduler_step(
+                trainer, lambda c=config: model.lr_scheduler_step(c.scheduler, None)
+            )
 
 
 def is_plateau(config: Any) -> bool:
@@ -201,9 +220,9 @@ def is_plateau(config: Any) -> bool:
 
 def unheard(model: Any) -> bool:
     """Whether Lightning's manual_backward and optimizer step would add nothing to torch's own
-    for this model: no callback and no model hook listens to the hooks they call (the model's
-    clipping aside: `direct_step` clips), the precision plugin scales no loss, and one device
-    holds the model. Then `direct_step` takes the step."""
+    for this model: no callback and no model hook listens to the hooks they call (the model
+    base's clipping aside: `direct_step` clips), the precision plugin scales no loss, and one
+    device holds the model. Then `direct_step` takes the step."""
     from lightning.pytorch.core import LightningModule
     from lightning.pytorch.plugins.precision import (
         DoublePrecision,
@@ -212,8 +231,6 @@ def unheard(model: Any) -> bool:
         Precision,
     )
     from lightning.pytorch.strategies import SingleDeviceStrategy
-
-    from vaelab.models.base import Model
 
     trainer = model.trainer
     plugin = trainer.precision_plugin
@@ -226,18 +243,15 @@ def unheard(model: Any) -> bool:
         return False
     for hook in STEP_HOOKS:
         own = getattr(type(model), hook)
-        if own is not getattr(LightningModule, hook) and own is not getattr(Model, hook):
+        if own is not getattr(LightningModule, hook) and not _is_known(own):
             return False
     return type(model).backward is LightningModule.backward  # one of its own: Lightning's path
 
 
-def direct_step(model: Any, optimizer: Any, loss: Any) -> None:
+def direct_step(model: Any, optimizer: Any, loss: Tensor) -> None:
     """One optimizer step through torch alone, counted as Lightning counts its own: what
     manual_backward and the optimizer's step do when nothing listens to their hooks."""
     optimizer.zero_grad()
     loss.backward()
     model.on_before_optimizer_step(optimizer)
-    progress = model.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-    progress.increment_ready()
-    optimizer.optimizer.step()
-    progress.increment_completed()
+    loop.count_manual_step(model.trainer, optimizer.optimizer.step)
