@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from vaelab import compose
 from vaelab.data import DigitsDataModule
 from vaelab.data.batches import TensorBatches
+from vaelab.errors import ConfigError
 from vaelab.models.running_means import RunningMeans
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +84,8 @@ def test_on_device_choice():
     assert not dm._keep_on(torch.device("cpu"))
     assert DigitsDataModule(on_device=True)._keep_on(torch.device("cuda"))
     assert not DigitsDataModule(on_device=False)._keep_on(torch.device("cuda"))
-    with pytest.raises(Exception, match="data.on_device=sometimes: use true, false or auto"):
-        DigitsDataModule(on_device="sometimes")
+    with pytest.raises(ConfigError, match="data.on_device='sometimes': must be true, false or auto"):
+        compose("data.on_device=sometimes")
 
 
 def test_running_means_weight_by_batch_size_and_restart_on_read():

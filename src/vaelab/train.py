@@ -48,7 +48,7 @@ def train(
 
     with planned(cfg, _this_command_line()) as plan:
         if plan.finished is not None:
-            log.info(finished_message(plan.run_dir))
+            log.info(plan.note)
             return plan.finished, {"config": plan.config}
         run = build.build(plan, list(extra_callbacks))
         objects = dict(datamodule=run.datamodule, model=run.model, trainer=run.trainer)

@@ -21,7 +21,7 @@ from vaelab.cli.errors import exit_for
 from vaelab.errors import AlreadyFinished, ConfigError, UserError
 from vaelab.runs.preflight import preflight, release_all
 from vaelab.runs.ranks import rank_name, rank_zero
-from vaelab.runs.resume import MAY_CHANGE, finished_message, override_key, under
+from vaelab.runs.resume import MAY_CHANGE, override_key, under
 from vaelab.runs.secrets import mask_logging, redact, remember
 
 
@@ -83,7 +83,7 @@ class RunGuard(Callback):
             with read_write(config), open_dict(config):
                 config.resume = plan.config.resume
         if plan.finished is not None:
-            raise AlreadyFinished(finished_message(run_dir))
+            raise AlreadyFinished(plan.note)
         if not rank_zero():
             _keep_records_apart(config)
 

@@ -7,6 +7,7 @@ continue from), reads a checkpoint given as ckpt_path, and holds the run directo
 process. The `Plan` it returns is what the rest of the run reads.
 """
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from vaelab.errors import ConfigError
 from vaelab.runs.lock import RunDirLock
 from vaelab.runs.ranks import rank_zero
 from vaelab.runs.resume import (
+    finished_message,
     finished_results,
     newest_checkpoint,
     read_checkpoint,
@@ -28,19 +30,22 @@ from vaelab.runs.resume import (
 )
 from vaelab.runs.secrets import remember
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Plan:
     """A run, decided: `config` is what it runs under (a resume's is the run's own config with
     this invocation's permitted changes); `checkpoint` and `start` the file the fit starts from
     and its content (a resume's newest, or ckpt_path), read once; `finished` the results of a
-    resumed run that has nothing left to do."""
+    resumed run that has nothing left to do; `note` what to tell the user about it."""
 
     config: DictConfig
     run_dir: Path
     checkpoint: Path | None = None
     start: dict | None = None
     finished: dict | None = None
+    note: str = ""
 
     @property
     def resumes(self) -> bool:
@@ -91,9 +96,20 @@ def _plan_training(cfg: DictConfig, overrides: list[str] | None, run_dir: Path) 
     cfg = resume_config(cfg, overrides)
     finished = finished_results(run_dir, cfg)
     if finished is not None:
-        return Plan(cfg, run_dir, finished=finished)
+        return Plan(cfg, run_dir, finished=finished, note=finished_message(run_dir))
     newest = newest_checkpoint(run_dir)
     return Plan(cfg, run_dir, *(newest or (None, None)))
+
+
+def _plan_job(cfg: DictConfig, overrides: list[str] | None, run_dir: Path) -> Plan:
+    """A multirun's job: in a sweep started again in its own directory, a finished job keeps
+    its results (unless the sweep now raises a limit) and an unfinished one continues."""
+    plan = _plan_training(cfg, overrides, run_dir)
+    if plan.resumes and plan.finished is not None:
+        plan.note = f"{run_dir} finished in an earlier run of this sweep: its results stand"
+    elif plan.resumes:
+        log.info(f"Continuing the unfinished job in {run_dir}")
+    return plan
 
 
 def preflight(cfg: DictConfig, overrides: list[str] | None, launcher: str | None = None) -> Plan:
@@ -113,7 +129,7 @@ def preflight(cfg: DictConfig, overrides: list[str] | None, launcher: str | None
         refuse_ddp_in_multirun(cfg, launcher)
     if cfg.get("task_name") == "train" and not cfg.get("hparams_search"):
         cfg = _resumed(cfg, run_dir, job=launcher is not None)
-        plan = _plan_training(cfg, overrides, run_dir)
+        plan = (_plan_training if launcher is None else _plan_job)(cfg, overrides, run_dir)
     lock = RunDirLock(run_dir) if rank_zero() else None
     _held[run_dir] = (plan, lock)
     if plan.finished is not None:
