@@ -1,26 +1,102 @@
-"""Callbacks that tests inject through the config, to run in the real training subprocess."""
+"""What many tests share: reading a run's files, comparing runs, and callbacks that tests inject
+(also through the config, to run in a real training subprocess)."""
 
+import csv
+import itertools
 import os
-import signal
 import signal as signal_module
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
-class KillAt(L.Callback):
-    """SIGKILL this process right after the optimizer step that reaches `step`: a pre-emption
-    or `kill -9` at a known point, with no chance to clean up. With several steps per call
-    (trainer.steps_per_call), after the call that reaches it."""
+def metrics_rows(run_dir: Path, name: str = "metrics.csv") -> list[dict]:
+    """The rows of a run's metrics.csv (or a sweep's sweep.csv), as csv.DictReader gives them."""
+    with open(Path(run_dir) / name, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def column(rows: list[dict], name: str, kind: type = float) -> list:
+    """The non-empty values of one column."""
+    return [kind(row[name]) for row in rows if row.get(name)]
+
+
+def assert_same_tensors(a, b, where: str = "") -> None:
+    """Nested dicts, lists and tensors equal bit for bit (other values equal)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def assert_same_run(run_dir: Path, reference: Path, rows: bool = True) -> None:
+    """Two runs ended alike: last.ckpt at the same step with the same weights, and (`rows`)
+    the same metrics.csv."""
+    ours = torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    theirs = torch.load(Path(reference) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ours["global_step"] == theirs["global_step"]
+    assert_same_tensors(ours["state_dict"], theirs["state_dict"], "state_dict")
+    if rows:
+        assert metrics_rows(run_dir) == metrics_rows(reference)
+
+
+_ports = itertools.count()
+
+
+def meeting_port() -> int:
+    """A port for a test's processes to meet on (MASTER_PORT). Below Linux's ephemeral range
+    (32768 and up), from which bind(0) and outgoing connections draw, and apart for each xdist
+    worker: no other test can take it between its choice and its use."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return 23000 + 500 * worker + next(_ports) % 500
+
+
+class Killed(Exception):
+    """The process ends here, as `kill -9` would end it: no checkpoint on the way out."""
+
+
+class StopAt(L.Callback):
+    """Stops a run at a known point, as something outside it would: after the optimizer step
+    that reaches `step` (stage "train"), or at the first batch of validation or testing once
+    that step is reached ("val", "test"; "none": never). `by` is a signal sent to this process
+    (SIGKILL: kill -9, no clean-up; SIGTERM: a scheduler's pre-emption; SIGINT: Ctrl-C; SIGUSR1)
+    or an exception raised there ("Killed", or "SIGTERMException": Lightning's report of a
+    SIGTERM). With several optimizer steps per call, after the call that reaches `step`."""
 
     acts_once_per_call = True
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, stage: str = "train", by: str = "SIGTERM"):
+        self.step, self.stage, self.by, self.done = step, stage, by, False
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+    def _maybe(self, trainer, stage: str) -> None:
+        if stage != self.stage or trainer.global_step < self.step or self.done:
+            return
+        self.done = True
+        if self.by == "Killed":
+            raise Killed
+        if self.by == "SIGTERMException":
+            raise SIGTERMException
+        os.kill(os.getpid(), getattr(signal_module, self.by))
+
+    def on_train_batch_end(self, trainer, *args):
+        self._maybe(trainer, "train")
+
+    def on_validation_batch_start(self, trainer, *args):
+        if not trainer.sanity_checking:
+            self._maybe(trainer, "val")
+
+    def on_test_batch_start(self, trainer, *args):
+        self._maybe(trainer, "test")
 
 
 class RecordBatches(L.Callback):
@@ -48,30 +124,3 @@ class PoisonWeights(L.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
-
-
-class SignalAt(L.Callback):
-    """Sends this process `signal` (a name: SIGTERM, SIGINT) in the given stage: after the
-    optimizer step that reaches `step` in training, or at the first batch of validation or
-    testing once that step is reached: what a scheduler's pre-emption does, at a known point."""
-
-    acts_once_per_call = True
-
-    def __init__(self, step: int, stage: str = "train", signal: str = "SIGTERM"):
-        self.step, self.stage, self.signal = step, stage, getattr(signal_module, signal)
-        self.sent = False
-
-    def _maybe(self, trainer, stage: str) -> None:
-        if stage == self.stage and trainer.global_step >= self.step and not self.sent:
-            self.sent = True
-            os.kill(os.getpid(), self.signal)
-
-    def on_train_batch_end(self, trainer, *args):
-        self._maybe(trainer, "train")
-
-    def on_validation_batch_start(self, trainer, *args):
-        if not trainer.sanity_checking:
-            self._maybe(trainer, "val")
-
-    def on_test_batch_start(self, trainer, *args):
-        self._maybe(trainer, "test")

@@ -1,6 +1,5 @@
 """The real console script in a subprocess, as a user runs it."""
 
-import csv
 import json
 import os
 import re
@@ -10,6 +9,8 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+
+from tests.helpers import metrics_rows
 
 VAELAB_TRAIN = shutil.which("vaelab-train", path=str(Path(sys.executable).parent))
 
@@ -56,8 +57,7 @@ def test_default_run_writes_the_whole_run_directory(tmp_path):
     assert len(results.get("git_commit", "x" * 40)) == 40
 
     # val/elbo improves from the first epoch to the last.
-    with open(run_dir / "metrics.csv") as file:
-        val = [float(row["val/elbo"]) for row in csv.DictReader(file) if row["val/elbo"]]
+    val = [float(row["val/elbo"]) for row in metrics_rows(run_dir) if row["val/elbo"]]
     assert len(val) == 6 and val[-1] > val[0]
 
     for name in ("reconstructions.png", "samples.png", "samples_epoch004.png", "traversals.png"):

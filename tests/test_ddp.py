@@ -1,12 +1,12 @@
 """Data-parallel training on two CPU processes, through the real CLI: Lightning's `ddp` launcher
 starts the second rank by re-running the command line."""
 
-import csv
 from collections import Counter
 
 import pytest
 import torch
 
+from tests.helpers import metrics_rows, meeting_port
 from tests.test_cli import VAELAB_TRAIN, run
 from tests.test_resume import ROOT
 from vaelab.data import DigitsDataModule
@@ -20,8 +20,7 @@ COMMON = [
 
 
 def first_val_recon(run_dir) -> float:
-    with open(run_dir / "metrics.csv") as file:
-        return next(float(r["val/recon"]) for r in csv.DictReader(file) if r["val/recon"])
+    return next(float(r["val/recon"]) for r in metrics_rows(run_dir) if r["val/recon"])
 
 
 def assert_one_epoch_sharded(folder) -> None:
@@ -43,7 +42,8 @@ def test_two_cpu_ranks_match_one_process_and_share_the_epoch(tmp_path):
         run_dir = tmp_path / trainer
         args = [VAELAB_TRAIN, *COMMON, f"trainer={trainer}", f"hydra.run.dir={run_dir}", *record]
         args.append(f"+callbacks.record.folder={tmp_path / trainer / 'seen'}")
-        result = run(args, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+        env = {"PYTHONPATH": str(ROOT), "MASTER_PORT": str(meeting_port())}
+        result = run(args, cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[trainer] = run_dir
 

@@ -14,6 +14,7 @@ from tests.datasets import (
     write_mpi3d_like,
     write_shapes3d_like,
 )
+from tests.helpers import metrics_rows
 from vaelab.data import (
     DSpritesDataModule,
     MPI3DDataModule,
@@ -245,7 +246,6 @@ def test_vaelab_train_on_sprites_through_the_cli(tmp_path):
 
 
 def test_the_study_command_runs_a_sweep_with_the_scores_and_their_picture(tmp_path):
-    import csv
     import subprocess
     import sys
     from pathlib import Path
@@ -259,8 +259,7 @@ def test_the_study_command_runs_a_sweep_with_the_scores_and_their_picture(tmp_pa
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(tmp_path / "sweep" / "sweep.csv") as file:
-        rows = list(csv.DictReader(file))
+    rows = metrics_rows(tmp_path / "sweep", "sweep.csv")
     assert [(r["model"], r["seed"]) for r in rows] == [
         ("vae", "1"),
         ("vae", "2"),

@@ -1,10 +1,9 @@
 """KL control: the schedules, free bits, capacity annealing and the collapse diagnostics."""
 
-import csv
-
 import pytest
 import torch
 
+from tests.helpers import metrics_rows
 from tests.test_resume import train as train_cli
 from vaelab.errors import ConfigError
 from vaelab.metrics import ActiveUnits, KLPerDimension
@@ -46,8 +45,7 @@ def test_the_cyclical_preset_cycles_within_a_default_length_digits_run(compose_t
     cfg = compose_train("model=cyclical_vae", "logger=csv", "callbacks.images=null")
     assert cfg.trainer.max_epochs == 20  # the default run: 12 steps an epoch, 240 in all
     train(cfg)
-    with open(f"{cfg.paths.output_dir}/metrics.csv") as file:
-        beta = [float(r["train/beta"]) for r in csv.DictReader(file) if r["train/beta"]]
+    beta = [float(r["train/beta"]) for r in metrics_rows(cfg.paths.output_dir) if r["train/beta"]]
     rises = sum(b > a for a, b in zip(beta, beta[1:]))
     falls = sum(b < a for a, b in zip(beta, beta[1:]))
     assert falls == 3 and rises >= 4 and max(beta) == 1.0, beta
@@ -107,8 +105,7 @@ def test_capacity_annealing_holds_the_kl_at_the_target(compose_train):
         "trainer.max_epochs=20",
     )
     results, _ = train(cfg)
-    with open(f"{cfg.paths.output_dir}/metrics.csv") as file:
-        rows = list(csv.DictReader(file))
+    rows = metrics_rows(cfg.paths.output_dir)
     val_kl = [float(r["val/kl"]) for r in rows if r["val/kl"]]
     capacity = [float(r["train/capacity"]) for r in rows if r["train/capacity"]]
     assert capacity[-1] == pytest.approx(5.0)
@@ -136,8 +133,7 @@ def test_a_resume_continues_the_warmup_where_it_stopped(tmp_path):
     assert code == 0, out[-3000:]
     code, out = train_cli(tmp_path, f"resume={run_dir}", "trainer.max_epochs=3")
     assert code == 0, out[-3000:]
-    with open(run_dir / "metrics.csv") as file:
-        rows = [r for r in csv.DictReader(file) if r["train/beta"]]
+    rows = [r for r in metrics_rows(run_dir) if r["train/beta"]]
     # beta = step / 100 in force at each logged step, through steps 24..35 after the resume,
     # not 0..11 again.
     steps = [int(r["step"]) for r in rows]

@@ -2,7 +2,6 @@
 run resumed from it, killed anywhere or extended once finished, is the run that never stopped:
 the same weights, the same rows of metrics.csv at the same steps."""
 
-import csv
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +9,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
+from tests.helpers import Killed, StopAt, assert_same_run, metrics_rows
 from vaelab.train import train
 
 # Digits, 11 steps an epoch, a CSV log.
@@ -18,11 +18,6 @@ COMMON = ["trainer.limit_train_batches=11", "callbacks.images=null", "logger=csv
 
 def _step(path: Path) -> int:
     return torch.load(path, weights_only=True)["global_step"]
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv") as file:
-        return list(csv.DictReader(file))
 
 
 class Peek(L.Callback):
@@ -51,24 +46,6 @@ def test_last_ckpt_is_written_at_every_validation_and_at_the_end(compose_train):
     assert _step(checkpoints / "best.ckpt") == 11
 
 
-class Killed(Exception):
-    pass
-
-
-class KillInValidation(L.Callback):
-    """Stops the process at the first validation batch once `step` is reached: as `kill -9` there
-    would, with no checkpoint written on the way out."""
-
-    acts_once_per_call = True
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_validation_batch_start(self, trainer, *args):
-        if not trainer.sanity_checking and trainer.global_step >= self.step:
-            raise Killed
-
-
 @pytest.mark.parametrize("steps_per_call", [1, "auto"])
 @pytest.mark.parametrize(
     "where",
@@ -91,7 +68,7 @@ def test_a_run_killed_while_validating_validates_again_when_resumed(
     train(straight)
     cfg = compose_train(*settings)
     with pytest.raises(Killed):
-        train(cfg, extra_callbacks=[KillInValidation(step=20)])
+        train(cfg, extra_callbacks=[StopAt(20, stage="val", by="Killed")])
     run_dir = Path(cfg.paths.output_dir)
     assert _step(run_dir / "checkpoints" / "last.ckpt") < 20  # the step save waited for it
     resumed = compose_train(*settings, f"resume={run_dir}")
@@ -99,28 +76,11 @@ def test_a_run_killed_while_validating_validates_again_when_resumed(
         resumed.paths.output_dir = str(run_dir)
     train(resumed)
     reference = Path(straight.paths.output_dir)
-    assert _rows(run_dir) == _rows(reference)  # the killed validation among them
-    assert sum(1 for row in _rows(run_dir) if row["val/elbo"]) >= 4
-    ours = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    theirs = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ours["global_step"] == theirs["global_step"] == 44
+    assert_same_run(run_dir, reference)  # the killed validation among the rows
+    assert sum(1 for row in metrics_rows(run_dir) if row["val/elbo"]) >= 4
+    assert _step(run_dir / "checkpoints" / "last.ckpt") == 44
     best_step = _step(reference / "checkpoints" / "best.ckpt")
     assert _step(run_dir / "checkpoints" / "best.ckpt") == best_step < 20  # from before the kill
-    for name, value in theirs["state_dict"].items():
-        assert torch.equal(ours["state_dict"][name], value), name
-
-
-class KillAfter(L.Callback):
-    """Stops the process after the optimizer step that reaches `step`, before a checkpoint."""
-
-    acts_once_per_call = True
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= self.step:
-            raise Killed
 
 
 def _resume(compose_train, run_dir: Path, *overrides: str) -> None:
@@ -128,15 +88,6 @@ def _resume(compose_train, run_dir: Path, *overrides: str) -> None:
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     train(cfg)
-
-
-def _assert_same_run(run_dir: Path, reference: Path) -> None:
-    assert _rows(run_dir) == _rows(reference)
-    ours = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    theirs = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ours["global_step"] == theirs["global_step"]
-    for name, value in theirs["state_dict"].items():
-        assert torch.equal(ours["state_dict"][name], value), name
 
 
 @pytest.mark.parametrize(
@@ -159,10 +110,10 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_run_that_never_stopped(compo
     train(straight)
     cfg = compose_train(*settings)
     with pytest.raises(Killed):
-        train(cfg, extra_callbacks=[KillAfter(step=50)])  # after epoch 4 (44 steps)
+        train(cfg, extra_callbacks=[StopAt(50, by="Killed")])  # after epoch 4 (44 steps)
     run_dir = Path(cfg.paths.output_dir)
     _resume(compose_train, run_dir, *limits)
-    _assert_same_run(run_dir, Path(straight.paths.output_dir))
+    assert_same_run(run_dir, Path(straight.paths.output_dir))
 
 
 @pytest.mark.parametrize(
@@ -187,4 +138,4 @@ def test_a_finished_run_extended_is_the_longer_run(compose_train, first, then):
     assert _step(run_dir / "checkpoints" / "last.ckpt") == results["global_step"]
     _resume(compose_train, run_dir, *then)
     # The first run's test rows are dropped with the rows after its checkpoint: none after it.
-    _assert_same_run(run_dir, Path(straight.paths.output_dir))
+    assert_same_run(run_dir, Path(straight.paths.output_dir))

@@ -2,12 +2,11 @@
 resumes to the weights and rows of the run that never stopped, and serves vaelab-eval,
 vaelab-embed and vaelab-sample (run in-process here; the CLI shell is tested in test_cli)."""
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from tests.helpers import StopAt
 from tests.test_resume import assert_identical, weights
 from vaelab import compose
 from vaelab.config.presets import one_preset_per_class
@@ -29,17 +28,6 @@ SMALLER = {"factor_vae": ["model.discriminator_units=64"]}
 QUICK = ["trainer=cpu", "callbacks.rich_progress_bar=null", "logger=csv", "iw_samples=5"]
 
 
-class Preempt(L.Callback):
-    """A scheduler's SIGTERM arriving after `step` optimizer steps, as Lightning reports it."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            raise SIGTERMException
-
-
 @pytest.mark.parametrize("net", sorted(NETS))
 @pytest.mark.parametrize("model", FAMILY)
 def test_model_trains_resumes_exactly_and_serves_eval_embed_sample(model, net, tmp_path):
@@ -47,7 +35,10 @@ def test_model_trains_resumes_exactly_and_serves_eval_embed_sample(model, net, t
     # Digits: 12 steps per epoch; the stop falls in the middle of the second epoch.
     straight, _ = train(compose(*setting, "trainer.max_epochs=2", output_dir=tmp_path / "a"))
     with pytest.raises(Preempted):
-        train(compose(*setting, "trainer.max_epochs=2", output_dir=tmp_path / "b"), [Preempt(17)])
+        train(
+            compose(*setting, "trainer.max_epochs=2", output_dir=tmp_path / "b"),
+            [StopAt(17, by="SIGTERMException")],
+        )
     resumed, _ = train(compose(*setting, f"resume={tmp_path / 'b'}"))
     assert_identical(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert (tmp_path / "a" / "metrics.csv").read_bytes() == (

@@ -1,7 +1,6 @@
 """The LightningModules built from composed configs: one batch each, the loss identity, and the
 checkpoint round trip."""
 
-import csv
 import math
 
 import lightning as L
@@ -9,6 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from tests.helpers import metrics_rows
 from vaelab.config.instantiate import build
 from vaelab.config.presets import one_preset_per_class
 from vaelab.errors import ConfigError
@@ -80,8 +80,7 @@ def test_training_terms_are_logged_once_per_step_under_accumulation(compose_trai
     cfg = compose_train("logger=csv", "trainer.log_every_n_steps=1")
     cfg.trainer.accumulate_grad_batches, cfg.trainer.max_steps = 2, 6
     train(cfg)
-    with open(f"{cfg.paths.output_dir}/metrics.csv") as file:
-        steps = [int(r["step"]) for r in csv.DictReader(file) if r["train/loss"]]
+    steps = [int(r["step"]) for r in metrics_rows(cfg.paths.output_dir) if r["train/loss"]]
     # Six optimizer steps of two batches each; the epoch's mean is not a row of its own.
     assert steps == list(range(6))
 

@@ -4,12 +4,12 @@ LOCAL_RANK) and trainer.num_nodes=2, over gloo. One run, sharded across the node
 reduced, in one run directory; stopped, resumed, and the same as the run that never stopped."""
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import meeting_port
 from tests.test_cli import VAELAB_TRAIN
 from tests.test_ddp import assert_one_epoch_sharded, first_val_recon
 from tests.test_resume import ROOT, assert_identical, weights
@@ -24,15 +24,9 @@ NODES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def two_nodes(tmp: Path, *args: str) -> list[str]:
     """The same command on node 0 and node 1; each one's output. Both must succeed."""
-    port = str(_free_port())
+    port = str(meeting_port())
     quiet = ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")  # a developer's, not the commands'
     env = {k: v for k, v in os.environ.items() if k not in quiet}
     env |= {"WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1",

@@ -1,6 +1,5 @@
 """Stop a run anywhere, resume it, and get the weights of the run that never stopped."""
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import metrics_rows
 from tests.test_cli import VAELAB_TRAIN, assert_quiet, run
 from tests.wandb_records import run_contents
 from vaelab.errors import DataError
@@ -39,11 +39,6 @@ def assert_identical(a: dict, b: dict) -> None:
         assert torch.equal(torch.as_tensor(a[name]), torch.as_tensor(b[name])), name
 
 
-def csv_rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv") as file:
-        return list(csv.DictReader(file))
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> Path:
     """Four epochs without a stop, one optimizer step per Lightning step: what every resumed run
@@ -71,7 +66,7 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
     assert (run_dir / ".hydra" / "overrides.yaml").read_text() == original_hydra
     assert len(list(run_dir.glob(".hydra_resume_*/overrides.yaml"))) == 1
     # metrics.csv holds both halves; the step count continues.
-    val_steps = [int(r["step"]) for r in csv_rows(run_dir) if r["val/elbo"]]
+    val_steps = [int(r["step"]) for r in metrics_rows(run_dir) if r["val/elbo"]]
     assert val_steps == [11, 23, 35, 47]
     # The same W&B run continues, and its global step with it.
     results = json.loads((run_dir / "results.json").read_text())
@@ -103,7 +98,8 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
 
 def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path):
     run_dir = tmp_path / "run"
-    kill = ["+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=33"]
+    kill = ["+callbacks.kill._target_=tests.helpers.StopAt", "+callbacks.kill.step=33",
+            "+callbacks.kill.by=SIGKILL"]  # fmt: skip
     code, _ = train(tmp_path, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}", *kill)
     assert code == -9  # killed, no clean-up
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -115,7 +111,7 @@ def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path):
     code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.kill=null")
     assert code == 0, out[-3000:]
     assert_identical(weights(run_dir), weights(straight))
-    val_steps = [int(r["step"]) for r in csv_rows(run_dir) if r["val/elbo"]]
+    val_steps = [int(r["step"]) for r in metrics_rows(run_dir) if r["val/elbo"]]
     assert val_steps == [11, 23, 35, 47]
 
 

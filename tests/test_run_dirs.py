@@ -6,12 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,8 @@ COMMON = [
     "trainer.accelerator=cpu",
     "trainer.max_epochs=3",
 ]
-SIGNAL = "+callbacks.stop._target_=tests.helpers.SignalAt"
-KILL = "+callbacks.stop._target_=tests.helpers.KillAt"
+SIGNAL = "+callbacks.stop._target_=tests.helpers.StopAt"
+KILL = [SIGNAL, "+callbacks.stop.by=SIGKILL"]
 # What differs between two runs of one setting that are not the same directory or invocation.
 NOT_METRICS = ("command", "run_dir", "best_ckpt", "git_commit", "wandb_id")
 
@@ -86,9 +86,11 @@ def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, t
     uninterrupted run's, as are the final metrics, and TensorBoard holds each step once."""
     run_dir = tmp_path / "run"
     loggers = "logger=many"  # csv, tensorboard, wandb (offline)
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", loggers, KILL, "+callbacks.stop.step=8")
+    code, out = train(
+        tmp_path, f"hydra.run.dir={run_dir}", loggers, *KILL, "+callbacks.stop.step=8"
+    )
     assert code == -9, out[-3000:]
-    code, out = train(tmp_path, f"resume={run_dir}", KILL, "+callbacks.stop.step=19")
+    code, out = train(tmp_path, f"resume={run_dir}", *KILL, "+callbacks.stop.step=19")
     assert code == -9, out[-3000:]
     code, out = train(tmp_path, f"resume={run_dir}", SIGNAL, "+callbacks.stop.step=30")
     assert code == 143, out[-3000:]
@@ -113,10 +115,8 @@ def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, t
 
 def test_epoch_means_stay_out_of_the_step_logs(straight):
     """One row per logged training step: the epoch means go to results.json only."""
-    import csv
 
-    with open(straight / "metrics.csv") as file:
-        rows = [r for r in csv.DictReader(file) if r["train/loss"]]
+    rows = [r for r in metrics_rows(straight) if r["train/loss"]]
     steps = [int(r["step"]) for r in rows]
     assert steps == list(range(2, 36, 3)) and len(set(steps)) == len(steps)
     assert "train/loss" in json.loads((straight / "results.json").read_text())
@@ -145,7 +145,7 @@ def test_sigterm_in_validation_or_testing_is_finished_by_resume(straight, tmp_pa
 def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path):
     run_dir = tmp_path / "run"
     stop = [SIGNAL, "+callbacks.stop.step=0", "+callbacks.stop.stage=test"]
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", *stop, "+callbacks.stop.signal=SIGINT")
+    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", *stop, "+callbacks.stop.by=SIGINT")
     assert code == 1 and not (run_dir / "results.json").exists(), out[-3000:]
     code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
     assert code == 0, out[-3000:]
@@ -169,7 +169,7 @@ def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
     assert json.loads((copy / "results.json").read_text())["best_ckpt"].startswith(f"{copy}/")
 
     first = tmp_path / "first"
-    code, out = train(tmp_path, f"hydra.run.dir={first}", KILL, "+callbacks.stop.step=20")
+    code, out = train(tmp_path, f"hydra.run.dir={first}", *KILL, "+callbacks.stop.step=20")
     assert code == -9, out[-3000:]
 
     moved = tmp_path / "moved"
@@ -204,7 +204,6 @@ def test_one_process_per_run_directory(tmp_path):
             f"give this run another hydra.run.dir"
         )
         assert snapshot(run_dir) == before  # nothing written: no .hydra/, no log
-    time.sleep(0.1)
     code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
     assert code == 0, out[-3000:]
 
@@ -262,9 +261,9 @@ def test_a_slurm_preemption_and_requeue_continue_the_run(straight, tmp_path):
              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NNODES": "1",
              "SLURM_NODELIST": "localhost", "SLURM_NTASKS_PER_NODE": "1"}  # fmt: skip
     env = {"PYTHONPATH": str(ROOT), **slurm}
-    usr1 = ["+callbacks.usr1._target_=tests.helpers.SignalAt", "+callbacks.usr1.step=17",
-            "+callbacks.usr1.signal=SIGUSR1"]  # fmt: skip
-    term = ["+callbacks.term._target_=tests.helpers.SignalAt", "+callbacks.term.step=21"]
+    usr1 = ["+callbacks.usr1._target_=tests.helpers.StopAt", "+callbacks.usr1.step=17",
+            "+callbacks.usr1.by=SIGUSR1"]  # fmt: skip
+    term = ["+callbacks.term._target_=tests.helpers.StopAt", "+callbacks.term.step=21"]
     args = [VAELAB_TRAIN, *COMMON, f"hydra.run.dir={run_dir}"]
     first = run([*args, *usr1, *term], cwd=tmp_path, env=env)
     assert first.returncode == 143, first.stderr[-3000:]

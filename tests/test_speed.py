@@ -84,7 +84,9 @@ def test_on_device_choice():
     assert not dm._keep_on(torch.device("cpu"))
     assert DigitsDataModule(on_device=True)._keep_on(torch.device("cuda"))
     assert not DigitsDataModule(on_device=False)._keep_on(torch.device("cuda"))
-    with pytest.raises(ConfigError, match="data.on_device='sometimes': must be true, false or auto"):
+    with pytest.raises(
+        ConfigError, match="data.on_device='sometimes': must be true, false or auto"
+    ):
         compose("data.on_device=sometimes")
 
 

@@ -1,7 +1,6 @@
 """Several optimizer steps per Lightning step (trainer.steps_per_call): the same run, bit for bit,
 as one step per call, whatever counts steps."""
 
-import csv
 from pathlib import Path
 
 import lightning as L
@@ -10,7 +9,7 @@ import torch
 from omegaconf import open_dict
 
 from tests.conftest import composer
-from tests.helpers import PoisonWeights
+from tests.helpers import PoisonWeights, assert_same_tensors, metrics_rows
 from vaelab.config.presets import group_options
 from vaelab.config.schema import validate
 from vaelab.data import DigitsDataModule
@@ -81,26 +80,6 @@ def _checkpoint(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 
-def _assert_same_tensors(a, b, where: str) -> None:
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same_tensors(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    else:
-        assert a == b, where
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "metrics.csv") as file:
-        return list(csv.DictReader(file))
-
-
 @pytest.fixture(scope="module")
 def one_step(tmp_path_factory):
     """The reference: one optimizer step per Lightning step."""
@@ -128,12 +107,12 @@ def test_k_steps_per_call_are_the_one_step_run_bit_for_bit(one_step, compose_tra
     assert by_hand["total"]["completed"] == 301
     del theirs["loops"]["fit_loop"]["epoch_loop.manual_optimization.optim_step_progress"]
     for key in ("state_dict", "optimizer_states", "lr_schedulers", "loops", "train_means"):
-        _assert_same_tensors(ours[key], theirs[key], key)
+        assert_same_tensors(ours[key], theirs[key], key)
     assert Path(results["best_ckpt"]).name == Path(reference["best_ckpt"]).name
     assert results["test/elbo"] == reference["test/elbo"]
-    assert _rows(run_dir) == _rows(reference_dir)
+    assert metrics_rows(run_dir) == metrics_rows(reference_dir)
     # The windows, validations and checkpoints fell where they fall with one step per call.
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert [int(r["step"]) for r in rows if r["train/loss"]][:3] == [2, 5, 8]
     assert [int(r["step"]) for r in rows if r["val/elbo"]][:3] == [6, 17, 28]
     lr = [float(r["lr-Adam"]) for r in rows if r["lr-Adam"]]
@@ -170,8 +149,8 @@ def test_a_run_killed_mid_call_resumes_to_the_one_step_run(one_step, compose_tra
     train(resumed)
     ours, theirs = _checkpoint(run_dir), _checkpoint(reference_dir)
     for key in ("state_dict", "optimizer_states", "lr_schedulers"):
-        _assert_same_tensors(ours[key], theirs[key], key)
-    assert _rows(run_dir) == _rows(reference_dir)
+        assert_same_tensors(ours[key], theirs[key], key)
+    assert metrics_rows(run_dir) == metrics_rows(reference_dir)
 
 
 @pytest.mark.parametrize("model", group_options("model"))
@@ -185,7 +164,7 @@ def test_every_model_takes_several_steps_per_call_as_it_takes_one(compose_train,
         results, objects = train(compose_train(*common, f"trainer.steps_per_call={steps}"))
         runs.append((objects["model"].state_dict(), results.get("test/loss")))
     (a, loss_a), (b, loss_b) = runs
-    _assert_same_tensors(a, b, "state_dict")
+    assert_same_tensors(a, b, "state_dict")
     assert loss_a == loss_b
 
 
@@ -271,4 +250,4 @@ def test_hooks_around_each_step_are_called_for_each_step(compose_train):
         if steps > 1:  # someone listens: Lightning's own path
             assert objects["model"].several_steps.direct is False
     assert len(norms[1]) == 40 and norms[8] == norms[1]  # before clipping, as Lightning gives
-    _assert_same_tensors(weights[8], weights[1], "state_dict")
+    assert_same_tensors(weights[8], weights[1], "state_dict")

@@ -1,17 +1,12 @@
 """Multiruns: launchers, the sweep summary, and failed jobs."""
 
-import csv
 import os
 from pathlib import Path
 
+from tests.helpers import metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 
 QUICK = ["callbacks.rich_progress_bar=null", "trainer.accelerator=cpu"]
-
-
-def rows(sweep: Path) -> list[dict]:
-    with open(sweep / "sweep.csv") as file:
-        return list(csv.DictReader(file))
 
 
 def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
@@ -30,7 +25,7 @@ def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
     result = run(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
-    summary = rows(sweep)
+    summary = metrics_rows(sweep, "sweep.csv")
     assert [(r["model.beta"], r["seed"], r["status"]) for r in summary] == [
         ("0.5", "1", "COMPLETED"),
         ("0.5", "2", "COMPLETED"),
@@ -51,7 +46,9 @@ def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
         [str(Path(VAELAB_TRAIN).parent / "python"), "-m", "vaelab.sweep", str(sweep)], cwd=tmp_path
     )
     assert script.returncode == 0, script.stderr
-    assert [r["test/kl"] for r in rows(sweep)] == [r["test/kl"] for r in summary]
+    assert [r["test/kl"] for r in metrics_rows(sweep, "sweep.csv")] == [
+        r["test/kl"] for r in summary
+    ]
     assert (sweep / "rate_distortion.png").is_file()
 
 
@@ -67,7 +64,7 @@ def test_a_failed_job_is_recorded_and_raises(tmp_path):
     ]
     result = run(args, cwd=tmp_path)
     assert result.returncode == 1
-    (row, *_) = rows(sweep)
+    (row, *_) = metrics_rows(sweep, "sweep.csv")
     assert row["status"] == "FAILED" and "model.latent_dim=0" in row["error"]
 
 
@@ -85,7 +82,7 @@ def test_submitit_local_runs_each_job_in_its_own_process(tmp_path):
     ]
     result = run(args, cwd=tmp_path, env={"PYTHONPATH": os.getcwd()})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
+    assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
     assert all((sweep / job / "results.json").is_file() for job in ("0", "1"))
 
 
@@ -93,31 +90,30 @@ def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(tmp_pa
     """Job 1 is killed at step 15 (after its epoch-0 checkpoint); the same sweep started again
     in the same sweep dir keeps job 0 as it was and continues job 1 from its checkpoint."""
     sweep = tmp_path / "sweep"
-    kill = "+callbacks.kill._target_=tests.helpers.KillAt"
+    kill = ["+callbacks.kill._target_=tests.helpers.StopAt", "+callbacks.kill.by=SIGKILL"]
     common = [VAELAB_TRAIN, "-m", *QUICK, "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}"]
     env = {"PYTHONPATH": str(Path(__file__).parents[1])}
-    first = run([*common, kill, "+callbacks.kill.step=1000,15"], cwd=tmp_path, env=env)
+    first = run([*common, *kill, "+callbacks.kill.step=1000,15"], cwd=tmp_path, env=env)
     assert first.returncode == -9  # killed mid-sweep
     done = (sweep / "0" / "results.json").read_bytes()
     assert not (sweep / "1" / "results.json").exists()
 
-    again = run([*common, kill, "+callbacks.kill.step=1000,1001"], cwd=tmp_path, env=env)
+    again = run([*common, *kill, "+callbacks.kill.step=1000,1001"], cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (sweep / "0" / "results.json").read_bytes() == done  # not run again
     log = again.stdout + again.stderr
     assert "finished in an earlier run of this sweep" in log
     assert "Continuing the unfinished job" in log
-    with open(sweep / "1" / "metrics.csv") as file:
-        steps = [int(r["step"]) for r in csv.DictReader(file) if r["val/elbo"]]
+    steps = [int(r["step"]) for r in metrics_rows(sweep / "1") if r["val/elbo"]]
     assert steps == [11, 23]  # epoch 0 once, from the first run; epoch 1 after the restart
-    assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
+    assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
 
 
 def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_again(tmp_path):
     """SIGTERM while job 0 tests: the sweep stops there (exit 143; job 1 does not start), and the
     same command started again finishes job 0 from its checkpoint, then runs job 1."""
     sweep = tmp_path / "sweep"
-    stop = ["+callbacks.stop._target_=tests.helpers.SignalAt", "+callbacks.stop.step=0"]
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAt", "+callbacks.stop.step=0"]
     common = [VAELAB_TRAIN, "-m", *QUICK, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
     env = {"PYTHONPATH": str(Path(__file__).parents[1])}
     first = run([*common, *stop, "+callbacks.stop.stage=test,none"], cwd=tmp_path, env=env)
@@ -130,9 +126,8 @@ def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_aga
 
     again = run([*common, *stop, "+callbacks.stop.stage=none,none"], cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [r["status"] for r in rows(sweep)] == ["COMPLETED", "COMPLETED"]
-    with open(sweep / "0" / "metrics.csv") as file:
-        tested = [r["step"] for r in csv.DictReader(file) if r["test/elbo"]]
+    assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
+    tested = [r["step"] for r in metrics_rows(sweep / "0") if r["test/elbo"]]
     assert tested == ["12"]  # tested once, after the restart
 
 
@@ -144,6 +139,6 @@ def test_every_model_preset_trains_through_the_cli_in_one_multirun(tmp_path):
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     result = run(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = rows(sweep)
+    summary = metrics_rows(sweep, "sweep.csv")
     assert [(r["model"], r["status"]) for r in summary] == [(p, "COMPLETED") for p in presets]
     assert all(float(r["test/loss"]) > 0 for r in summary)

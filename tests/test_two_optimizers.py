@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tests.test_model_family import Preempt
+from tests.helpers import StopAt
 from tests.test_resume import assert_identical, weights
 from vaelab import compose
 from vaelab.errors import Preempted
@@ -75,7 +75,10 @@ def test_two_optimizers_count_one_step_per_batch_and_resume_exactly(tmp_path):
     assert {"train/fool", "test/fool"} <= set(straight)
 
     with pytest.raises(Preempted):
-        train(compose(*SETTING, "trainer.max_epochs=2", output_dir=tmp_path / "b"), [Preempt(17)])
+        train(
+            compose(*SETTING, "trainer.max_epochs=2", output_dir=tmp_path / "b"),
+            [StopAt(17, by="SIGTERMException")],
+        )
     train(compose(*SETTING, f"resume={tmp_path / 'b'}"))
     assert_identical(weights(tmp_path / "a"), weights(tmp_path / "b"))
     resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)

@@ -34,6 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "test")
     model.iw_samples = cfg.iw_samples  # read by the models that report test/nll_iw
     trainer = inference_trainer(cfg.trainer)
+    log.info(f"Testing {cfg.ckpt_path} with {cfg.iw_samples} importance samples per example")
     (metrics,) = trainer.test(model, datamodule=datamodule, weights_only=True)
     with placed(model, trainer) as model:
         train_codes = embed(model, datamodule.loader("train"))
