@@ -9,7 +9,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 def metrics_rows(run_dir: Path, name: str = "metrics.csv") -> list[dict]:
@@ -39,11 +38,19 @@ def assert_same_tensors(a, b, where: str = "") -> None:
         assert a == b, where
 
 
+def last_step(run_dir: Path) -> int:
+    """The global step of a run's last.ckpt."""
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return torch.load(path, weights_only=True)["global_step"]
+
+
 def assert_same_run(run_dir: Path, reference: Path, rows: bool = True) -> None:
     """Two runs ended alike: last.ckpt at the same step with the same weights, and (`rows`)
     the same metrics.csv."""
-    ours = torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-    theirs = torch.load(Path(reference) / "checkpoints" / "last.ckpt", weights_only=True)
+    ours, theirs = (
+        torch.load(Path(folder) / "checkpoints" / "last.ckpt", weights_only=True)
+        for folder in (run_dir, reference)
+    )
     assert ours["global_step"] == theirs["global_step"]
     assert_same_tensors(ours["state_dict"], theirs["state_dict"], "state_dict")
     if rows:
@@ -70,8 +77,10 @@ class StopAt(L.Callback):
     that reaches `step` (stage "train"), or at the first batch of validation or testing once
     that step is reached ("val", "test"; "none": never). `by` is a signal sent to this process
     (SIGKILL: kill -9, no clean-up; SIGTERM: a scheduler's pre-emption; SIGINT: Ctrl-C; SIGUSR1)
-    or an exception raised there ("Killed", or "SIGTERMException": Lightning's report of a
-    SIGTERM). With several optimizer steps per call, after the call that reaches `step`."""
+    (in a test's own process too: Lightning handles SIGTERM while it fits, and stops after a
+    validation that is due, as for a scheduler's) or "Killed", an exception raised there (the
+    process ends there, no checkpoint on the way out). With several optimizer steps per call,
+    after the call that reaches `step`."""
 
     acts_once_per_call = True
 
@@ -84,8 +93,6 @@ class StopAt(L.Callback):
         self.done = True
         if self.by == "Killed":
             raise Killed
-        if self.by == "SIGTERMException":
-            raise SIGTERMException
         os.kill(os.getpid(), getattr(signal_module, self.by))
 
     def on_train_batch_end(self, trainer, *args):

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from tests.helpers import metrics_rows, meeting_port
+from tests.helpers import meeting_port, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 from tests.test_resume import ROOT
 from vaelab.data import DigitsDataModule

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import metrics_rows
+from tests.helpers import assert_same_run, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, assert_quiet, run
 from tests.wandb_records import run_contents
 from vaelab.errors import DataError
@@ -26,17 +26,6 @@ COMMON = [
 def train(tmp: Path, *args: str) -> tuple[int, str]:
     result = run([VAELAB_TRAIN, *COMMON, *args], cwd=tmp, env={"PYTHONPATH": str(ROOT)})
     return result.returncode, result.stdout + result.stderr
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    return {"step": checkpoint["global_step"], **checkpoint["state_dict"]}
-
-
-def assert_identical(a: dict, b: dict) -> None:
-    assert a["step"] == b["step"]
-    for name in a:
-        assert torch.equal(torch.as_tensor(a[name]), torch.as_tensor(b[name])), name
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +48,7 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
 
     code, out = train(tmp_path, f"resume={run_dir}", "trainer.max_epochs=4")
     assert code == 0, out[-3000:]
-    assert_identical(weights(run_dir), weights(straight))
+    assert_same_run(run_dir, straight, rows=False)
     assert_quiet(out)  # no "checkpoint directory not empty", no tips
 
     # Hydra's record of the resume sits beside the original, which is untouched.
@@ -110,7 +99,7 @@ def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path):
 
     code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.kill=null")
     assert code == 0, out[-3000:]
-    assert_identical(weights(run_dir), weights(straight))
+    assert_same_run(run_dir, straight, rows=False)
     val_steps = [int(r["step"]) for r in metrics_rows(run_dir) if r["val/elbo"]]
     assert val_steps == [11, 23, 35, 47]
 

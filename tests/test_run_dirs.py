@@ -92,7 +92,13 @@ def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, t
     assert code == -9, out[-3000:]
     code, out = train(tmp_path, f"resume={run_dir}", *KILL, "+callbacks.stop.step=19")
     assert code == -9, out[-3000:]
-    code, out = train(tmp_path, f"resume={run_dir}", SIGNAL, "+callbacks.stop.step=30")
+    code, out = train(
+        tmp_path,
+        f"resume={run_dir}",
+        SIGNAL,
+        "+callbacks.stop.step=30",
+        "+callbacks.stop.by=SIGTERM",
+    )
     assert code == 143, out[-3000:]
     last = out.strip().splitlines()[-1]
     assert last == (

@@ -12,8 +12,7 @@ from omegaconf import OmegaConf
 
 from vaelab import steps_per_call
 from vaelab.callbacks import CheckpointOnSigterm, EpochLog, FollowMovedRun
-from vaelab.config.instantiate import build as instantiate
-from vaelab.config.instantiate import build_group, build_trainer
+from vaelab.config import instantiate
 from vaelab.config.schema import check_optimizing_by_hand
 from vaelab.console import print_config, quiet
 from vaelab.runs.preflight import Plan
@@ -53,7 +52,7 @@ def _data_and_model(plan: Plan) -> tuple[Any, Any]:
     other and against the checkpoint the fit starts from."""
     cfg, start = plan.config, plan.start
     log.info(f"Data: {cfg.data._target_}")
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate.build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     if hasattr(datamodule, "check_likelihood"):  # a user's own datamodule may not have it
@@ -64,7 +63,7 @@ def _data_and_model(plan: Plan) -> tuple[Any, Any]:
             datamodule.shape, start, fix if plan.resumes else f"{fix}, or another ckpt_path"
         )
     log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
-    model = instantiate(cfg.model, input_shape=list(datamodule.shape))
+    model = instantiate.build(cfg.model, input_shape=list(datamodule.shape))
     model.check_data(datamodule)
     if not model.automatic_optimization:
         check_optimizing_by_hand(cfg)
@@ -78,7 +77,7 @@ def _callbacks(plan: Plan, loggers: list, extra: list) -> tuple[list, dict[str, 
     """The config's callbacks, the caller's and the run directory's own; and what the trainer
     takes beyond its config for them."""
     own = [CheckpointOnSigterm(), FollowMovedRun()]  # the run directory's contract, not options
-    callbacks = [*build_group(plan.config.get("callbacks")), *extra, *own]
+    callbacks = [*instantiate.build_group(plan.config.get("callbacks")), *extra, *own]
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not _on_a_terminal():  # a redrawn bar is noise in a log file
@@ -101,13 +100,15 @@ def build(plan: Plan, extra_callbacks: list) -> Run:
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model = _data_and_model(plan)
     log.info("Callbacks, loggers, trainer")
-    loggers = build_group(cfg.get("logger"))
+    loggers = instantiate.build_group(cfg.get("logger"))
     callbacks, overrides = _callbacks(plan, loggers, list(extra_callbacks))
     steps, adapt = steps_per_call.choose(cfg.trainer, model, datamodule, callbacks)
     if steps > 1:
         steps_per_call.attach(model, datamodule, steps, adapt, cfg.trainer)
         overrides["gradient_clip_val"] = None  # the model clips, as Lightning would have
-    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, **overrides)
+    trainer = instantiate.build_trainer(
+        cfg.trainer, callbacks=callbacks, logger=loggers, **overrides
+    )
     if plan.resumes:
         # What was logged after the checkpoint (without one: all of it) is logged again from it:
         # each step once. After the trainer is built: only then does rank_zero_only know the
