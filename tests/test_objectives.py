@@ -195,7 +195,7 @@ def test_dip_vae_penalty_is_on_the_covariance_numpy_computes(dip_type):
     lambda_d = 100.0 if dip_type == "i" else 10.0  # disentanglement_lib's convention
     assert float(terms["dip_od"].detach()) == pytest.approx(off, rel=1e-4)
     assert float(terms["dip_d"].detach()) == pytest.approx(on, rel=1e-4)
-    expected = terms["recon"] + terms["kl"] + 10.0 * off + lambda_d * on
+    expected = (terms["recon"] + terms["kl"]).detach() + 10.0 * off + lambda_d * on
     assert float(terms["loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
