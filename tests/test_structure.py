@@ -2,6 +2,8 @@
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,21 @@ def test_every_function_is_at_most_60_lines():
                 if node.end_lineno - first + 1 > 60:
                     long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}")
     assert not long, long
+
+
+def test_a_command_under_an_untested_lightning_says_so_in_one_line_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    code = (
+        "import sys, lightning; lightning.__version__ = '2.7.0'; "
+        f"sys.argv = ['vaelab-train', 'trainer=cpu', 'hydra.run.dir={run_dir}']; "
+        "from vaelab.train import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: lightning 2.7.0 is installed, but vaelab is tested with lightning>=2.6,<2.7 (its "
+        "exact resume counts on Lightning's loop internals): pip install 'lightning>=2.6,<2.7'"
+    ]
+    assert not run_dir.exists()

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vaelab.config.rules import Rule, in_unit_interval, int_at_least, number, one_of, or_null
 from vaelab.config.rules import check as check_rules
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, UserError
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "poisson", "negative_binomial")
 COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
@@ -230,21 +230,33 @@ def validate(cfg: DictConfig) -> None:
     _check_model(cfg.get("model"))
 
 
+def _vaelab_class(target: str) -> type | None:
+    """The class a vaelab `_target_` names, None where there is none; what vaelab refuses on
+    import (a Lightning outside the tested range) is said as it is."""
+    import importlib
+
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except UserError:
+        raise
+    except Exception:
+        return None
+
+
 def _check_model(model: DictConfig | None) -> None:
     """The model's own arguments against the rules of its class, its prior's and posterior's
     against theirs, and the three together (a combination with no meaning is refused before the
     run writes anything; the model checks all of it again when it is built). vaelab's classes
     only: a user's own check themselves when built."""
-    from hydra.utils import get_class
-
     classes = {}
     for part in ("", "prior.", "posterior."):
         target = OmegaConf.select(model, f"{part}_target_", default=None) if model else None
         if isinstance(target, str) and target.startswith("vaelab."):
-            try:
-                classes[part] = get_class(target)
-            except Exception:  # building the model names what is missing
+            found = _vaelab_class(target)
+            if found is None:  # building the model names what is missing
                 return
+            classes[part] = found
     if "" not in classes or not hasattr(classes[""], "argument_rules"):
         return
     check_rules(model, classes[""].argument_rules(), "model.")
