@@ -154,11 +154,24 @@ def test_the_table_has_enough_rows(tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"), CONFIG_ERRORS, ids=[" ".join(a) for a, _ in CONFIG_ERRORS]
 )
-def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment):
+def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment, capfd, in_process):
+    # The console script's entry point in this process (Hydra, the run guard, the exit), its
+    # stderr caught at the file descriptor: the command but for the ~8 s of a fresh interpreter.
+    code, err = cli(train_main, [f"hydra.run.dir={tmp_path / 'run'}", *args], capfd)
+    assert fragment in one_line_error(code, err)
+    assert len(err.strip().splitlines()) == 1  # that line and nothing else
+    assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
+
+
+@pytest.mark.parametrize("case", [0, 24, 47], ids=lambda i: " ".join(CONFIG_ERRORS[i][0]))
+def test_the_real_command_refuses_in_one_line_too(tmp_path, case):
+    """A few of the table through a fresh process: its exit status and all it prints."""
+    args, fragment = CONFIG_ERRORS[case]
     result = run([VAELAB_TRAIN, f"hydra.run.dir={tmp_path / 'run'}", *args], cwd=tmp_path)
     _assert_one_line_error(result, fragment)
-    assert len(result.stderr.strip().splitlines()) == 1  # that line and nothing else
-    assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_files_are_refused_in_one_line_that_names_them(tmp_path, capsys, in_process):
