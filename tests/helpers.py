@@ -17,11 +17,6 @@ def metrics_rows(run_dir: Path, name: str = "metrics.csv") -> list[dict]:
         return list(csv.DictReader(file))
 
 
-def column(rows: list[dict], name: str, kind: type = float) -> list:
-    """The non-empty values of one column."""
-    return [kind(row[name]) for row in rows if row.get(name)]
-
-
 def assert_same_tensors(a, b, where: str = "") -> None:
     """Nested dicts, lists and tensors equal bit for bit (other values equal)."""
     if isinstance(a, dict):
