@@ -3,7 +3,10 @@ tiny MNIST-format datasets written in the real IDX format, console scripts run i
 
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,32 +38,53 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
 
 
-@pytest.fixture
-def in_process(tmp_path, monkeypatch):
-    """What running a console script in this process changes, put back afterwards."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", sys.argv)
-    for name in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS"):
-        monkeypatch.delenv(name, raising=False)
-    # Hydra points the root logger at this test's captured streams, which close after it.
+@contextmanager
+def console_here(folder: Path) -> Iterator[None]:
+    """What running a console script in this process changes, put back afterwards: the working
+    directory (`folder` while it runs), sys.argv, the root logger (Hydra points it at the
+    streams of the moment), the signal handlers (Lightning ignores Ctrl-C after catching one)."""
+    cwd, argv = os.getcwd(), sys.argv
+    quiet = {n: os.environ.pop(n, None) for n in ("HYDRA_FULL_ERROR", "VAELAB_TRACEBACKS")}
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    handled = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+        os.environ.update({n: v for n, v in quiet.items() if v is not None})
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for number, handler in handled.items():
+            signal.signal(number, handler)
 
 
-def cli(main, args: list[str], capsys) -> tuple[int, str]:
-    """(exit status, stderr) of a console script's entry point run in this process (under the
-    `in_process` fixture): what a CLI test checks without paying a second import of Lightning."""
+@pytest.fixture
+def in_process(tmp_path):
+    with console_here(tmp_path):
+        yield
+
+
+def console(main, args: list[str]) -> int:
+    """The exit status of a console script's entry point run in this process (inside
+    `console_here`): a CLI run without paying a second import of Lightning (~6 s a process)."""
     GlobalHydra.instance().clear()
     sys.argv = ["vaelab", *args]
     try:
         main()
-        code = 0
     except SystemExit as exit:
-        code = exit.code
-    return code, capsys.readouterr().err
+        return 0 if exit.code is None else exit.code
+    return 0
+
+
+def cli(main, args: list[str], capsys, both: bool = False) -> tuple[int, str]:
+    """(exit status, stderr) of `console(main, args)` (under the `in_process` fixture); `both`:
+    stdout and stderr, in that order."""
+    code = console(main, args)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err if both else captured.err
 
 
 def one_line_error(code: int, err: str) -> str:

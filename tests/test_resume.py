@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import cli, console, console_here
 from tests.helpers import assert_same_run, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, assert_quiet, run
 from tests.wandb_records import run_contents
 from vaelab.errors import DataError
 from vaelab.runs.resume import newest_checkpoint
+from vaelab.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 # Digits: 12 steps per epoch; last.ckpt also every 5 steps; W&B offline; no progress bar.
@@ -23,9 +25,9 @@ COMMON = [
 ]
 
 
-def train(tmp: Path, *args: str) -> tuple[int, str]:
-    result = run([VAELAB_TRAIN, *COMMON, *args], cwd=tmp, env={"PYTHONPATH": str(ROOT)})
-    return result.returncode, result.stdout + result.stderr
+def train(capfd, *args: str) -> tuple[int, str]:
+    """vaelab-train in this process (under `in_process`): its exit status and what it printed."""
+    return cli(train_main, [*COMMON, *args], capfd, both=True)
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +36,19 @@ def straight(tmp_path_factory) -> Path:
     (of the default settings: several steps per call) must reproduce bit for bit."""
     tmp = tmp_path_factory.mktemp("straight")
     args = ["trainer.max_epochs=4", "trainer.steps_per_call=1", f"hydra.run.dir={tmp / 'run'}"]
-    code, out = train(tmp, *args)
-    assert code == 0, out[-3000:]
+    with console_here(tmp):
+        assert console(train_main, [*COMMON, *args]) == 0
     return tmp / "run"
 
 
-def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
+def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path, capfd, in_process):
     run_dir = tmp_path / "run"
-    code, out = train(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    code, out = train(capfd, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert code == 0, out[-3000:]
     first_id = (run_dir / "wandb_id").read_text().strip()
     (original_hydra,) = [p.read_text() for p in (run_dir / ".hydra").glob("overrides.yaml")]
 
-    code, out = train(tmp_path, f"resume={run_dir}", "trainer.max_epochs=4")
+    code, out = train(capfd, f"resume={run_dir}", "trainer.max_epochs=4")
     assert code == 0, out[-3000:]
     assert_same_run(run_dir, straight, rows=False)
     assert_quiet(out)  # no "checkpoint directory not empty", no tips
@@ -85,33 +87,34 @@ def test_resume_at_an_epoch_boundary_is_exact(straight, tmp_path):
     assert [m.step for m in history] == [11, 23, 35, 47]
 
 
-def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path):
+def test_resume_after_sigkill_mid_epoch_is_exact(straight, tmp_path, capfd, in_process):
     run_dir = tmp_path / "run"
     kill = ["+callbacks.kill._target_=tests.helpers.StopAt", "+callbacks.kill.step=33",
             "+callbacks.kill.by=SIGKILL"]  # fmt: skip
-    code, _ = train(tmp_path, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}", *kill)
-    assert code == -9  # killed, no clean-up
+    command = [VAELAB_TRAIN, *COMMON, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}", *kill]
+    killed = run(command, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9, killed.stderr[-3000:]  # kill -9: no clean-up
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 30  # mid-epoch: epoch 2 runs steps 24..35
     assert checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 2, "taken": 6}
     ]
 
-    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.kill=null")
+    code, out = train(capfd, f"resume={run_dir}", "+callbacks.kill=null")
     assert code == 0, out[-3000:]
     assert_same_run(run_dir, straight, rows=False)
     val_steps = [int(r["step"]) for r in metrics_rows(run_dir) if r["val/elbo"]]
     assert val_steps == [11, 23, 35, 47]
 
 
-def test_truncated_checkpoint_falls_back_and_names_the_file(tmp_path):
+def test_truncated_checkpoint_falls_back_and_names_the_file(tmp_path, capfd, in_process):
     run_dir = tmp_path / "run"
-    code, out = train(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    code, out = train(capfd, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert code == 0, out[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
 
-    code, out = train(tmp_path, f"resume={run_dir}", "trainer.max_epochs=3")
+    code, out = train(capfd, f"resume={run_dir}", "trainer.max_epochs=3")
     assert code == 0, out[-3000:]
     assert f"Skipping unreadable checkpoints: {last}" in out
     assert "Resuming from" in out and "best.ckpt" in out
@@ -127,22 +130,22 @@ def test_no_readable_checkpoint_is_a_clear_error(tmp_path):
         newest_checkpoint(tmp_path)
 
 
-def test_resume_refuses_changes_to_the_model_and_starts_clean_without_checkpoint(tmp_path):
+def test_resume_refuses_changes_to_the_model_and_starts_clean_without_checkpoint(
+    tmp_path, capfd, in_process
+):
     run_dir = tmp_path / "run"
-    code, out = train(
-        tmp_path, "model.beta=2", "debug=fdr", "logger=csv", f"hydra.run.dir={run_dir}"
-    )
+    code, out = train(capfd, "model.beta=2", "debug=fdr", "logger=csv", f"hydra.run.dir={run_dir}")
     assert code == 0, out[-3000:]
     # As if stopped before the first checkpoint (a fast dev run writes none) and its results.
     assert not (run_dir / "checkpoints").exists()
     (run_dir / "results.json").unlink()
-    code, out = train(tmp_path, f"resume={run_dir}", "model.latent_dim=3", "logger=csv")
+    code, out = train(capfd, f"resume={run_dir}", "model.latent_dim=3", "logger=csv")
     assert code == 1
     assert out.strip().splitlines()[-1] == (
         f"error: resume={run_dir} cannot change model.latent_dim (8 in the run, 3 now): these "
         "alter the model, the data or the optimisation; start a new run instead"
     )
-    code, out = train(tmp_path, f"resume={run_dir}", "logger=csv", "trainer.max_epochs=1")
+    code, out = train(capfd, f"resume={run_dir}", "logger=csv", "trainer.max_epochs=1")
     assert code == 0, out[-3000:]
     assert "No checkpoint in" in out and "starting the run from the beginning" in out
     config = (run_dir / "config.yaml").read_text()

@@ -1,5 +1,6 @@
-"""Run directories that survive kills, pre-emption, moves, copies and neighbours, through the real
-CLI: every logged step once, finishing idempotent, one process per directory, secrets masked."""
+"""Run directories that survive kills, pre-emption, moves, copies and neighbours: every logged
+step once, finishing idempotent, one process per directory, secrets masked. The console script
+runs in this process, and in a process of its own where a SIGKILL is the point."""
 
 import hashlib
 import json
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import metrics_rows
+from tests.conftest import cli, console, console_here
+from tests.helpers import Killed, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
+from vaelab.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 # Digits: 12 steps per epoch, 3 epochs; a training row every 3 steps; last.ckpt every 5 steps.
@@ -24,19 +27,29 @@ COMMON = [
     "trainer.accelerator=cpu",
     "trainer.max_epochs=3",
 ]
-SIGNAL = "+callbacks.stop._target_=tests.helpers.StopAt"
-KILL = [SIGNAL, "+callbacks.stop.by=SIGKILL"]
+STOP = "+callbacks.stop._target_=tests.helpers.StopAt"
 # What differs between two runs of one setting that are not the same directory or invocation.
 NOT_METRICS = ("command", "run_dir", "best_ckpt", "git_commit", "wandb_id")
 
 
-def train(cwd: Path, *args: str) -> tuple[int, str]:
+def train(capfd, *args: str) -> tuple[int, str]:
+    """vaelab-train in this process (under `in_process`): its exit status and what it printed."""
     flags = [a for a in args if a.startswith("-") and "=" not in a]  # -m before the overrides
     overrides = [a for a in args if a not in flags]
-    result = run(
-        [VAELAB_TRAIN, *flags, *COMMON, *overrides], cwd=cwd, env={"PYTHONPATH": str(ROOT)}
-    )
-    return result.returncode, result.stdout + result.stderr
+    return cli(train_main, [*flags, *COMMON, *overrides], capfd, both=True)
+
+
+def stopped(step: int, by: str, stage: str = "train") -> list[str]:
+    """The overrides that stop a run at `step` (see tests.helpers.StopAt)."""
+    return [STOP, f"+callbacks.stop.step={step}", f"+callbacks.stop.by={by}",
+            f"+callbacks.stop.stage={stage}"]  # fmt: skip
+
+
+def sigkilled(cwd: Path, *args: str, step: int) -> None:
+    """vaelab-train in a process of its own, ended by kill -9 after step `step`."""
+    command = [VAELAB_TRAIN, *COMMON, *args, *stopped(step, "SIGKILL")]
+    result = run(command, cwd=cwd, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == -9, result.stderr[-3000:]
 
 
 def metrics(run_dir: Path) -> dict:
@@ -75,37 +88,30 @@ def held_elsewhere(run_dir: Path):
 def straight(tmp_path_factory) -> Path:
     """The run that never stopped: what every stopped and resumed run must equal."""
     tmp = tmp_path_factory.mktemp("straight")
-    code, out = train(tmp, f"hydra.run.dir={tmp / 'run'}")
-    assert code == 0, out[-3000:]
+    with console_here(tmp):
+        assert console(train_main, [*COMMON, f"hydra.run.dir={tmp / 'run'}"]) == 0
     return tmp / "run"
 
 
-def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(straight, tmp_path):
-    """SIGKILL at step 8 (last.ckpt at 5: rows 5..8 were logged, some flushed), again at 19
-    after a resume, SIGTERM at 30, then a resume to the end: metrics.csv is byte for byte the
-    uninterrupted run's, as are the final metrics, and TensorBoard holds each step once."""
+def test_kills_and_sigterms_then_resumes_log_every_step_exactly_once(
+    straight, tmp_path, capfd, in_process
+):
+    """kill -9 at step 8 (last.ckpt at 5: rows 5..8 were logged, some flushed), a crash at 19
+    after a resume (every row to 19 flushed on the way out), SIGTERM at 30, then a resume to the
+    end: metrics.csv is byte for byte the uninterrupted run's, as are the final metrics, and
+    TensorBoard holds each step once."""
     run_dir = tmp_path / "run"
-    loggers = "logger=many"  # csv, tensorboard, wandb (offline)
-    code, out = train(
-        tmp_path, f"hydra.run.dir={run_dir}", loggers, *KILL, "+callbacks.stop.step=8"
-    )
-    assert code == -9, out[-3000:]
-    code, out = train(tmp_path, f"resume={run_dir}", *KILL, "+callbacks.stop.step=19")
-    assert code == -9, out[-3000:]
-    code, out = train(
-        tmp_path,
-        f"resume={run_dir}",
-        SIGNAL,
-        "+callbacks.stop.step=30",
-        "+callbacks.stop.by=SIGTERM",
-    )
+    sigkilled(tmp_path, f"hydra.run.dir={run_dir}", "logger=many", step=8)  # csv, tb, wandb
+    with pytest.raises(Killed):
+        train(capfd, f"resume={run_dir}", *stopped(19, "Killed"))
+    code, out = train(capfd, f"resume={run_dir}", *stopped(30, "SIGTERM"))
     assert code == 143, out[-3000:]
     last = out.strip().splitlines()[-1]
     assert last == (
         f"error: stopped by SIGTERM ({run_dir}/checkpoints/last.ckpt holds it): continue the run "
         f"with vaelab-train resume={run_dir}"
     )
-    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
+    code, out = train(capfd, f"resume={run_dir}", "+callbacks.stop=null")
     assert code == 0, out[-3000:]
     assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
     assert metrics(run_dir) == metrics(straight)
@@ -129,59 +135,58 @@ def test_epoch_means_stay_out_of_the_step_logs(straight):
 
 
 @pytest.mark.parametrize("stage", ["val", "test"])
-def test_sigterm_in_validation_or_testing_is_finished_by_resume(straight, tmp_path, stage):
+def test_sigterm_in_validation_or_testing_is_finished_by_resume(
+    straight, tmp_path, stage, capfd, in_process
+):
     run_dir = tmp_path / "run"
-    stop = [SIGNAL, "+callbacks.stop.step=20", f"+callbacks.stop.stage={stage}"]
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", *stop)
+    code, out = train(capfd, f"hydra.run.dir={run_dir}", *stopped(20, "SIGTERM", stage))
     assert code == 143 and "stopped by SIGTERM" in out.strip().splitlines()[-1], out[-3000:]
     assert not (run_dir / "results.json").exists()
-    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
+    code, out = train(capfd, f"resume={run_dir}", "+callbacks.stop=null")
     assert code == 0, out[-3000:]
     assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
     assert metrics(run_dir) == metrics(straight)
 
     # Finished: a resume says so, writes nothing (no .hydra_resume_*, no test rows) and exits 0.
     before = snapshot(run_dir)
-    code, out = train(tmp_path, f"resume={run_dir}")
+    code, out = train(capfd, f"resume={run_dir}")
     assert code == 0, out[-3000:]
     assert out.strip().splitlines()[-1].startswith(f"{run_dir} is finished: nothing to do")
     assert snapshot(run_dir) == before
 
 
-def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path):
+def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path, capfd, in_process):
     run_dir = tmp_path / "run"
-    stop = [SIGNAL, "+callbacks.stop.step=0", "+callbacks.stop.stage=test"]
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", *stop, "+callbacks.stop.by=SIGINT")
+    code, out = train(capfd, f"hydra.run.dir={run_dir}", *stopped(0, "SIGINT", "test"))
     assert code == 1 and not (run_dir / "results.json").exists(), out[-3000:]
-    code, out = train(tmp_path, f"resume={run_dir}", "+callbacks.stop=null")
+    code, out = train(capfd, f"resume={run_dir}", "+callbacks.stop=null")
     assert code == 0, out[-3000:]
     assert metrics(run_dir) == metrics(straight)
 
 
-def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
+def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path, capfd, in_process):
     # Stopped while testing: the copy's resume trains nothing, so every checkpoint path it
     # uses comes from the checkpoint it restores, which names the original's folder.
     tested = tmp_path / "tested"
-    stop = [SIGNAL, "+callbacks.stop.step=0", "+callbacks.stop.stage=test"]
-    code, out = train(tmp_path, f"hydra.run.dir={tested}", *stop)
+    code, out = train(capfd, f"hydra.run.dir={tested}", *stopped(0, "SIGTERM", "test"))
     assert code == 143, out[-3000:]
     copy = tmp_path / "copy"
     shutil.copytree(tested, copy, symlinks=True)
     original = snapshot(tested)
-    code, out = train(tmp_path, f"resume={copy}", "+callbacks.stop=null")
+    code, out = train(capfd, f"resume={copy}", "+callbacks.stop=null")
     assert code == 0, out[-3000:]
     assert snapshot(tested) == original  # the copy read and wrote only itself
     assert metrics(copy) == metrics(straight)
     assert json.loads((copy / "results.json").read_text())["best_ckpt"].startswith(f"{copy}/")
 
     first = tmp_path / "first"
-    code, out = train(tmp_path, f"hydra.run.dir={first}", *KILL, "+callbacks.stop.step=20")
-    assert code == -9, out[-3000:]
+    with pytest.raises(Killed):
+        train(capfd, f"hydra.run.dir={first}", *stopped(20, "Killed"))
 
     moved = tmp_path / "moved"
     first.rename(moved)
     elsewhere = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("moved/")}
-    code, out = train(tmp_path, "resume=moved", "+callbacks.stop=null")  # relative, too
+    code, out = train(capfd, "resume=moved", "+callbacks.stop=null")  # relative, too
     assert code == 0, out[-3000:]
     assert not first.exists()
     # Every file the resume wrote is inside the moved directory.
@@ -194,28 +199,28 @@ def test_moved_and_copied_runs_resume_where_they_are(straight, tmp_path):
     # A finished run moved again: its results name where it is now.
     again = tmp_path / "again"
     moved.rename(again)
-    code, out = train(tmp_path, f"resume={again}")
+    code, out = train(capfd, f"resume={again}")
     assert code == 0 and "is finished" in out, out[-3000:]
     assert json.loads((again / "results.json").read_text())["run_dir"] == str(again)
 
 
-def test_one_process_per_run_directory(tmp_path):
+def test_one_process_per_run_directory(tmp_path, capfd, in_process):
     run_dir = tmp_path / "run"
     with held_elsewhere(run_dir):
         before = snapshot(run_dir)
-        code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
+        code, out = train(capfd, f"hydra.run.dir={run_dir}", "debug=fdr")
         assert code == 1, out[-3000:]
         assert out.strip().splitlines()[-1] == (
             f"error: {run_dir} is in use by another vaelab process: wait for it to end, or "
             f"give this run another hydra.run.dir"
         )
         assert snapshot(run_dir) == before  # nothing written: no .hydra/, no log
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
+    code, out = train(capfd, f"hydra.run.dir={run_dir}", "debug=fdr")
     assert code == 0, out[-3000:]
 
     # A fresh run into a directory that holds a run is refused; resume= continues it.
     before = snapshot(run_dir)
-    code, out = train(tmp_path, f"hydra.run.dir={run_dir}", "debug=fdr")
+    code, out = train(capfd, f"hydra.run.dir={run_dir}", "debug=fdr")
     assert code == 1
     assert out.strip().splitlines()[-1] == (
         f"error: {run_dir} already holds a run: continue it with resume={run_dir}, or give a "
@@ -224,7 +229,7 @@ def test_one_process_per_run_directory(tmp_path):
     assert snapshot(run_dir) == before
 
 
-def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path):
+def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path, capfd, in_process):
     """Key names with key/token/secret/password/credential/auth; a value with a comma; a secret
     interpolated into a URL; all in a multirun with W&B: no file of the sweep holds one, and
     neither does what the command printed."""
@@ -241,7 +246,7 @@ def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path):
         "seed=1,2",
         f"hydra.sweep.dir={sweep}",
     ]
-    code, out = train(tmp_path, *args)
+    code, out = train(capfd, *args)
     assert code == 0, out[-3000:]
     assert (sweep / "sweep.csv").is_file() and (sweep / "multirun.yaml").is_file()
     leaked = [
@@ -257,27 +262,31 @@ def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path):
     assert "url: https://user:***@host/db" in config and "wandb_key: '***'" in config
 
 
-def test_a_slurm_preemption_and_requeue_continue_the_run(straight, tmp_path):
+def test_a_slurm_preemption_and_requeue_continue_the_run(
+    straight, tmp_path, capfd, in_process, monkeypatch, caplog
+):
     """SLURM as Lightning sees it (its variables set): SIGUSR1 before the time limit makes
-    Lightning write hpc_ckpt_1.ckpt and call `scontrol requeue` (absent here: it logs the
-    failure), SIGTERM then stops the job (exit 143), and the requeued job, the same command with
+    Lightning write hpc_ckpt_1.ckpt and call `scontrol requeue` (which fails: there is no job
+    4242), SIGTERM then stops the job (exit 143), and the requeued job, the same command with
     SLURM_RESTART_COUNT=1, continues the run in its directory to the uninterrupted result."""
     run_dir = tmp_path / "run"
     slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "vaelab",
              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NNODES": "1",
              "SLURM_NODELIST": "localhost", "SLURM_NTASKS_PER_NODE": "1"}  # fmt: skip
-    env = {"PYTHONPATH": str(ROOT), **slurm}
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
     usr1 = ["+callbacks.usr1._target_=tests.helpers.StopAt", "+callbacks.usr1.step=17",
             "+callbacks.usr1.by=SIGUSR1"]  # fmt: skip
     term = ["+callbacks.term._target_=tests.helpers.StopAt", "+callbacks.term.step=21"]
-    args = [VAELAB_TRAIN, *COMMON, f"hydra.run.dir={run_dir}"]
-    first = run([*args, *usr1, *term], cwd=tmp_path, env=env)
-    assert first.returncode == 143, first.stderr[-3000:]
+    code, out = train(capfd, f"hydra.run.dir={run_dir}", *usr1, *term)
+    assert code == 143, out[-3000:]
     assert (run_dir / "hpc_ckpt_1.ckpt").is_file()
-    assert "Requeuing SLURM job 4242 failed" in first.stdout + first.stderr
+    assert "Requeuing SLURM job 4242 failed" in caplog.text  # Lightning's logger
 
-    again = {**env, "SLURM_RESTART_COUNT": "1"}
-    requeued = run([*args, "+callbacks.usr1=null", "+callbacks.term=null"], tmp_path, env=again)
-    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    code, out = train(
+        capfd, f"hydra.run.dir={run_dir}", "+callbacks.usr1=null", "+callbacks.term=null"
+    )
+    assert code == 0, out[-3000:]
     assert (run_dir / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
     assert metrics(run_dir) == metrics(straight)

@@ -1,20 +1,25 @@
-"""Multiruns: launchers, the sweep summary, and failed jobs."""
+"""Multiruns: launchers, the sweep summary, and failed jobs. The console script runs in this
+process (its jobs where the launcher puts them), and in a process of its own where a SIGKILL is
+the point."""
 
-import os
 from pathlib import Path
 
+from tests.conftest import cli
 from tests.helpers import metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
+from vaelab.train import main as train_main
 
 QUICK = ["callbacks.rich_progress_bar=null", "trainer.accelerator=cpu"]
 
 
-def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
+def sweep_here(capfd, *args: str) -> tuple[int, str]:
+    """vaelab-train -m in this process (under `in_process`): its exit status and output."""
+    return cli(train_main, ["-m", *QUICK, *args], capfd, both=True)
+
+
+def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path, capfd, in_process):
     sweep = tmp_path / "sweep"
     args = [
-        VAELAB_TRAIN,
-        "-m",
-        *QUICK,
         "hydra/launcher=joblib",
         "model.beta=0.5,8",
         "seed=1,2",
@@ -22,8 +27,8 @@ def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
         "trainer.max_epochs=6",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, out = sweep_here(capfd, *args)
+    assert code == 0, out[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     summary = metrics_rows(sweep, "sweep.csv")
     assert [(r["model.beta"], r["seed"], r["status"]) for r in summary] == [
@@ -52,41 +57,32 @@ def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path):
     assert (sweep / "rate_distortion.png").is_file()
 
 
-def test_a_failed_job_is_recorded_and_raises(tmp_path):
+def test_a_failed_job_is_recorded_and_raises(tmp_path, capfd, in_process):
     sweep = tmp_path / "sweep"
-    args = [
-        VAELAB_TRAIN,
-        "-m",
-        *QUICK,
-        "model.latent_dim=0,2",
-        "debug=fdr",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 1
+    args = ["model.latent_dim=0,2", "debug=fdr", f"hydra.sweep.dir={sweep}"]
+    assert sweep_here(capfd, *args)[0] == 1
     (row, *_) = metrics_rows(sweep, "sweep.csv")
     assert row["status"] == "FAILED" and "model.latent_dim=0" in row["error"]
 
 
-def test_submitit_local_runs_each_job_in_its_own_process(tmp_path):
+def test_submitit_local_runs_each_job_in_its_own_process(tmp_path, capfd, in_process):
     sweep = tmp_path / "sweep"
     args = [
-        VAELAB_TRAIN,
-        "-m",
-        *QUICK,
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
         "debug=fdr",
         "seed=1,2",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = run(args, cwd=tmp_path, env={"PYTHONPATH": os.getcwd()})
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, out = sweep_here(capfd, *args)
+    assert code == 0, out[-3000:]
     assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
     assert all((sweep / job / "results.json").is_file() for job in ("0", "1"))
 
 
-def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(tmp_path):
+def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(
+    tmp_path, capfd, in_process
+):
     """Job 1 is killed at step 15 (after its epoch-0 checkpoint); the same sweep started again
     in the same sweep dir keeps job 0 as it was and continues job 1 from its checkpoint."""
     sweep = tmp_path / "sweep"
@@ -98,10 +94,9 @@ def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(tmp_pa
     done = (sweep / "0" / "results.json").read_bytes()
     assert not (sweep / "1" / "results.json").exists()
 
-    again = run([*common, *kill, "+callbacks.kill.step=1000,1001"], cwd=tmp_path, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    code, log = sweep_here(capfd, *common[2:], *kill, "+callbacks.kill.step=1000,1001")
+    assert code == 0, log[-3000:]
     assert (sweep / "0" / "results.json").read_bytes() == done  # not run again
-    log = again.stdout + again.stderr
     assert "finished in an earlier run of this sweep" in log
     assert "Continuing the unfinished job" in log
     steps = [int(r["step"]) for r in metrics_rows(sweep / "1") if r["val/elbo"]]
@@ -109,36 +104,36 @@ def test_an_interrupted_sweep_started_again_runs_only_its_unfinished_jobs(tmp_pa
     assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
 
 
-def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_again(tmp_path):
+def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_again(
+    tmp_path, capfd, in_process
+):
     """SIGTERM while job 0 tests: the sweep stops there (exit 143; job 1 does not start), and the
     same command started again finishes job 0 from its checkpoint, then runs job 1."""
     sweep = tmp_path / "sweep"
     stop = ["+callbacks.stop._target_=tests.helpers.StopAt", "+callbacks.stop.step=0"]
-    common = [VAELAB_TRAIN, "-m", *QUICK, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
-    env = {"PYTHONPATH": str(Path(__file__).parents[1])}
-    first = run([*common, *stop, "+callbacks.stop.stage=test,none"], cwd=tmp_path, env=env)
-    assert first.returncode == 143, first.stderr[-3000:]
-    assert first.stderr.strip().splitlines()[-1] == (
+    common = ["trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
+    code, out = sweep_here(capfd, *common, *stop, "+callbacks.stop.stage=test,none")
+    assert code == 143, out[-3000:]
+    assert out.strip().splitlines()[-1] == (
         f"error: stopped by SIGTERM: finish the sweep by starting the same command again with "
         f"hydra.sweep.dir={sweep}"
     )
     assert not (sweep / "0" / "results.json").exists() and not (sweep / "1").exists()
 
-    again = run([*common, *stop, "+callbacks.stop.stage=none,none"], cwd=tmp_path, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    code, out = sweep_here(capfd, *common, *stop, "+callbacks.stop.stage=none,none")
+    assert code == 0, out[-3000:]
     assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
     tested = [r["step"] for r in metrics_rows(sweep / "0") if r["test/elbo"]]
     assert tested == ["12"]  # tested once, after the restart
 
 
-def test_every_model_preset_trains_through_the_cli_in_one_multirun(tmp_path):
-    """One process for all presets: the CLI's import cost once, each preset a job."""
+def test_every_model_preset_trains_through_the_cli_in_one_multirun(tmp_path, capfd, in_process):
+    """Each preset a job of one multirun."""
     presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
     sweep = tmp_path / "sweep"
-    args = [VAELAB_TRAIN, "-m", *QUICK, f"model={','.join(presets)}", "debug=fdr", "logger=none",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [f"model={','.join(presets)}", "debug=fdr", "logger=none", f"hydra.sweep.dir={sweep}"]
+    code, out = sweep_here(capfd, *args)
+    assert code == 0, out[-3000:]
     summary = metrics_rows(sweep, "sweep.csv")
     assert [(r["model"], r["status"]) for r in summary] == [(p, "COMPLETED") for p in presets]
     assert all(float(r["test/loss"]) > 0 for r in summary)
