@@ -2,8 +2,6 @@
 
 import csv
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,35 +10,30 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.conftest import cli, console, console_here
 from tests.wandb_records import run_contents
 from vaelab.data import DigitsDataModule
+from vaelab.embed import main as embed_main
 from vaelab.embed import write_embeddings
 from vaelab.models import VAE
-
-BIN = Path(sys.executable).parent
+from vaelab.sample import main as sample_main
+from vaelab.train import main as train_main
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train")
-    args = [
-        VAELAB_TRAIN,
-        "trainer.max_epochs=3",
-        "callbacks.images=null",
-        "callbacks.rich_progress_bar=null",
-    ]
-    args.append(f"hydra.run.dir={tmp / 'run'}")
-    result = run(args, cwd=tmp)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = ["trainer.max_epochs=3", "callbacks.images=null", "callbacks.rich_progress_bar=null"]
+    with console_here(tmp):
+        assert console(train_main, [*args, f"hydra.run.dir={tmp / 'run'}"]) == 0
     return Path(json.loads((tmp / "run" / "results.json").read_text())["best_ckpt"])
 
 
-def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path):
+def test_embed_all_splits_lines_up_with_the_data(checkpoint, tmp_path, capfd, in_process):
     out = tmp_path / "embed"
-    args = [shutil.which("vaelab-embed", path=str(BIN)), f"ckpt_path={checkpoint}", "split=all"]
-    result = run([*args, "format=csv", "projections=[tsne]", f"hydra.run.dir={out}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [f"ckpt_path={checkpoint}", "split=all", "format=csv", "projections=[tsne]"]
+    code, err = cli(embed_main, [*args, f"hydra.run.dir={out}"], capfd)
+    assert code == 0, err[-3000:]
     with open(out / "embeddings.csv") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0])[:4] == ["index", "split", "label", "z0"]
@@ -84,33 +77,31 @@ def test_embedding_formats_round_trip(tmp_path, fmt):
         np.testing.assert_array_equal(np.array([table[f"z{j}"] for j in range(3)]).T, z)
 
 
-def test_sample_writes_its_pictures_in_its_own_directory(checkpoint, tmp_path):
+def test_sample_writes_its_pictures_in_its_own_directory(checkpoint, tmp_path, capfd, in_process):
     out = tmp_path / "sample"
-    args = [shutil.which("vaelab-sample", path=str(BIN)), f"ckpt_path={checkpoint}", "n=16"]
-    result = run([*args, f"hydra.run.dir={out}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = cli(sample_main, [f"ckpt_path={checkpoint}", "n=16", f"hydra.run.dir={out}"], capfd)
+    assert code == 0, err[-3000:]
     for name in ("samples", "interpolation", "traversals"):
         with Image.open(out / "images" / f"{name}.png") as image:
             assert image.mode == "RGB" and min(image.size) >= 32
     assert not (checkpoint.parent.parent / "images").exists()  # no image callback: nothing there
 
 
-def test_sample_adds_its_pictures_to_the_training_runs_wandb_run(tmp_path):
+def test_sample_adds_its_pictures_to_the_training_runs_wandb_run(tmp_path, capfd, in_process):
     train_dir, out = tmp_path / "train", tmp_path / "sample"
-    args = [VAELAB_TRAIN, "logger=wandb", "debug=limit", "callbacks.rich_progress_bar=null"]
-    trained = run([*args, f"hydra.run.dir={train_dir}"], cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    sample = shutil.which("vaelab-sample", path=str(BIN))
-    args = [sample, f"ckpt_path={train_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={out}"]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = ["logger=wandb", "debug=limit", "callbacks.rich_progress_bar=null"]
+    code, err = cli(train_main, [*args, f"hydra.run.dir={train_dir}"], capfd)
+    assert code == 0, err[-3000:]
+    args = [f"ckpt_path={train_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={out}"]
+    code, err = cli(sample_main, args, capfd)
+    assert code == 0, err[-3000:]
     contents = run_contents(out)
     assert contents["id"] == (train_dir / "wandb_id").read_text().strip()
     logged = {k for row in contents["history"] for k in row}
     assert {"sample/samples", "sample/interpolation", "sample/traversals"} <= logged
 
 
-def test_the_mixture_sampler_lets_any_model_generate(compose_train, tmp_path):
+def test_the_mixture_sampler_lets_any_model_generate(compose_train, tmp_path, capfd, in_process):
     """sampler=gmm: a Gaussian mixture fitted to the training embeddings, decoded; it gives an
     autoencoder, which has no prior, samples (and is what the prior sampler refuses for it)."""
     from omegaconf import OmegaConf
@@ -135,9 +126,9 @@ def test_the_mixture_sampler_lets_any_model_generate(compose_train, tmp_path):
         _sampler(OmegaConf.create(sampling | {"sampler": "prior"}), model, datamodule)
 
     out = tmp_path / "sample"
-    args = [shutil.which("vaelab-sample", path=str(BIN)), f"ckpt_path={results['best_ckpt']}"]
-    result = run([*args, "sampler=gmm", "n=16", f"hydra.run.dir={out}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [f"ckpt_path={results['best_ckpt']}", "sampler=gmm", "n=16", f"hydra.run.dir={out}"]
+    code, err = cli(sample_main, args, capfd)
+    assert code == 0, err[-3000:]
     for name in ("samples", "interpolation", "traversals"):
         with Image.open(out / "images" / f"{name}.png") as image:
             image.verify()

@@ -20,7 +20,7 @@ import yaml
 
 from tests.conftest import cli, one_line_error, write_mnist_like
 from tests.helpers import PoisonWeights, metrics_rows
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.test_cli import VAELAB_TRAIN
 from tests.test_run_dirs import held_elsewhere, snapshot
 from vaelab import compose
 from vaelab.data.idx import write_idx
@@ -172,26 +172,25 @@ def test_folders_vaelab_did_not_write_are_refused_as_they_are(tmp_path, capsys, 
         assert (folder / "config.yaml").read_text() == text
 
 
-def test_a_sweep_dir_started_again_with_other_values_is_refused(tmp_path):
+def test_a_sweep_dir_started_again_with_other_values_is_refused(tmp_path, capfd, in_process):
     """Job folders are named by number alone: a sweep of other values into the same folder
     would put old metrics under new labels. Refused before anything is written; the same sweep
     with a raised max_steps continues its jobs (and relabels them truthfully)."""
     sweep = tmp_path / "sweep"
-    base = [VAELAB_TRAIN, "-m", *TINY, f"hydra.sweep.dir={sweep}"]
-    first = run([*base, "model.beta=1,2"], cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
+    base = ["-m", *TINY, f"hydra.sweep.dir={sweep}"]
+    code, err = cli(train_main, [*base, "model.beta=1,2"], capfd)
+    assert code == 0, err[-2000:]
     before = snapshot(sweep)
-    other = run([*base, "model.beta=3,4"], cwd=tmp_path)
-    assert other.returncode == 1
-    assert other.stderr.strip().splitlines()[-1] == (
+    last = one_line_error(*cli(train_main, [*base, "model.beta=3,4"], capfd))
+    assert last == (
         f"error: hydra.sweep.dir={sweep} holds another sweep (model.beta=1,2 there, "
         f"model.beta=3,4 now): continue it with its own overrides (only trainer.max_epochs, "
         f"trainer.max_steps and the logging may change), or give a new hydra.sweep.dir"
     )
     assert snapshot(sweep) == before
 
-    longer = run([*base, "model.beta=1,2", "trainer.max_steps=5"], cwd=tmp_path)
-    assert longer.returncode == 0, longer.stderr[-2000:]
+    code, err = cli(train_main, [*base, "model.beta=1,2", "trainer.max_steps=5"], capfd)
+    assert code == 0, err[-2000:]
     for job in ("0", "1"):
         assert json.loads((sweep / job / "results.json").read_text())["global_step"] == 5
     rows = metrics_rows(sweep, "sweep.csv")
@@ -202,10 +201,10 @@ def test_a_sweep_dir_started_again_with_other_values_is_refused(tmp_path):
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("mine")
-    foreign = run([*base[:-1], f"hydra.sweep.dir={tmp_path / 'mine'}", "seed=1,2"], cwd=tmp_path)
-    assert foreign.stderr.strip().splitlines()[-1].endswith("holds files but no sweep (no "
-                                                            "multirun.yaml): give a new or empty "
-                                                            "hydra.sweep.dir")  # fmt: skip
+    foreign = [*base[:-1], f"hydra.sweep.dir={tmp_path / 'mine'}", "seed=1,2"]
+    assert one_line_error(*cli(train_main, foreign, capfd)).endswith(
+        "holds files but no sweep (no multirun.yaml): give a new or empty hydra.sweep.dir"
+    )
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
 
 
@@ -228,7 +227,7 @@ def test_train_in_python_holds_its_directory_as_the_cli_does(tmp_path):
     assert results["global_step"] == 5
 
 
-def test_a_password_in_a_url_and_a_sweeps_secrets_stay_out(tmp_path):
+def test_a_password_in_a_url_and_a_sweeps_secrets_stay_out(tmp_path, capfd, in_process):
     """A password inside a tracking URI is written nowhere and printed nowhere, however short;
     so is a short secret swept over; and a tracking server that does not answer is one line
     within seconds, not minutes of retries."""
@@ -236,25 +235,23 @@ def test_a_password_in_a_url_and_a_sweeps_secrets_stay_out(tmp_path):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
         run_dir = tmp_path / "run"
-        args = [VAELAB_TRAIN, *TINY, "logger=mlflow", f"hydra.run.dir={run_dir}",
+        args = [*TINY, "logger=mlflow", f"hydra.run.dir={run_dir}",
                 f"logger.mlflow.tracking_uri=http://me:hunter2@127.0.0.1:{port}/"]  # fmt: skip
-        result = run(args, cwd=tmp_path)
+        code, printed = cli(train_main, args, capfd, both=True)
     # Refused by the check before MLflow's client (which retries for minutes): its words.
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert one_line_error(code, printed) == (
         f"error: logger.mlflow.tracking_uri=http://me:***@127.0.0.1:{port}/: no tracking "
         f"server answers at 127.0.0.1:{port} (Connection refused); start it, or give another "
         f"tracking_uri"
     )
-    assert "hunter2" not in result.stdout + result.stderr
+    assert "hunter2" not in printed
     assert not any(b"hunter2" in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
 
     sweep = tmp_path / "sweep"
-    args = [VAELAB_TRAIN, "-m", *TINY, "+service.api_key=Qz7kx,Wv3jy", f"hydra.sweep.dir={sweep}",
+    args = ["-m", *TINY, "+service.api_key=Qz7kx,Wv3jy", f"hydra.sweep.dir={sweep}",
             "+db.url=postgres://me:Xq4Pw@localhost/db"]  # fmt: skip
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    printed = result.stdout + result.stderr
+    code, printed = cli(train_main, args, capfd, both=True)
+    assert code == 0, printed[-2000:]
     (job_line,) = [line for line in printed.splitlines() if "#0 : " in line]
     assert " +service.api_key=*** " in job_line
     for secret in (b"Qz7kx", b"Wv3jy", b"Xq4Pw"):

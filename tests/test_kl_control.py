@@ -126,12 +126,12 @@ def test_a_larger_beta_leaves_fewer_active_units(compose_train):
     assert (images / "kl_per_dim.png").is_file()
 
 
-def test_a_resume_continues_the_warmup_where_it_stopped(tmp_path):
+def test_a_resume_continues_the_warmup_where_it_stopped(tmp_path, capfd, in_process):
     run_dir = tmp_path / "run"
     warmup = ["model/kl_schedule=linear", "model.kl_schedule.warmup_steps=100", "logger=csv"]
-    code, out = train_cli(tmp_path, *warmup, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    code, out = train_cli(capfd, *warmup, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert code == 0, out[-3000:]
-    code, out = train_cli(tmp_path, f"resume={run_dir}", "trainer.max_epochs=3")
+    code, out = train_cli(capfd, f"resume={run_dir}", "trainer.max_epochs=3")
     assert code == 0, out[-3000:]
     rows = [r for r in metrics_rows(run_dir) if r["train/beta"]]
     # beta = step / 100 in force at each logged step, through steps 24..35 after the resume,
