@@ -1,10 +1,12 @@
 """Shared fixtures: configs composed through Hydra's compose API with a per-test run directory,
 tiny MNIST-format datasets written in the real IDX format, console scripts run in this process."""
 
+import itertools
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from vaelab import compose
+from vaelab import compose, steps_per_call
 from vaelab.config.config_dir import config_dir
 from vaelab.data.idx import write_idx
 
@@ -27,6 +29,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 CONF = Path(config_dir())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def steady_steps_per_call():
+    """`trainer.steps_per_call=auto` sizes K by the time a call took; here every call reads as
+    taking 12.5 ms (CALL_SECONDS / START), so that a run in this process takes the same Ks on any
+    machine under any load: K = 8 x the steps of the call before, at most MOST."""
+    tick = steps_per_call.CALL_SECONDS / steps_per_call.START  # each read: one tick later
+    ticks = itertools.count()
+    steps_per_call.clock = lambda: next(ticks) * tick
+    yield
+    steps_per_call.clock = time.perf_counter
 
 
 def pytest_collection_modifyitems(config, items):

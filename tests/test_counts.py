@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.linear_model import LinearRegression
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.conftest import cli
 from vaelab.data.simulate import count_table, write_csv
 from vaelab.errors import ConfigError
 from vaelab.models.likelihoods import (
@@ -18,6 +18,7 @@ from vaelab.models.likelihoods import (
     negative_binomial_log_prob,
     poisson_log_prob,
 )
+from vaelab.train import main as train_main
 
 
 def counts_and_means(seed: int = 0):
@@ -108,12 +109,12 @@ def test_a_negative_binomial_vae_recovers_the_simulated_structure(compose_train,
     assert fit.score(test_codes[0], table["latent"][rows]) > 0.8
 
 
-def test_a_count_table_vae_trains_through_the_cli(counts_csv, tmp_path):
+def test_a_count_table_vae_trains_through_the_cli(counts_csv, tmp_path, capfd, in_process):
     path, _ = counts_csv
     run_dir = tmp_path / "run"
-    args = [VAELAB_TRAIN, "experiment=counts", f"data.path={path}", "trainer.max_epochs=2",
+    args = ["experiment=counts", f"data.path={path}", "trainer.max_epochs=2",
             "model.likelihood=poisson", "trainer=cpu", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert np.isfinite(results["test/elbo"]) and results["test/elbo"] < 0

@@ -6,10 +6,12 @@ from collections import Counter
 import pytest
 import torch
 
+from tests.conftest import cli, one_line_error
 from tests.helpers import meeting_port, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 from tests.test_resume import ROOT
 from vaelab.data import DigitsDataModule
+from vaelab.train import main as train_main
 
 COMMON = [
     "model=ae",  # no sampling noise: one process and two must agree
@@ -55,14 +57,8 @@ def test_two_cpu_ranks_match_one_process_and_share_the_epoch(tmp_path):
     assert not list(runs["ddp_cpu"].glob("rank1*")) and (runs["ddp_cpu"] / "results.json").is_file()
 
 
-def test_ddp_inside_a_multirun_job_is_refused(tmp_path):
-    args = [VAELAB_TRAIN, "-m", "trainer=ddp_cpu", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "error: trainer.strategy=ddp cannot run inside a multirun job with this launcher"
-        )
+def test_ddp_inside_a_multirun_job_is_refused(tmp_path, capfd, in_process):
+    args = ["-m", "trainer=ddp_cpu", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
+    assert one_line_error(*cli(train_main, args, capfd)).startswith(
+        "error: trainer.strategy=ddp cannot run inside a multirun job with this launcher"
     )

@@ -5,15 +5,17 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.conftest import cli
+from tests.test_cli import run
+from vaelab.evaluate import main as eval_main
+from vaelab.train import main as train_main
 
 VAELAB_EVAL = shutil.which("vaelab-eval", path=str(Path(sys.executable).parent))
 
 
-def test_eval_reproduces_the_training_runs_test_metrics(tmp_path):
+def test_eval_reproduces_the_training_runs_test_metrics(tmp_path, capfd, in_process):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     args = [
-        VAELAB_TRAIN,
         "data.batch_size=32",
         "trainer.max_epochs=25",
         "trainer.accelerator=cpu",
@@ -21,20 +23,19 @@ def test_eval_reproduces_the_training_runs_test_metrics(tmp_path):
         "callbacks.rich_progress_bar=null",
         f"hydra.run.dir={train_dir}",
     ]
-    trained = run(args, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
     before = (train_dir / "results.json").read_text()
     results = json.loads(before)
 
     args = [
-        VAELAB_EVAL,
         f"ckpt_path={results['best_ckpt']}",
         "iw_samples=50",
         "trainer=cpu",
         f"hydra.run.dir={eval_dir}",
     ]
-    evaluated = run(args, cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    code, err = cli(eval_main, args, capfd)
+    assert code == 0, err[-3000:]
     metrics = json.loads((eval_dir / "results.json").read_text())
     for name in ("loss", "recon", "kl", "elbo", "nll_iw", "active_units"):
         assert abs(metrics[f"test/{name}"] - results[f"test/{name}"]) < 1e-4, name
@@ -43,6 +44,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(tmp_path):
 
 
 def test_eval_without_a_checkpoint_is_a_one_line_error(tmp_path):
+    """The shell of the real command: nothing on stderr but the line."""
     result = run([VAELAB_EVAL, f"ckpt_path={tmp_path / 'none.ckpt'}"], cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -235,13 +235,14 @@ def test_shapes3d_and_mpi3d_files_of_another_layout_are_refused_in_one_line(tmp_
         MPI3DDataModule(data_dir=str(tmp_path / "m")).setup()
 
 
-def test_vaelab_train_on_sprites_through_the_cli(tmp_path):
-    from tests.test_cli import VAELAB_TRAIN, run
+def test_vaelab_train_on_sprites_through_the_cli(tmp_path, capfd, in_process):
+    from tests.conftest import cli
+    from vaelab.train import main as train_main
 
-    args = [VAELAB_TRAIN, *SMALL_GRID, "debug=fdr", "trainer.accelerator=cpu",
+    args = [*SMALL_GRID, "debug=fdr", "trainer.accelerator=cpu",
             "callbacks.rich_progress_bar=null", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
     assert (tmp_path / "run" / "results.json").is_file()
 
 

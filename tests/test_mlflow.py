@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.conftest import cli
+from vaelab.train import main as train_main
 from vaelab.train import train
 
 mlflow = pytest.importorskip("mlflow")  # the mlflow extra; dev installs it
@@ -73,19 +74,18 @@ def test_a_run_and_its_resume_are_one_mlflow_run(compose_train, tmp_path):
     assert again.data.tags["resumed/trainer/max_epochs"] == "3"
 
 
-def test_the_jobs_of_a_sweep_share_a_tag(tmp_path):
+def test_the_jobs_of_a_sweep_share_a_tag(tmp_path, capfd, in_process):
     sweep = tmp_path / "sweep"
-    args = [VAELAB_TRAIN, "-m", "logger=mlflow", "debug=limit", "trainer=cpu", "seed=1,2",
+    args = ["-m", "logger=mlflow", "debug=limit", "trainer=cpu", "seed=1,2",
             "metrics=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 0, out[-3000:]
     client = store(tmp_path / "logs")
     runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     assert len(runs) == 2 and {r.data.params["seed"] for r in runs} == {"1", "2"}
     assert {r.data.tags["vaelab.sweep"] for r in runs} == {f"train-{sweep.name}"}
     # Nothing but the run's own lines: no notice of MLflow's store or Lightning's tips.
-    assert "database tables" not in result.stdout + result.stderr
-    assert "not found. Creating it" not in result.stdout + result.stderr
+    assert "database tables" not in out and "not found. Creating it" not in out
 
 
 @pytest.mark.parametrize("tags", ["tags=baseline", "tags=[a:b]", "tags=[" + "x" * 65 + "]"])

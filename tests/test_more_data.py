@@ -3,8 +3,6 @@
 import csv
 import hashlib
 import pickle
-import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -12,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import cli, one_line_error
 from tests.datasets import expression_matrix, write_celeba_like, write_cifar_like, write_table
-from tests.test_cli import run
 from vaelab.config.schema import validate
 from vaelab.data import CelebADataModule, CIFAR10DataModule, TabularDataModule
+from vaelab.embed import main as embed_main
 from vaelab.errors import ConfigError, DataError
+from vaelab.train import main as train_main
 from vaelab.train import train
 
-BIN = Path(sys.executable).parent
 TABLE_FORMATS = [".csv", ".tsv", ".npy", ".npz", ".parquet", ".h5ad"]
 
 
@@ -287,14 +286,13 @@ def test_one_epoch_with_each_preset(compose_train, tmp_path, experiment):
         assert (images / "reconstructions.png").is_file()
 
 
-def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path):
+def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path, capfd, in_process):
     """Train on a CSV through the CLI; the embeddings of split=all line up with the file's rows
     by id; a new file goes through the transform saved in the checkpoint, not a new one."""
     counts, kinds, ids = expression_matrix(n=150)
     table = write_table(tmp_path / "cells.csv", counts, kinds, ids)
     train_dir = tmp_path / "train"
     args = [
-        shutil.which("vaelab-train", path=str(BIN)),
         "experiment=tabular",
         f"data.path={table}",
         "data.label_column=cell_type",
@@ -304,15 +302,14 @@ def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path):
         "callbacks.rich_progress_bar=null",
         f"hydra.run.dir={train_dir}",
     ]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
     ckpt = train_dir / "checkpoints" / "best.ckpt"
-    embed = shutil.which("vaelab-embed", path=str(BIN))
 
     out = tmp_path / "embed_all"
-    args = [embed, f"ckpt_path={ckpt}", "split=all", "format=csv", f"hydra.run.dir={out}"]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [f"ckpt_path={ckpt}", "split=all", "format=csv", f"hydra.run.dir={out}"]
+    code, err = cli(embed_main, args, capfd)
+    assert code == 0, err[-3000:]
     with open(out / "embeddings.csv") as file:
         rows = list(csv.DictReader(file))
     assert [r["id"] for r in rows] == ids.tolist()  # the file's rows, in its order
@@ -324,9 +321,11 @@ def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path):
     pick = np.random.default_rng(1).permutation(150)[:20]
     new = write_table(tmp_path / "new.csv", counts[pick], None, ids[pick])
     out_new = tmp_path / "embed_new"
-    args = [embed, f"ckpt_path={ckpt}", f"data.path={new}", "data.label_column=null"]
-    result = run([*args, "split=all", "format=csv", f"hydra.run.dir={out_new}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [f"ckpt_path={ckpt}", f"data.path={new}", "data.label_column=null"]
+    code, err = cli(
+        embed_main, [*args, "split=all", "format=csv", f"hydra.run.dir={out_new}"], capfd
+    )
+    assert code == 0, err[-3000:]
     with open(out_new / "embeddings.csv") as file:
         new_rows = {r["id"]: r for r in csv.DictReader(file)}
     assert sorted(new_rows) == sorted(ids[pick].tolist())
@@ -339,8 +338,6 @@ def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path):
 
     # A file that lacks a trained feature is refused by name.
     write_table(tmp_path / "fewer.csv", counts[:, :-1], None, ids)
-    args = [embed, f"ckpt_path={ckpt}", f"data.path={tmp_path / 'fewer.csv'}"]
-    result = run([*args, "data.label_column=null", f"hydra.run.dir={tmp_path / 'x'}"], cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "fewer.csv lacks the feature columns gene11" in result.stderr
+    args = [f"ckpt_path={ckpt}", f"data.path={tmp_path / 'fewer.csv'}", "data.label_column=null"]
+    last = one_line_error(*cli(embed_main, [*args, f"hydra.run.dir={tmp_path / 'x'}"], capfd))
+    assert "fewer.csv lacks the feature columns gene11" in last

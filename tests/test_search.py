@@ -2,13 +2,13 @@
 
 import optuna
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.conftest import cli
+from vaelab.train import main as train_main
 
 
-def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path):
+def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path, capfd, in_process):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     common = [
-        VAELAB_TRAIN,
         "hparams_search=vae_optuna",
         f"hparams_search.storage={storage}",
         "hparams_search.pruner.n_startup_trials=1",
@@ -17,8 +17,10 @@ def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path):
         "callbacks.rich_progress_bar=null",
         "trainer.accelerator=cpu",
     ]
-    first = run([*common, "hparams_search.n_trials=3", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+    code, err = cli(
+        train_main, [*common, "hparams_search.n_trials=3", f"hydra.run.dir={tmp_path / 'a'}"], capfd
+    )
+    assert code == 0, err[-3000:]
     study = optuna.load_study(study_name="vae_digits", storage=storage)
     assert len(study.trials) == 3
     assert sorted(p.name for p in (tmp_path / "a").glob("trial_*")) == [
@@ -29,10 +31,10 @@ def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path):
     finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     assert {t.state for t in study.trials} <= finished
 
-    second = run(
-        [*common, "hparams_search.n_trials=5", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path
+    code, err = cli(
+        train_main, [*common, "hparams_search.n_trials=5", f"hydra.run.dir={tmp_path / 'b'}"], capfd
     )
-    assert second.returncode == 0, second.stderr[-3000:]
+    assert code == 0, err[-3000:]
     study = optuna.load_study(study_name="vae_digits", storage=storage)
     assert len(study.trials) == 5 and {t.state for t in study.trials} <= finished
     assert sorted(p.name for p in (tmp_path / "b").glob("trial_*")) == ["trial_003", "trial_004"]

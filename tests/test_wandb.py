@@ -6,16 +6,16 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.conftest import cli
 from tests.wandb_records import run_contents
+from vaelab.train import main as train_main
 
 QUICK = ["callbacks.rich_progress_bar=null", "trainer.accelerator=cpu"]
 
 
-def test_offline_run_holds_config_metrics_and_images(tmp_path):
+def test_offline_run_holds_config_metrics_and_images(tmp_path, capfd, in_process, monkeypatch):
     run_dir = tmp_path / "run"
     args = [
-        VAELAB_TRAIN,
         *QUICK,
         "logger=wandb",
         "logger.wandb.tags=[digits,test]",
@@ -25,10 +25,12 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path):
         f"hydra.run.dir={run_dir}",
     ]
     # No WANDB_MODE and no credentials: offline, with a one-line notice and no prompt.
-    env = {"WANDB_MODE": None, "WANDB_API_KEY": None, "NETRC": None, "HOME": str(tmp_path)}
-    result = run(args, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "W&B: no API key" in result.stdout + result.stderr
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 0, out[-3000:]
+    assert "W&B: no API key" in out
 
     contents = run_contents(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
@@ -63,10 +65,9 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path):
     assert pixels.dtype == np.uint8 and pixels.max() > 100
 
 
-def test_each_job_of_a_multirun_has_its_own_wandb_run(tmp_path):
+def test_each_job_of_a_multirun_has_its_own_wandb_run(tmp_path, capfd, in_process):
     sweep = tmp_path / "sweep"
     args = [
-        VAELAB_TRAIN,
         "-m",
         *QUICK,
         "logger=wandb",
@@ -74,8 +75,8 @@ def test_each_job_of_a_multirun_has_its_own_wandb_run(tmp_path):
         "seed=1,2",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     ids = [run_contents(job)["id"] for job in jobs]
     assert len(jobs) == 2 and len(set(ids)) == 2
