@@ -1,4 +1,5 @@
-"""The real console script in a subprocess, as a user runs it."""
+"""The real console script, as a user runs it: in a process of its own, and through Hydra's
+search path in this one."""
 
 import json
 import os
@@ -10,7 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from tests.conftest import cli
 from tests.helpers import metrics_rows
+from vaelab.train import main as train_main
 
 VAELAB_TRAIN = shutil.which("vaelab-train", path=str(Path(sys.executable).parent))
 
@@ -106,7 +109,7 @@ def test_python_dash_m_and_the_written_config_is_resolved(tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["test/recon"] > 0
 
 
-def test_own_configs_through_hydra_searchpath(tmp_path):
+def test_own_configs_through_hydra_searchpath(tmp_path, capfd, in_process):
     own = tmp_path / "my_conf" / "model" / "net"
     own.mkdir(parents=True)
     (own / "tiny.yaml").write_text(
@@ -114,12 +117,11 @@ def test_own_configs_through_hydra_searchpath(tmp_path):
     )
     run_dir = tmp_path / "run"
     args = [
-        VAELAB_TRAIN,
         f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
         "model/net=tiny",
         "debug=fdr",
         f"hydra.run.dir={run_dir}",
     ]
-    result = run(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
     assert "hidden:\n    - 32\n    activation: tanh" in (run_dir / "config.yaml").read_text()
