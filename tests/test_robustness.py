@@ -163,10 +163,10 @@ def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment, capfd, in_p
     assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
 
 
-@pytest.mark.parametrize("case", [0, 24, 47], ids=lambda i: " ".join(CONFIG_ERRORS[i][0]))
-def test_the_real_command_refuses_in_one_line_too(tmp_path, case):
-    """A few of the table through a fresh process: its exit status and all it prints."""
-    args, fragment = CONFIG_ERRORS[case]
+def test_the_real_command_refuses_in_one_line_too(tmp_path):
+    """The first of the table through a fresh process: its exit status and all it prints (the
+    table above runs the same entry point in this process)."""
+    args, fragment = CONFIG_ERRORS[0]
     result = run([VAELAB_TRAIN, f"hydra.run.dir={tmp_path / 'run'}", *args], cwd=tmp_path)
     _assert_one_line_error(result, fragment)
     assert len(result.stderr.strip().splitlines()) == 1
@@ -310,11 +310,10 @@ def test_divergence_stops_the_run_and_keeps_the_good_checkpoints(compose_train):
         assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
 
 
-def test_divergence_through_the_cli_is_one_line(tmp_path):
+def test_divergence_through_the_cli_is_one_line(tmp_path, capfd, in_process):
     poison = ["+callbacks.poison._target_=tests.helpers.PoisonWeights", "+callbacks.poison.step=3"]
-    args = [VAELAB_TRAIN, *poison, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}"]
-    result = run(args, cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parents[1])})
-    _assert_one_line_error(result, "training diverged by step")
+    args = [*poison, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert "training diverged by step" in one_line_error(*cli(train_main, args, capfd))
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # never a NaN one
 
 
