@@ -128,15 +128,16 @@ def _to_wandb(run_cfg: DictConfig, ckpt_path: str, out: Path, written: list[Path
         return
     from vaelab.extras import require
     from vaelab.loggers import WandbLogger
+    from vaelab.loggers.wandb import finish_run
 
-    wandb = require("wandb", "wandb", "adding the pictures to the training run's W&B run")
+    require("wandb", "wandb", "adding the pictures to the training run's W&B run")
 
     keep = ("project", "entity", "group", "mode")
     settings = {k: wandb_cfg[k] for k in keep if wandb_cfg.get(k) is not None}
     logger = WandbLogger(save_dir=str(out), run_id=id_file.read_text().strip(), **settings)
     for path in written:
         logger.log_image(f"sample/{path.stem}", [str(path)])
-    wandb.finish()
+    finish_run()
     log.info(f"Logged the pictures to the W&B run {logger.version} of {ckpt_path}")
 
 

@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 ID_FILE = "wandb_id"
 
 
+def finish_run(failed: bool = False) -> None:
+    """End this process's W&B run, if one is open, its files whole on disk when this returns:
+    the next job of a multirun starts a run of its own, and whoever reads the run next in this
+    process (a notebook, `wandb sync`, a test) reads all of it. wandb's service writes the run's
+    file and may close it after `finish()` returns; shutting the service down waits for that
+    (the next run starts another service)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+        wandb.teardown()
+
+
 def api_key_configured() -> bool:
     """Whether wandb would find credentials: the environment, or a netrc entry for its host."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):

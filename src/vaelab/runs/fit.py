@@ -2,26 +2,18 @@
 results.json."""
 
 import logging
-import sys
 from typing import Any
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from vaelab.embeddings import disentanglement_scores
-from vaelab.loggers.wandb import ID_FILE
+from vaelab.loggers.wandb import ID_FILE, finish_run
 from vaelab.runs.build import Run
 from vaelab.runs.preemption import preempted
 from vaelab.runs.resume import limits, results_at
 from vaelab.runs.run_dir import provenance, write_results
 
 log = logging.getLogger(__name__)
-
-
-def _finish_wandb(failed: bool) -> None:
-    """End the W&B run of this job, so that the next job of a multirun starts its own."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
 
 
 def _test(run: Run) -> tuple[dict[str, Any], str]:
@@ -77,7 +69,7 @@ def fit_and_test(run: Run) -> tuple[dict[str, Any], str] | None:
     except SIGTERMException:
         raise preempted(plan.run_dir, run.on_sigterm.saved) from None
     finally:
-        _finish_wandb(failed)
+        finish_run(failed)
 
 
 def collect_results(run: Run, metrics: dict[str, Any], best_ckpt: str) -> dict[str, Any]:
