@@ -1,0 +1,101 @@
+"""vaelab on a real SLURM cluster: one node with accounting (slurmctld, slurmd, slurmdbd, MariaDB,
+munge), started on 127.0.0.1 by scripts/slurm_cluster.sh for this module and stopped by the PIDs
+it recorded. Needs root and Debian's packages (.ci/run installs them); a developer's machine
+without them skips these tests, CI never does."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import metrics_rows
+from tests.test_cli import VAELAB_TRAIN, run
+
+pytestmark = pytest.mark.slurm
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
+# What the launcher asks SLURM for, sized to this node (its preset asks for a GPU and 8 CPUs).
+ON_THIS_NODE = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0",
+                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+                "trainer.accelerator=cpu", "callbacks.rich_progress_bar=null"]  # fmt: skip
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "the cluster's daemons run as root"
+    needed = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
+    absent = [name for name in needed if shutil.which(name) is None]
+    if absent:
+        return f"{', '.join(absent)} missing: apt-get install slurmctld slurmd slurm-client " \
+            "slurmdbd munge mariadb-server"  # fmt: skip
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """SLURM_CONF of a running cluster; its ports apart for each xdist worker."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SLURM tests: {reason}")
+        pytest.skip(reason)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    folder = Path(tempfile.mkdtemp(prefix="vaelab-slurm-", dir="/tmp"))  # munge must reach it
+    folder.chmod(0o755)
+    env = {**os.environ, "VAELAB_SLURM_PORT": str(16817 + 10 * worker)}
+    started = subprocess.run(["bash", str(SCRIPT), "start", str(folder)], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield {"SLURM_CONF": str(folder / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], timeout=120, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sacct(cluster, *args: str) -> list[list[str]]:
+    """sacct's rows, parsable, for every job of the cluster."""
+    out = subprocess.run(["sacct", "-a", "-n", "-P", "-X", *args], env={**os.environ, **cluster},
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return [line.split("|") for line in out.splitlines()]
+
+
+def ended(cluster, ids: list[str], within_s: float = 60) -> list[str]:
+    """The final states of jobs `ids`, once accounting has them: the launcher returns as soon as
+    a job's result is written, a moment before its process and step end."""
+    deadline = time.monotonic() + within_s
+    while True:
+        states = dict(sacct(cluster, "-o", "JobID,State"))
+        found = [states.get(i, "") for i in ids]
+        if all(s and s not in ("PENDING", "RUNNING", "COMPLETING") for s in found):
+            return found
+        assert time.monotonic() < deadline, f"jobs {ids} still {found} after {within_s} s"
+        time.sleep(0.2)
+
+
+def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=1", "model.beta=0.5,4",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    result = run(args, cwd=tmp_path, env=cluster)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+    rows = metrics_rows(sweep, "sweep.csv")
+    assert [(r["job"], r["model.beta"], r["status"]) for r in rows] == [
+        ("0", "0.5", "COMPLETED"),
+        ("1", "4", "COMPLETED"),
+    ]
+    assert (sweep / "rate_distortion.png").stat().st_size > 1000
+    for job in ("0", "1"):  # each job's directory as a local run's
+        for name in ("config.yaml", "metrics.csv", "results.json", "train.log"):
+            assert (sweep / job / name).is_file(), (job, name)
+    # Each job ran on the cluster (an array of two), and accounting saw it end.
+    ids = sorted(
+        p.name for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit() and "_" in p.name
+    )
+    assert len(ids) == 2
+    assert ended(cluster, ids) == ["COMPLETED", "COMPLETED"]
