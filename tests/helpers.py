@@ -126,3 +126,21 @@ class PoisonWeights(L.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class Requeue(L.Callback):
+    """Asks SLURM to requeue this job (`scontrol requeue`, what a pre-emption does) after the
+    optimizer step that reaches `step`, in the job's first run only; SLURM then stops the job with
+    SIGTERM and starts it again."""
+
+    def __init__(self, step: int):
+        self.step, self.done = step, False
+
+    def on_train_batch_end(self, trainer, *args):
+        restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if self.done or restarted or trainer.global_step < self.step:
+            return
+        self.done = True
+        import subprocess
+
+        subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import metrics_rows
+from tests.helpers import assert_same_run, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 
 pytestmark = pytest.mark.slurm
@@ -99,3 +99,48 @@ def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
     )
     assert len(ids) == 2
     assert ended(cluster, ids) == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_job_requeued_while_training_finishes_as_if_it_never_stopped(cluster, tmp_path):
+    """Two identical jobs; job 0 is requeued at step 20 (SIGTERM from SLURM, last.ckpt saved,
+    the job started again by the cluster): it ends with job 1's weights and metrics.csv."""
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=3", "seed=7",
+            "+callbacks.requeue._target_=tests.helpers.Requeue",
+            "+callbacks.requeue.step=20,100000", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {**os.environ, **cluster, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env.pop("WANDB_SERVICE", None)
+    sweeping = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        released = release_when_requeued(cluster, sweeping)
+        out, _ = sweeping.communicate(timeout=300)
+    finally:
+        sweeping.kill()
+    assert sweeping.returncode == 0, out[-3000:]
+    assert released
+    log = (sweep / "0" / "train.log").read_text()
+    assert (
+        log.count("Resuming from") == 1
+        and "Resuming from" not in (sweep / "1" / "train.log").read_text()
+    )
+    assert_same_run(sweep / "0", sweep / "1")  # the weights at the same step, every row once
+    rows = metrics_rows(sweep, "sweep.csv")
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+
+
+def release_when_requeued(cluster, sweeping, within_s: float = 120) -> str:
+    """Start a requeued job now, not at the BeginTime (~2 min on) SLURM gives it; its id."""
+    deadline = time.monotonic() + within_s
+    env = {**os.environ, **cluster}
+    while time.monotonic() < deadline and sweeping.poll() is None:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %t %r"], env=env, capture_output=True,
+                               text=True, check=True).stdout.split("\n")  # fmt: skip
+        for line in queue:
+            if line.endswith("BeginTime"):
+                job_id = line.split()[0]
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                               env=env, check=True)  # fmt: skip
+                return job_id
+        time.sleep(0.2)
+    return ""
