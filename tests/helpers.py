@@ -5,6 +5,7 @@ import csv
 import itertools
 import os
 import signal as signal_module
+import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -141,6 +142,4 @@ class Requeue(L.Callback):
         if self.done or restarted or trainer.global_step < self.step:
             return
         self.done = True
-        import subprocess
-
         subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)

@@ -57,10 +57,15 @@ def cluster():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def slurm(cluster, *command: str, check: bool = True) -> str:
+    """What a SLURM command (sacct, squeue, scontrol) prints about this cluster."""
+    env = {**os.environ, **cluster}
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=check).stdout
+
+
 def sacct(cluster, *args: str) -> list[list[str]]:
     """sacct's rows, parsable, for every job of the cluster."""
-    out = subprocess.run(["sacct", "-a", "-n", "-P", "-X", *args], env={**os.environ, **cluster},
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = slurm(cluster, "sacct", "-a", "-n", "-P", "-X", *args)
     return [line.split("|") for line in out.splitlines()]
 
 
@@ -146,24 +151,21 @@ def sweep_with_requeues(cluster, args: list[str], cwd: Path) -> tuple[int, str]:
 
 
 def squeue_ids(cluster) -> list[str]:
-    env = {**os.environ, **cluster}
-    out = subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True,
-                         check=False).stdout  # fmt: skip
-    return out.split()
+    return slurm(cluster, "squeue", "-h", "-o", "%i").split()
 
 
 def release_when_requeued(cluster, sweeping) -> int:
     """Start each requeued job now, not at the BeginTime (~2 min on) SLURM gives it, until the
     sweep ends (`sweeping=None`: until the queue is empty); how many were released."""
-    env, released = {**os.environ, **cluster}, 0
+    released = 0
     while (sweeping.poll() is None) if sweeping else squeue_ids(cluster):
-        queue = subprocess.run(["squeue", "-h", "-o", "%i %t %r"], env=env, capture_output=True,
-                               text=True, check=False).stdout.split("\n")  # fmt: skip
-        for line in queue:
+        for line in slurm(cluster, "squeue", "-h", "-o", "%i %t %r").splitlines():
             if line.endswith("BeginTime"):
                 job_id = line.split()[0]
-                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
-                               env=env, check=False)  # fmt: skip
+                # The job may have started meanwhile: then there is nothing to release.
+                slurm(
+                    cluster, "scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False
+                )
                 released += 1
         time.sleep(0.5)
     return released
