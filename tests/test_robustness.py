@@ -362,6 +362,34 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(compose_train):
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
 
+def test_a_signal_that_exits_during_a_checkpoint_write_exits_and_leaves_no_partial_file(tmp_path):
+    """submitit's SIGUSR2 handler (and a Ctrl-C) exit by raising in whatever runs: inside
+    torch.save that comes out as the zip writer's RuntimeError. The exit must go on as an exit
+    (not as a "cannot write" error, which failed a SLURM job at its time limit) and the previous
+    checkpoint stay whole."""
+    from vaelab.runs.checkpoint_io import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+    before = path.read_bytes()
+    big = {"step": 2, "w": torch.zeros(25_000_000)}  # 100 MB: the timer fires while it is written
+
+    def exit_now(signum, frame):
+        sys.exit(-1)
+
+    old_handler = signal.signal(signal.SIGALRM, exit_now)
+    signal.setitimer(signal.ITIMER_REAL, 0.02)
+    try:
+        with pytest.raises(SystemExit):
+            while True:  # until the timer fires, whatever the disk's speed
+                io.save_checkpoint(big, path)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+    assert path.read_bytes() == before or torch.load(path)["step"] == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_a_failed_results_write_is_one_clear_error_and_leaves_no_partial_file(tmp_path):
     from vaelab.runs.run_dir import write_results
 

@@ -34,6 +34,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         except BaseException as error:
             tmp.unlink(missing_ok=True)
+            # A signal handler that exits (submitit's on SIGUSR2, a Ctrl-C) while torch.save
+            # writes surfaces as the zip writer's RuntimeError, the exit only as its context:
+            # the exit is what happened, and it must go on as one.
+            interrupt = _interrupt_behind(error)
+            if interrupt is not None:
+                raise interrupt from None
             # A full disk or a vanished folder; torch.save reports a failed write inside its
             # zip writer as a RuntimeError.
             if isinstance(error, (OSError, RuntimeError)):
@@ -43,3 +49,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                     f"untouched"
                 ) from error
             raise
+
+
+def _interrupt_behind(error: BaseException) -> BaseException | None:
+    """The SystemExit or KeyboardInterrupt that `error` is, or was raised while handling."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if not isinstance(error, Exception):
+            return error
+        seen.add(id(error))
+        error = error.__context__
+    return None
