@@ -102,6 +102,24 @@ class StopAt(L.Callback):
         self._maybe(trainer, "test")
 
 
+class Cancel(L.Callback):
+    """Cancels this SLURM job (`scancel`, what a user or an administrator does) at test batch
+    `batch`, once: the first job to get there leaves `flag`, so that the same command started
+    again is not cancelled too."""
+
+    def __init__(self, batch: int, flag: str):
+        self.batch, self.flag = batch, Path(flag)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if batch_idx != self.batch or self.flag.exists():
+            return
+        self.flag.touch()
+        array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+        job = f"{array}_{task}" if array else os.environ["SLURM_JOB_ID"]  # a task by its own id
+        done = subprocess.run(["scancel", job], capture_output=True, text=True, check=True)
+        assert not done.stderr, done.stderr  # scancel exits 0 on an unknown job id
+
+
 class RecordBatches(L.Callback):
     """Writes every training example this rank saw, as rows of x, to <folder>/rank<N>.pt."""
 

@@ -3,7 +3,9 @@ munge), started on 127.0.0.1 by scripts/slurm_cluster.sh for this module and sto
 it recorded. Needs root and Debian's packages (.ci/run installs them); a developer's machine
 without them skips these tests, CI never does."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import one_line_error
 from tests.helpers import assert_same_run, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 
@@ -82,6 +85,13 @@ def ended(cluster, ids: list[str], within_s: float = 60) -> list[str]:
         time.sleep(0.2)
 
 
+def array_tasks(sweep: Path) -> list[str]:
+    """The SLURM ids of a sweep's jobs (6_0, 6_1, ...), from submitit's folders."""
+    return sorted(
+        p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)
+    )
+
+
 def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=1", "model.beta=0.5,4",
@@ -99,11 +109,7 @@ def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
         for name in ("config.yaml", "metrics.csv", "results.json", "train.log"):
             assert (sweep / job / name).is_file(), (job, name)
     # Each job ran on the cluster (an array of two), and accounting saw it end.
-    ids = sorted(
-        p.name for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit() and "_" in p.name
-    )
-    assert len(ids) == 2
-    assert ended(cluster, ids) == ["COMPLETED", "COMPLETED"]
+    assert ended(cluster, array_tasks(sweep)) == ["COMPLETED", "COMPLETED"]
 
 
 def test_a_job_requeued_while_training_finishes_as_if_it_never_stopped(cluster, tmp_path):
@@ -127,10 +133,8 @@ def test_a_job_requeued_while_training_finishes_as_if_it_never_stopped(cluster, 
 
 def sweep_with_requeues(cluster, args: list[str], cwd: Path) -> tuple[int, str]:
     """Run a sweep whose jobs SLURM requeues, starting each requeued job at once; (releases, what
-    the sweep printed). submitit's parent may read a job's state in the instant of its requeue
-    as ended and stop the sweep with UncompletedJobError while the job goes on (a race in
-    submitit): then, as the README says, the same command started again, once the jobs have
-    ended, finishes the sweep from what they wrote."""
+    the sweep printed). The sweep waits for its jobs through their requeues (SLURM shows a state
+    for a moment then that submitit alone would take as their end)."""
     env = {**os.environ, **cluster, "PYTHONPATH": str(ROOT)}
     env.pop("WANDB_SERVICE", None)
     sweeping = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -140,25 +144,15 @@ def sweep_with_requeues(cluster, args: list[str], cwd: Path) -> tuple[int, str]:
         out, _ = sweeping.communicate(timeout=60)
     finally:
         sweeping.kill()
-    if sweeping.returncode != 0 and "UncompletedJobError" in out:
-        released += release_when_requeued(cluster, None)  # until the jobs have ended
-        again = run(args, cwd=cwd, env={"PYTHONPATH": str(ROOT), **cluster})
-        out += again.stdout + again.stderr
-        assert again.returncode == 0, out[-3000:]
-    else:
-        assert sweeping.returncode == 0, out[-3000:]
+    assert sweeping.returncode == 0, out[-3000:]
     return released, out
-
-
-def squeue_ids(cluster) -> list[str]:
-    return slurm(cluster, "squeue", "-h", "-o", "%i").split()
 
 
 def release_when_requeued(cluster, sweeping) -> int:
     """Start each requeued job now, not at the BeginTime (~2 min on) SLURM gives it, until the
-    sweep ends (`sweeping=None`: until the queue is empty); how many were released."""
+    sweep ends; how many were released."""
     released = 0
-    while (sweeping.poll() is None) if sweeping else squeue_ids(cluster):
+    while sweeping.poll() is None:
         for line in slurm(cluster, "squeue", "-h", "-o", "%i %t %r").splitlines():
             if line.endswith("BeginTime"):
                 job_id = line.split()[0]
@@ -187,3 +181,37 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp
     steps = [int(r["step"]) for r in metrics_rows(sweep / "0") if r["val/elbo"]]
     assert steps == [12 * epoch - 1 for epoch in range(1, 301)]
     assert metrics_rows(sweep, "sweep.csv")[0]["status"] == "COMPLETED"
+
+
+def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, tmp_path):
+    """Two identical jobs; job 0 is cancelled (`scancel`) in its test stage, which ends the
+    sweep with a one-line error; the same command started again tests job 0 from its checkpoint
+    and keeps job 1's results: both end as one uninterrupted run."""
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=2", "seed=7",
+            "+callbacks.cancel._target_=tests.helpers.Cancel",
+            "+callbacks.cancel.batch=0,100000", f"+callbacks.cancel.flag={tmp_path / 'cancelled'}",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT), **cluster}
+    first = run(args, cwd=tmp_path, env=env)
+    # The sweep waited for job 1, then said in one line what did not finish and what to do.
+    message = one_line_error(first.returncode, first.stderr)
+    assert (tmp_path / "cancelled").exists()
+    assert "1 of 2 jobs did not finish: job 0 (SLURM job " in message
+    assert "ended CANCELLED without a result (stopped by SIGTERM" in message
+    assert "Start the same command again to finish the sweep" in message
+    assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").exists()
+    assert [state.split()[0] for state in ended(cluster, array_tasks(sweep))] == [
+        "CANCELLED",
+        "COMPLETED",
+    ]
+
+    again = run(args, cwd=tmp_path, env=env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "finished in an earlier run of this sweep" in (sweep / "1" / "train.log").read_text()
+    assert_same_run(sweep / "0", sweep / "1")
+    tested = [json.loads((sweep / job / "results.json").read_text()) for job in ("0", "1")]
+    assert {k: v for k, v in tested[0].items() if k.startswith("test/")} == {
+        k: v for k, v in tested[1].items() if k.startswith("test/")
+    }
+    assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
