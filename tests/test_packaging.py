@@ -24,6 +24,11 @@ def test_wheel_carries_the_configs_and_runs_without_the_checkout(tmp_path):
         if name.startswith("vaelab/conf/")
     }
     assert shipped == {str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml")}
+    # The SLURM launcher is a Hydra plugin: Hydra finds plugins in the hydra_plugins namespace,
+    # which other packages share (an __init__.py there would hide theirs).
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "hydra_plugins/vaelab_launchers/slurm.py" in names
+    assert "hydra_plugins/__init__.py" not in names
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
