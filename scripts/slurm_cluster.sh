@@ -142,6 +142,11 @@ CONF
 chmod 600 "$dir/slurmdbd.conf"
 
 cpus=$(nproc)
+# The node is this machine by its own name: SLURM_NODELIST names it to the jobs, and a DDP job's
+# ranks (Lightning, torchrun) meet at the first node of that list, so the name must resolve.
+node=$(hostname)
+getent hosts "$node" >/dev/null ||
+    echo "warning: $node does not resolve: DDP jobs cannot start (add '127.0.0.1 $node' to /etc/hosts)" >&2
 memory=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2))
 cat >"$dir/slurm.conf" <<CONF
 ClusterName=vaelab
@@ -174,7 +179,7 @@ AccountingStoragePort=$dbd_port
 AccountingStoragePass=$socket
 JobRequeue=1
 KillWait=10
-NodeName=vaelab-node NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+NodeName=$node NodeHostname=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$dir/slurm.conf"
@@ -188,7 +193,7 @@ sacctmgr -i add cluster vaelab >/dev/null 2>&1 || true
 nohup slurmctld -D -i -f "$dir/slurm.conf" >"$dir/log/slurmctld.out" 2>&1 &
 started slurmctld $!
 wait_for slurmctld scontrol ping
-nohup slurmd -D -N vaelab-node -f "$dir/slurm.conf" >"$dir/log/slurmd.out" 2>&1 &
+nohup slurmd -D -N "$node" -f "$dir/slurm.conf" >"$dir/log/slurmd.out" 2>&1 &
 started slurmd $!
 wait_for "the node" bash -c "sinfo -h -N -o %t | grep -qx idle"
 trap - ERR

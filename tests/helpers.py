@@ -160,4 +160,5 @@ class Requeue(L.Callback):
         if self.done or restarted or trainer.global_step < self.step:
             return
         self.done = True
-        subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)
+        if trainer.is_global_zero:  # one request for the job, whatever its number of tasks
+            subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)

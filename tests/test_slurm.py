@@ -215,3 +215,28 @@ def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, 
         k: v for k, v in tested[1].items() if k.startswith("test/")
     }
     assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_path):
+    """`trainer=ddp_cpu` as SLURM jobs of two tasks: Lightning takes the ranks from SLURM's
+    variables, rank zero alone writes the one run directory. Job 0 is requeued at step 14 (after
+    the first epoch's checkpoint) and ends as its uninterrupted twin, job 1, bit for bit."""
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "hydra.launcher.tasks_per_node=2", "trainer=ddp_cpu",
+            "model=ae", "trainer.max_epochs=4", "seed=7",
+            "+callbacks.requeue._target_=tests.helpers.Requeue",
+            "+callbacks.requeue.step=14,100000", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    released, _ = sweep_with_requeues(cluster, args, tmp_path)
+    assert released
+    for job in array_tasks(sweep):  # each task a rank of two, from SLURM_PROCID and SLURM_NTASKS
+        logs = sorted((sweep / ".submitit" / job).glob("*_log.out"))
+        ranks = {
+            re.search(r"GLOBAL_RANK: (\d), MEMBER: \d/2", log.read_text()).group(1) for log in logs
+        }
+        assert ranks == {"0", "1"}, job
+    assert (sweep / "0" / "train.log").read_text().count("Resuming from") == 1
+    assert_same_run(sweep / "0", sweep / "1")
+    for job in ("0", "1"):  # task 1 keeps its records and log beside the run's
+        assert sorted(p.name for p in (sweep / job).iterdir()) == [
+            ".hydra", ".hydra_task1", ".vaelab.lock", "checkpoints", "config.yaml", "hparams.yaml",
+            "images", "metrics.csv", "results.json", "train.log", "train.task1.log"]  # fmt: skip

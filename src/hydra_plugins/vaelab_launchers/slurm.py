@@ -7,7 +7,9 @@ on. And a job that did end without a result (cancelled, out of requeues) stopped
 traceback while the other jobs still ran, so that starting the same command again met them
 running. Here the sweep waits until every job has its result or has ended for good (the same
 state twice, `_HOLD_S` apart), then says in one line which jobs did not finish and how to finish
-them: the same command again, where finished jobs keep their results.
+them: the same command again, where finished jobs keep their results. The tasks of a DDP job
+(`tasks_per_node` > 1) other than the first keep Hydra's records and their log beside the run's,
+as they do under `srun` without a sweep.
 """
 
 import logging
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from omegaconf import OmegaConf
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from omegaconf import OmegaConf, open_dict
 
 from vaelab.errors import UserError
 
@@ -43,6 +45,38 @@ class JobsUnfinished(UserError):
 
 
 class SlurmLauncher(_Hydra):
+    def __call__(
+        self,
+        sweep_overrides: list[str],
+        job_dir_key: str,
+        job_num: int,
+        job_id: str,
+        singleton_state: dict[type, Singleton],
+    ) -> JobReturn:
+        """One task of a job, on the cluster: Hydra's job, with the records and log of a task
+        other than a DDP job's first kept beside the first's (train.task1.log, .hydra_task1)."""
+        import submitit
+
+        from vaelab.cli.guard import keep_records_apart
+        from vaelab.runs.ranks import rank_zero
+
+        assert self.hydra_context is not None and self.task_function is not None
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, sweep_overrides)
+        with open_dict(config.hydra.job) as job:
+            job.id = submitit.JobEnvironment().job_id
+            job.num = job_num
+        if not rank_zero():
+            keep_records_apart(config)
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=config,
+            job_dir_key=job_dir_key,
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         jobs = self._submit(job_overrides, initial_job_idx)
         _wait_for(jobs)

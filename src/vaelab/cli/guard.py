@@ -25,7 +25,7 @@ from vaelab.runs.resume import MAY_CHANGE, override_key, under
 from vaelab.runs.secrets import mask_logging, redact, remember
 
 
-def _keep_records_apart(config: DictConfig) -> None:
+def keep_records_apart(config: DictConfig) -> None:
     """A rank other than zero writes Hydra's records and its log beside rank zero's, never over
     them: rank zero's are the run's. Lightning's own launcher names its ranks' records itself."""
     suffix = rank_name()
@@ -85,7 +85,7 @@ class RunGuard(Callback):
         if plan.finished is not None:
             raise AlreadyFinished(plan.note)
         if not rank_zero():
-            _keep_records_apart(config)
+            keep_records_apart(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra's launcher prints each job's overrides before the job starts.

@@ -383,7 +383,9 @@ def check_optimizing_by_hand(cfg: DictConfig) -> None:
 
 def refuse_ddp_in_multirun(cfg: DictConfig, launcher: str) -> None:
     """Lightning's `ddp` strategy starts the other ranks by re-running the command line; inside a
-    multirun job that would re-run the sweep. A SLURM launcher gives each rank its own task."""
+    multirun job that would re-run the sweep. A SLURM launcher gives each rank its own task
+    (`hydra.launcher.tasks_per_node` = `trainer.devices`), and Lightning reads the ranks from
+    SLURM's variables."""
     strategy = OmegaConf.select(cfg, "trainer.strategy", default="auto")
     devices = OmegaConf.select(cfg, "trainer.devices", default=1)
     spawned = not isinstance(strategy, str) or "spawn" in strategy
@@ -391,7 +393,7 @@ def refuse_ddp_in_multirun(cfg: DictConfig, launcher: str) -> None:
         str(strategy).startswith("ddp")
         and not spawned
         and devices != 1
-        and "submitit" not in launcher
+        and not launcher.endswith("SlurmLauncher")
     ):
         raise ConfigError(
             f"trainer.strategy={strategy} cannot run inside a multirun job with this launcher: "
