@@ -76,17 +76,24 @@ class StopAt(L.Callback):
     (in a test's own process too: Lightning handles SIGTERM while it fits, and stops after a
     validation that is due, as for a scheduler's) or "Killed", an exception raised there (the
     process ends there, no checkpoint on the way out). With several optimizer steps per call,
-    after the call that reaches `step`."""
+    after the call that reaches `step`. With `flag`, once among processes: the first to get there
+    leaves that file, and the others go on."""
 
     acts_once_per_call = True
 
-    def __init__(self, step: int, stage: str = "train", by: str = "SIGTERM"):
+    def __init__(self, step: int, stage: str = "train", by: str = "SIGTERM", flag: str = ""):
         self.step, self.stage, self.by, self.done = step, stage, by, False
+        self.flag = Path(flag) if flag else None
 
     def _maybe(self, trainer, stage: str) -> None:
         if stage != self.stage or trainer.global_step < self.step or self.done:
             return
         self.done = True
+        if self.flag is not None:
+            try:
+                self.flag.touch(exist_ok=False)
+            except FileExistsError:
+                return
         if self.by == "Killed":
             raise Killed
         os.kill(os.getpid(), getattr(signal_module, self.by))

@@ -54,7 +54,8 @@ def cluster():
                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        yield {"SLURM_CONF": str(folder / "slurm.conf")}
+        database = re.search(r"mysql\+pymysql://\S+", started.stdout).group(0)
+        yield {"SLURM_CONF": str(folder / "slurm.conf"), "VAELAB_TEST_DATABASE": database}
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], timeout=120, check=False)
         shutil.rmtree(folder, ignore_errors=True)
@@ -240,3 +241,38 @@ def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_p
         assert sorted(p.name for p in (sweep / job).iterdir()) == [
             ".hydra", ".hydra_task1", ".vaelab.lock", "checkpoints", "config.yaml", "hparams.yaml",
             "images", "metrics.csv", "results.json", "train.log", "train.task1.log"]  # fmt: skip
+
+
+def test_workers_on_slurm_share_one_study_in_mariadb_and_a_killed_trial_is_run_again(
+    cluster, tmp_path
+):
+    """Two search workers (a sweep over seed=1,2, one SLURM job each) on one Optuna study in
+    MariaDB. The first trial to reach step 5 is killed with its worker (kill -9): its heartbeat
+    stops, the other worker fails it and runs it again with the same values, and the study ends
+    with exactly n_trials finished trials."""
+    import optuna
+
+    sweep, url, n_trials = tmp_path / "sweep", cluster["VAELAB_TEST_DATABASE"], 5
+    args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "hparams_search=vae_optuna",
+            f"hparams_search.storage={url}", "hparams_search.study_name=shared",
+            f"hparams_search.n_trials={n_trials}", "hparams_search.heartbeat_interval=1",
+            "hparams_search.grace_period=4", "hparams_search.pruner.n_startup_trials=10",
+            "trainer.max_epochs=2", "+callbacks.kill._target_=tests.helpers.StopAt",
+            "+callbacks.kill.step=5", "+callbacks.kill.by=SIGKILL",
+            f"+callbacks.kill.flag={tmp_path / 'killed'}", "seed=1,2",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    result = run(args, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), **cluster})
+    # The killed worker's job did not finish; the sweep waited for the other, which did.
+    message = one_line_error(result.returncode, result.stderr)
+    assert "1 of 2 jobs did not finish" in message and "ended FAILED" in message
+
+    study = optuna.load_study(study_name="shared", storage=url)
+    states = [t.state.name for t in study.trials]
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == n_trials and states.count("FAIL") == 1, states
+    (killed,) = [t for t in study.trials if t.state.name == "FAIL"]
+    (retry,) = [t for t in finished if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.params == killed.params
+    # Each finished trial trained in its own directory, under the worker that ran it.
+    done = sorted(p.parent.name for p in sweep.glob("*/trial_*/results.json"))
+    assert done == sorted(f"trial_{t.number:03d}" for t in finished)

@@ -6,10 +6,13 @@ under the run directory. The study lives in a database (sqlite by default), so a
 invocation with the same study name continues it; validation results prune hopeless trials.
 """
 
+import contextlib
 import copy
 import logging
 import math
-from collections.abc import Callable
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,32 +69,84 @@ def _trial_config(cfg: DictConfig, trial: optuna.Trial) -> DictConfig:
     return trial_cfg
 
 
+def _storage(spec: DictConfig) -> "optuna.storages.RDBStorage":
+    """The study's database, with heartbeats: a trial whose worker died (killed, its node gone)
+    is marked failed `grace_period` seconds after its last beat and run again, with the same
+    values, by whichever worker of the study looks next."""
+    if spec.storage.startswith("sqlite:///"):
+        Path(spec.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    heartbeat = {"heartbeat_interval": spec.heartbeat_interval, "grace_period": spec.grace_period}
+    with _heartbeats():
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retry)
+            heartbeat["heartbeat_stale_trial_callback"] = retry
+        else:
+            retry = optuna.storages.RetryFailedTrialCallback(max_retry=spec.max_retry)
+            heartbeat["failed_trial_callback"] = retry
+        return optuna.storages.RDBStorage(spec.storage, **heartbeat)
+
+
+@contextlib.contextmanager
+def _heartbeats() -> Iterator[None]:
+    """Optuna calls heartbeats experimental (since 2.8) and warns at each use: the user asked for
+    nothing that is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+_RUNNING = optuna.trial.TrialState.RUNNING
+
+
+class _Surplus(Exception):
+    """Another worker started the study's last trial at the same moment."""
+
+
+def _counts(study: optuna.Study, before: int | None = None) -> tuple[int, int]:
+    """(finished, running) trials of the study; running ones numbered below `before` only."""
+    trials = study.get_trials(deepcopy=False, states=(*_FINISHED, _RUNNING))
+    finished = sum(t.state in _FINISHED for t in trials)
+    running = [t for t in trials if t.state == _RUNNING]
+    return finished, sum(before is None or t.number < before for t in running)
+
+
 def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) -> float:
-    """Run the study to `hparams_search.n_trials` finished trials of `train` (vaelab.train's,
-    passed in so that the two modules do not import each other); return the best value."""
+    """Run trials of `train` (vaelab.train's, passed in so that the two modules do not import
+    each other) until the study holds `hparams_search.n_trials` finished ones, whatever other
+    workers share it; return the best value.
+
+    Workers (processes, SLURM jobs) on one study start a trial only while the finished and
+    running ones are fewer than n_trials; a worker with nothing to start waits for the running
+    ones, which may fail and be run again (see `_storage`), and stops when the study is done."""
     spec = cfg.hparams_search
     direction = "maximize" if cfg.model.monitor_mode == "max" else "minimize"
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=spec.pruner.n_startup_trials, n_warmup_steps=spec.pruner.n_warmup_steps
     )
-    Path(spec.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
         study_name=spec.study_name,
-        storage=spec.storage,
+        storage=_storage(spec),
         direction=direction,
         pruner=pruner,
         load_if_exists=True,
     )
     # The sampler's state is not stored with the study: seeded as before, a continued study
-    # would propose the first points again. Seeded by the trials so far, it repeats only itself.
+    # would propose the first points again. Seeded by the trials so far, it repeats only itself
+    # (workers that start together need seeds of their own: seed=1,2,3 in a sweep).
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(states=finished))
+    done = _counts(study)[0]
     log.info(f"Study {spec.study_name} in {spec.storage}: {done} of {spec.n_trials} trials done")
 
     refused: list[UserError] = []
 
     def objective(trial: optuna.Trial) -> float:
+        finished, running = _counts(trial.study, before=trial.number)
+        if finished + running >= spec.n_trials:
+            raise _Surplus(
+                f"trial {trial.number} not run: the study's {spec.n_trials} trials are finished "
+                f"or running (another worker started one at the same moment)"
+            )
         trial_cfg = _trial_config(cfg, trial)
         pruning = PruneTrial(trial, cfg.model.monitor)
         try:
@@ -103,8 +158,27 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
             trial.study.stop()
             return math.nan
 
-    study.optimize(objective, n_trials=max(0, spec.n_trials - done), catch=())
+    with _heartbeats():
+        _work(study, objective, spec, refused)
     if refused:
         raise refused[0]
     log.info(f"Best of {spec.study_name}: {study.best_value} with {study.best_params}")
     return study.best_value
+
+
+def _work(study: optuna.Study, objective: Callable, spec: DictConfig, refused: list) -> None:
+    """Trials until the study is done (or a trial was refused); waits while other workers'
+    trials would finish it."""
+    waited = False
+    while not refused:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued again
+        finished, running = _counts(study)
+        if finished >= spec.n_trials:
+            break
+        if finished + running >= spec.n_trials:
+            if not waited:
+                log.info(f"Waiting for the {running} running trials of {spec.study_name}")
+            waited = True
+            time.sleep(spec.heartbeat_interval)
+            continue
+        study.optimize(objective, n_trials=1, catch=(_Surplus,))
