@@ -3,8 +3,8 @@
 # trying vaelab's SLURM launcher on one machine (README, "On a cluster"):
 #
 #   bash scripts/slurm_cluster.sh start DIR   # munged, MariaDB, slurmdbd, slurmctld, slurmd
-#       (MariaDB also holds a database `vaelab`, user and password vaelab, for shared Optuna
-#       studies and an MLflow server: the URL is printed at the end)
+#       (MariaDB also holds the databases `optuna` and `mlflow`, user and password vaelab, for
+#       shared Optuna studies and an MLflow server: their URLs are printed at the end)
 #   export SLURM_CONF=DIR/slurm.conf          # for sbatch, squeue, sacct and vaelab's launcher
 #   bash scripts/slurm_cluster.sh stop DIR    # stops exactly the processes `start` started
 #
@@ -123,9 +123,11 @@ mariadb --socket="$dir/mysql.sock" <<SQL
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
-CREATE DATABASE IF NOT EXISTS vaelab;
+CREATE DATABASE IF NOT EXISTS optuna;
+CREATE DATABASE IF NOT EXISTS mlflow;
 CREATE USER IF NOT EXISTS 'vaelab'@'127.0.0.1' IDENTIFIED BY 'vaelab';
-GRANT ALL ON vaelab.* TO 'vaelab'@'127.0.0.1';
+GRANT ALL ON optuna.* TO 'vaelab'@'127.0.0.1';
+GRANT ALL ON mlflow.* TO 'vaelab'@'127.0.0.1';
 SQL
 
 cat >"$dir/slurmdbd.conf" <<CONF
@@ -203,4 +205,5 @@ started slurmd $!
 wait_for "the node" bash -c "sinfo -h -N -o %t | grep -qx idle"
 trap - ERR
 echo "SLURM is up: export SLURM_CONF=$dir/slurm.conf"
-echo "A database for Optuna studies and MLflow: mysql+pymysql://vaelab:vaelab@127.0.0.1:$db_port/vaelab"
+echo "Databases: mysql+pymysql://vaelab:vaelab@127.0.0.1:$db_port/optuna (Optuna studies)," \
+    "mysql+pymysql://vaelab:vaelab@127.0.0.1:$db_port/mlflow (an MLflow server's store)"

@@ -127,6 +127,19 @@ class Cancel(L.Callback):
         assert not done.stderr, done.stderr  # scancel exits 0 on an unknown job id
 
 
+class StopServer(L.Callback):
+    """Stops a server (SIGKILL to the process group it leads) after the optimizer step that
+    reaches `step`: a tracking server that goes away in the middle of a run."""
+
+    def __init__(self, pid: int, step: int):
+        self.pid, self.step, self.done = pid, step, False
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step and not self.done:
+            self.done = True
+            os.killpg(self.pid, signal_module.SIGKILL)
+
+
 class RecordBatches(L.Callback):
     """Writes every training example this rank saw, as rows of x, to <folder>/rank<N>.pt."""
 

@@ -3,13 +3,17 @@ munge), started on 127.0.0.1 by scripts/slurm_cluster.sh for this module and sto
 it recorded. Needs root and Debian's packages (.ci/run installs them); a developer's machine
 without them skips these tests, CI never does."""
 
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -49,13 +53,15 @@ def cluster():
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     folder = Path(tempfile.mkdtemp(prefix="vaelab-slurm-", dir="/tmp"))  # munge must reach it
     folder.chmod(0o755)
-    env = {**os.environ, "VAELAB_SLURM_PORT": str(16817 + 10 * worker)}
+    port = 16817 + 10 * worker  # the cluster takes 4 from here, the MLflow server the 6th
+    env = {**os.environ, "VAELAB_SLURM_PORT": str(port)}
     started = subprocess.run(["bash", str(SCRIPT), "start", str(folder)], env=env,
                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        database = re.search(r"mysql\+pymysql://\S+", started.stdout).group(0)
-        yield {"SLURM_CONF": str(folder / "slurm.conf"), "VAELAB_TEST_DATABASE": database}
+        optuna_db, mlflow_db = re.findall(r"mysql\+pymysql://[^\s,]+", started.stdout)
+        yield {"SLURM_CONF": str(folder / "slurm.conf"), "VAELAB_TEST_OPTUNA_DB": optuna_db,
+               "VAELAB_TEST_MLFLOW_DB": mlflow_db, "VAELAB_TEST_PORT": str(port + 5)}  # fmt: skip
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], timeout=120, check=False)
         shutil.rmtree(folder, ignore_errors=True)
@@ -252,7 +258,7 @@ def test_workers_on_slurm_share_one_study_in_mariadb_and_a_killed_trial_is_run_a
     with exactly n_trials finished trials."""
     import optuna
 
-    sweep, url, n_trials = tmp_path / "sweep", cluster["VAELAB_TEST_DATABASE"], 5
+    sweep, url, n_trials = tmp_path / "sweep", cluster["VAELAB_TEST_OPTUNA_DB"], 5
     args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "hparams_search=vae_optuna",
             f"hparams_search.storage={url}", "hparams_search.study_name=shared",
             f"hparams_search.n_trials={n_trials}", "hparams_search.heartbeat_interval=1",
@@ -276,3 +282,114 @@ def test_workers_on_slurm_share_one_study_in_mariadb_and_a_killed_trial_is_run_a
     # Each finished trial trained in its own directory, under the worker that ran it.
     done = sorted(p.parent.name for p in sweep.glob("*/trial_*/results.json"))
     assert done == sorted(f"trial_{t.number:03d}" for t in finished)
+
+
+@contextlib.contextmanager
+def mlflow_server(cluster, artifacts: Path):
+    """An MLflow tracking server on MariaDB (its store) and `artifacts` (a folder it serves), on
+    127.0.0.1; its URL. Stopped at the end with every process it started (its own group)."""
+    port = cluster["VAELAB_TEST_PORT"]
+    server = subprocess.Popen(
+        [str(Path(VAELAB_TRAIN).with_name("mlflow")), "server", "--host", "127.0.0.1",
+         "--port", port, "--workers", "1", "--backend-store-uri", cluster["VAELAB_TEST_MLFLOW_DB"],
+         "--artifacts-destination", str(artifacts)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the MLflow server did not answer in 90 s"
+            time.sleep(0.5)
+        yield url, server
+    finally:
+        stop_group(server)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group `process` leads (it was started in a session of its own),
+    SIGKILL to what is left after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):  # its workers, if the leader went first
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_the_jobs_of_a_slurm_sweep_log_to_one_mlflow_server(cluster, tmp_path):
+    """Two SLURM jobs at once log to an MLflow server (MariaDB store, artifacts on disk): each
+    run reads back with its params, every epoch's metrics, the sweep's tag and its pictures."""
+    from mlflow.tracking import MlflowClient
+
+    sweep = tmp_path / "sweep"
+    with mlflow_server(cluster, tmp_path / "artifacts") as (url, _):
+        args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "logger=[csv,mlflow]",
+                f"logger.mlflow.tracking_uri={url}", "trainer.max_epochs=3", "model.beta=0.5,4",
+                f"hydra.sweep.dir={sweep}"]  # fmt: skip
+        result = run(args, cwd=tmp_path, env=cluster)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        client = MlflowClient(url)
+        runs = {}
+        for job in ("0", "1"):
+            run_id = (sweep / job / "mlflow_id").read_text().strip()
+            runs[job] = client.get_run(run_id)
+            assert runs[job].info.status == "FINISHED"
+            assert runs[job].data.params["model/beta"] == {"0": "0.5", "1": "4"}[job]
+            history = client.get_metric_history(run_id, "val/loss")
+            rows = [r for r in metrics_rows(sweep / job) if r["val/loss"]]
+            assert [(m.step, m.value) for m in history] == [
+                (int(r["step"]), pytest.approx(float(r["val/loss"]))) for r in rows
+            ]
+            stored = {a.path for a in client.list_artifacts(run_id)}
+            assert {"config.yaml", "results.json", "images"} <= stored
+            assert client.list_artifacts(run_id, "images")
+        tags = {job: r.data.tags["vaelab.sweep"] for job, r in runs.items()}
+        assert tags["0"] == tags["1"]
+        # The two jobs ran at the same time on the node's two CPUs.
+        starts = [r.info.start_time for r in runs.values()]
+        ends = [r.info.end_time for r in runs.values()]
+        assert max(starts) < min(ends)
+
+
+def test_an_mlflow_server_that_goes_away_mid_run_costs_a_warning_not_the_run(
+    cluster, tmp_path, compose_train, caplog
+):
+    """The server is killed in epoch 2 of 4: one warning, the run finishes whole on disk, and the
+    server, started again, has what was logged before it went."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import StopServer
+    from vaelab.train import train
+
+    artifacts = tmp_path / "artifacts"
+    with mlflow_server(cluster, artifacts) as (url, server):
+        cfg = compose_train("logger=[csv,mlflow]", f"logger.mlflow.tracking_uri={url}",
+                            "trainer.max_epochs=4", "callbacks.images=null")  # fmt: skip
+        with caplog.at_level(logging.WARNING):
+            results, _ = train(cfg, extra_callbacks=[StopServer(server.pid, step=18)])
+    run_dir = Path(cfg.paths.output_dir)  # 12 steps an epoch: killed in the second
+    assert results["global_step"] == 4 * 12 and (run_dir / "results.json").is_file()
+    assert len([r for r in metrics_rows(run_dir) if r["val/loss"]]) == 4
+    warnings = [  # vaelab's (urllib3 says each retry of the request too)
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "vaelab" in r.name
+    ]
+    assert len(warnings) == 1 and warnings[0].startswith("MLflow: metrics not logged to"), warnings
+    # Started again, the server has the run as it was when it went away: epoch 1's metrics.
+    with mlflow_server(cluster, artifacts) as (url, _):
+        client = MlflowClient(url)
+        run_id = (run_dir / "mlflow_id").read_text().strip()
+        assert [m.step for m in client.get_metric_history(run_id, "val/loss")] == [11]

@@ -6,10 +6,15 @@
 - Tags: the config's `tags` (each a tag key), `vaelab.run_dir` (where the run's files are) and,
   in a multirun, `vaelab.sweep` (the jobs of one sweep share it).
 - The store is created under a file lock: the jobs of a parallel sweep may start at once.
+- A store that stops answering during a run (a tracking server that went away) costs a warning,
+  never the run: what cannot be logged is skipped, MLflow is tried again a minute later, and
+  metrics.csv and the run directory hold everything. A server's requests give up after ~10 s
+  (MLflow's own defaults retry for minutes; the MLFLOW_HTTP_REQUEST_* variables still rule).
 """
 
 import logging
 import os
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,10 @@ from vaelab.extras import require
 log = logging.getLogger(__name__)
 
 ID_FILE = "mlflow_id"
+PAUSE_S = 60.0  # after a failed call, how long the run logs nothing to the store
+# A server's requests: 3 retries 1, 2 and 4 s apart, 20 s each at most, unless the user set these.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}  # fmt: skip
 PARAM_LENGTH = 500  # what every MLflow since 1.28 stores
 
 
@@ -137,7 +146,10 @@ class MLFlowLogger(LightningMLFlowLogger):
                 artifact_location = (self._database.parent / "mlartifacts").as_uri()
         else:
             _check_reachable(tracking_uri)
+            for name, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(name, value)
         _check_writable(artifact_location)
+        self._paused_until, self._failed = float("-inf"), False
         self._store_uri = tracking_uri
         id_file = self.run_dir / ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else None
@@ -171,13 +183,25 @@ class MLFlowLogger(LightningMLFlowLogger):
                 )
                 internals.forget_mlflow_run(self)
                 self._resumed = False
-            client = LightningMLFlowLogger.experiment.fget(self)
+            client = self._created()
         run_id = internals.mlflow_run_id(self)
         if self._resumed:
             client.update_run(run_id, status="RUNNING")
         else:
             (self.run_dir / ID_FILE).write_text(run_id + "\n")
         return client
+
+    def _created(self):
+        """Lightning's client, with the experiment and the run made. Jobs of a sweep that make
+        the experiment at once on a server (no lock reaches there): the later finds the first's."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return LightningMLFlowLogger.experiment.fget(self)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return LightningMLFlowLogger.experiment.fget(self)
 
     @contextmanager
     def _opening_store(self):
@@ -209,6 +233,9 @@ class MLFlowLogger(LightningMLFlowLogger):
         """The config flattened to `model/net/hidden`-style keys. MLflow never changes a
         logged param: a resumed run whose config differs (a raised max_epochs) records the new
         values as tags `resumed/<key>`."""
+        self._reaching("the config", self._log_config, params)
+
+    def _log_config(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param, RunTag
 
         client = self.experiment
@@ -234,10 +261,34 @@ class MLFlowLogger(LightningMLFlowLogger):
     def _upload(self, path: Path, folder: str | None) -> None:
         """An artifact that cannot be stored (the location became read-only or full, the server
         went away) is a warning: the run and its own copy of the file go on."""
+        self._reaching(path.name, self.experiment.log_artifact, self.run_id, str(path), folder)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+        self._reaching("metrics", super().log_metrics, metrics, step)
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        self._reaching("the run's end", super().finalize, status)
+
+    def _reaching(self, what: str, call: Any, *args: Any) -> None:
+        """`call(*args)` on the store. One that fails is a warning; then nothing is sent for
+        PAUSE_S seconds (a store that went away would cost every call its retries), and the
+        next call that gets through says so."""
+        if time.monotonic() < self._paused_until:
+            return
         try:
-            self.experiment.log_artifact(self.run_id, str(path), artifact_path=folder)
+            call(*args)
+        except ConfigError:  # a store this run cannot use at all: said before it starts
+            raise
         except Exception as error:  # OSError, MlflowException, requests': no common base
             why = (str(error).strip().splitlines() or [type(error).__name__])[0]
             log.warning(
-                f"MLflow: {path.name} was not stored as an artifact ({why}); it is in {path}"
+                f"MLflow: {what} not logged to {self._store_uri} ({why}); the run goes on, "
+                f"{self.run_dir} holds everything, and MLflow is tried again in {PAUSE_S:.0f} s"
             )
+            self._paused_until, self._failed = time.monotonic() + PAUSE_S, True
+            return
+        if self._failed:
+            log.info(f"MLflow: {self._store_uri} answers again")
+            self._failed = False
