@@ -148,7 +148,7 @@ StorageLoc=slurm_acct_db
 CONF
 chmod 600 "$dir/slurmdbd.conf"
 
-cpus=$(nproc)
+cpus=$(nproc --all)  # --all: not OMP_NUM_THREADS (which nproc alone obeys), nor affinity
 # The node is this machine by its own name: SLURM_NODELIST names it to the jobs, and a DDP job's
 # ranks (Lightning, torchrun) meet at the first node of that list, so the name must resolve.
 node=$(hostname)

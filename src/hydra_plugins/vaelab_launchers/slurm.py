@@ -38,6 +38,7 @@ _NOT_ENDED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING"
               "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "CONFIGURING",
               "SIGNALING", "STAGE_OUT", ""}  # fmt: skip
 _HOLD_S = 10.0
+_SILENCE_S = 600.0  # sacct failing this long ends the wait: the cluster (or its database) is gone
 
 
 class JobsUnfinished(UserError):
@@ -148,6 +149,7 @@ def _wait_for(jobs: list) -> None:
     Results are looked for every second; SLURM's accounting is asked as submitit asks it, less
     often as the sweep gets older (every 2 s at first, at most every minute)."""
     start, asked, ended_since, ended = time.monotonic(), float("-inf"), {}, set()
+    answered = start
     while True:
         waiting = [job.job_id for job in jobs if not job.paths.result_pickle.exists()]
         if all(job_id in ended for job_id in waiting):
@@ -156,27 +158,52 @@ def _wait_for(jobs: list) -> None:
         holding = any(job_id in ended_since for job_id in waiting)
         if now - asked > (2.0 if holding else min(60.0, max(2.0, (now - start) / 2))):
             states, asked = _states(waiting), now
+            answered = now if states is not None else answered
+            if now - answered > _SILENCE_S:
+                raise JobsUnfinished(
+                    f"SLURM's accounting (sacct) has not answered for {_SILENCE_S / 60:.0f} "
+                    f"minutes; the jobs may still run: start the same command again once it "
+                    f"answers (finished jobs keep their results)"
+                )
             for job_id in waiting:
-                if states.get(job_id, "") in _NOT_ENDED:
+                if (states or {}).get(job_id, "") in _NOT_ENDED:
                     ended_since.pop(job_id, None)
                 elif now - ended_since.setdefault(job_id, now) >= _HOLD_S:
                     ended.add(job_id)
         time.sleep(1.0)
 
 
-def _states(job_ids: list[str]) -> dict[str, str]:
+def _states(job_ids: list[str]) -> dict[str, str] | None:
     """SLURM's state of each job, its first word ("CANCELLED by 0" is CANCELLED); a job that
-    accounting does not know yet is left out."""
-    out = subprocess.run(
+    accounting does not know yet is left out. None when sacct fails."""
+    asked = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
         capture_output=True, text=True, check=False,
-    ).stdout  # fmt: skip
-    rows = (line.split("|") for line in out.splitlines() if "|" in line)
-    return {row[0]: (row[1].split() or [""])[0] for row in rows}
+    )  # fmt: skip
+    if asked.returncode != 0:
+        return None
+    states: dict[str, str] = {}
+    for line in asked.stdout.splitlines():
+        job_id, _, state = line.partition("|")
+        for one in _tasks(job_id):  # the tasks of an array not yet started share a row
+            states.setdefault(one, (state.split() or [""])[0])
+    return states
+
+
+def _tasks(job_id: str) -> list[str]:
+    """The array tasks a row of sacct stands for: 10_[0-3%2] is 10_0 ... 10_3; 10_1 is itself."""
+    base, bracket, spec = job_id.partition("_[")
+    if not bracket:
+        return [job_id]
+    tasks = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{base}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return tasks
 
 
 def _state(job: Any) -> str:
-    return _states([job.job_id]).get(job.job_id, "in an unknown state")
+    return (_states([job.job_id]) or {}).get(job.job_id, "in an unknown state")
 
 
 def _last_line(text: str) -> str:
