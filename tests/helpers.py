@@ -6,6 +6,7 @@ import itertools
 import os
 import signal as signal_module
 import subprocess
+import time
 from pathlib import Path
 
 import lightning as L
@@ -107,6 +108,22 @@ class StopAt(L.Callback):
 
     def on_test_batch_start(self, trainer, *args):
         self._maybe(trainer, "test")
+
+
+class HoldUntilStopped(L.Callback):
+    """Holds a SLURM job's first run after the optimizer step that reaches `step` until
+    something outside ends the process (a time limit's signal): training speed then cannot decide
+    whether the job meets its limit."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if restarted or trainer.global_step < self.step:
+            return
+        while True:
+            time.sleep(0.1)
 
 
 class Cancel(L.Callback):

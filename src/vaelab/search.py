@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.errors import ConfigError, UserError
@@ -132,9 +133,11 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
         load_if_exists=True,
     )
     # The sampler's state is not stored with the study: seeded as before, a continued study
-    # would propose the first points again. Seeded by the trials so far, it repeats only itself
-    # (workers that start together need seeds of their own: seed=1,2,3 in a sweep).
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+    # would propose the first points again. Seeded by the seed and the trials so far together
+    # (not their sum: workers with seeds 1 and 2 a trial apart would propose the same points),
+    # it repeats only itself; workers that start together need seeds of their own.
+    pair = np.random.SeedSequence([cfg.seed, len(study.trials)])
+    study.sampler = optuna.samplers.TPESampler(seed=int(pair.generate_state(1)[0]))
     done = _counts(study)[0]
     log.info(f"Study {spec.study_name} in {spec.storage}: {done} of {spec.n_trials} trials done")
 
