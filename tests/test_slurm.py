@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -158,8 +159,9 @@ def sweep_with_requeues(cluster, args: list[str], cwd: Path) -> tuple[int, str]:
 def release_when_requeued(cluster, sweeping) -> int:
     """Start each requeued job now, not at the BeginTime (~2 min on) SLURM gives it, until the
     sweep ends; how many were released."""
-    released = 0
+    released, deadline = 0, time.monotonic() + 300
     while sweeping.poll() is None:
+        assert time.monotonic() < deadline, "the sweep has not ended in 300 s"
         for line in slurm(cluster, "squeue", "-h", "-o", "%i %t %r").splitlines():
             if line.endswith("BeginTime"):
                 job_id = line.split()[0]
@@ -229,6 +231,8 @@ def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_p
     """`trainer=ddp_cpu` as SLURM jobs of two tasks: Lightning takes the ranks from SLURM's
     variables, rank zero alone writes the one run directory. Job 0 is requeued at step 14 (after
     the first epoch's checkpoint) and ends as its uninterrupted twin, job 1, bit for bit."""
+    # The ranks meet at the node SLURM names (the machine's own name): it must resolve.
+    socket.gethostbyname(socket.gethostname())
     sweep = tmp_path / "sweep"
     args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "hydra.launcher.tasks_per_node=2", "trainer=ddp_cpu",
             "model=ae", "trainer.max_epochs=4", "seed=7",
