@@ -398,3 +398,18 @@ def test_an_mlflow_server_that_goes_away_mid_run_costs_a_warning_not_the_run(
         client = MlflowClient(url)
         run_id = (run_dir / "mlflow_id").read_text().strip()
         assert [m.step for m in client.get_metric_history(run_id, "val/loss")] == [11]
+
+
+def test_a_job_whose_task_fails_is_named_in_one_line_with_its_error(cluster, tmp_path):
+    """A job that runs and fails (here its config is refused in the job) is one of the jobs that
+    did not finish, with its own error; the sweep waited for the other, which completed."""
+    sweep = tmp_path / "sweep"
+    args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=1", "model.beta=-1,1",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    result = run(args, cwd=tmp_path, env=cluster)
+    message = one_line_error(result.returncode, result.stderr)
+    assert re.search(
+        r"1 of 2 jobs did not finish: job 0 \(SLURM job \d+_0\) failed: model\.beta", message
+    ), message
+    rows = metrics_rows(sweep, "sweep.csv")
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "FAILED"), ("1", "COMPLETED")]

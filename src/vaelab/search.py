@@ -84,7 +84,21 @@ def _storage(spec: DictConfig) -> "optuna.storages.RDBStorage":
         else:
             retry = optuna.storages.RetryFailedTrialCallback(max_retry=spec.max_retry)
             heartbeat["failed_trial_callback"] = retry
-        return optuna.storages.RDBStorage(spec.storage, **heartbeat)
+        return _opened(spec.storage, heartbeat)
+
+
+def _opened(url: str, options: dict[str, Any]) -> "optuna.storages.RDBStorage":
+    """Optuna's storage on `url`. Workers that start together on a new database create its
+    tables at once, and all but one fail ("Table 'trials' already exists"): they try again, and
+    find the tables made."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except DBAPIError:
+            time.sleep(0.2 * (attempt + 1))
+    return optuna.storages.RDBStorage(url, **options)  # an error that stays is the user's
 
 
 @contextlib.contextmanager

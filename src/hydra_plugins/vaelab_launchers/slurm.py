@@ -125,17 +125,22 @@ class SlurmLauncher(_Hydra):
 
 
 def _outcome(job: Any) -> JobReturn | str:
-    """The job's return, or why it has none."""
-    try:
-        if job.paths.result_pickle.exists():
-            return job.results()[0]
-    except Exception as error:  # the job raised: submitit's error holds its traceback
-        return f"failed: {_last_line(str(error))}"
+    """The job's return, or why it did not finish."""
+    if job.paths.result_pickle.exists():
+        try:
+            ret = job.results()[0]
+        except Exception as error:  # submitit's: the job's traceback, as text
+            return f"failed: {_last_line(str(error))}"
+        if ret.status != JobStatus.FAILED:
+            return ret
+        try:
+            ret.return_value  # noqa: B018 (Hydra's JobReturn raises the task's error here)
+        except Exception as error:
+            return f"failed: {(str(error).strip().splitlines() or [type(error).__name__])[0]}"
     log = job.stderr() or ""
     said = _last_line(log)
-    return f"ended {_state(job)} without a result" + (
-        f" ({said})" if f"error: {said}" in log else ""
-    )
+    why = f" ({said})" if f"error: {said}" in log else ""  # vaelab's own line, if it said one
+    return f"ended {_state(job)} without a result{why}"
 
 
 def _failed(overrides: Sequence[str], error: Exception) -> JobReturn:
