@@ -65,6 +65,11 @@ def meeting_port() -> int:
     return 23000 + 500 * worker + next(_ports) % 500
 
 
+def slurm_restarted() -> bool:
+    """This SLURM job runs again (requeued): a callback that acts on its first run stays quiet."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
 class Killed(Exception):
     """The process ends here, as `kill -9` would end it: no checkpoint on the way out."""
 
@@ -119,7 +124,7 @@ class HoldUntilStopped(L.Callback):
         self.step = step
 
     def on_train_batch_end(self, trainer, *args):
-        restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        restarted = slurm_restarted()
         if restarted or trainer.global_step < self.step:
             return
         while True:
@@ -193,7 +198,7 @@ class Requeue(L.Callback):
         self.step, self.done = step, False
 
     def on_train_batch_end(self, trainer, *args):
-        restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        restarted = slurm_restarted()
         if self.done or restarted or trainer.global_step < self.step:
             return
         self.done = True

@@ -80,8 +80,8 @@ class SlurmLauncher(_Hydra):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         jobs = self._submit(job_overrides, initial_job_idx)
-        _wait_for(jobs)
-        outcomes = [_outcome(job) for job in jobs]
+        states = _wait_for(jobs)
+        outcomes = [_outcome(job, states) for job in jobs]
         unfinished = [
             f"job {num} (SLURM job {job.job_id}) {why}; {job.paths.stderr}"
             for num, (job, why) in enumerate(zip(jobs, outcomes), start=initial_job_idx)
@@ -124,8 +124,8 @@ class SlurmLauncher(_Hydra):
         return executor.map_array(self, *zip(*job_params))
 
 
-def _outcome(job: Any) -> JobReturn | str:
-    """The job's return, or why it did not finish."""
+def _outcome(job: Any, states: dict[str, str]) -> JobReturn | str:
+    """The job's return, or why it did not finish (`states`: SLURM's, as last read)."""
     if job.paths.result_pickle.exists():
         try:
             ret = job.results()[0]
@@ -140,7 +140,7 @@ def _outcome(job: Any) -> JobReturn | str:
     log = job.stderr() or ""
     said = _last_line(log)
     why = f" ({said})" if f"error: {said}" in log else ""  # vaelab's own line, if it said one
-    return f"ended {_state(job)} without a result{why}"
+    return f"ended {states.get(job.job_id, 'in an unknown state')} without a result{why}"
 
 
 def _failed(overrides: Sequence[str], error: Exception) -> JobReturn:
@@ -149,21 +149,23 @@ def _failed(overrides: Sequence[str], error: Exception) -> JobReturn:
     return ret
 
 
-def _wait_for(jobs: list) -> None:
-    """Until each job has its result or has shown an ended state twice, `_HOLD_S` apart.
-    Results are looked for every second; SLURM's accounting is asked as submitit asks it, less
-    often as the sweep gets older (every 2 s at first, at most every minute)."""
+def _wait_for(jobs: list) -> dict[str, str]:
+    """Until each job has its result or has shown an ended state twice, `_HOLD_S` apart; the
+    states last read. Results are looked for every second; SLURM's accounting is asked as
+    submitit asks it, less often as the sweep gets older (every 2 s at first, at most every
+    minute)."""
     start, asked, ended_since, ended = time.monotonic(), float("-inf"), {}, set()
-    answered = start
+    answered, last = start, {}
     while True:
         waiting = [job.job_id for job in jobs if not job.paths.result_pickle.exists()]
         if all(job_id in ended for job_id in waiting):
-            return
+            return last
         now = time.monotonic()
         holding = any(job_id in ended_since for job_id in waiting)
         if now - asked > (2.0 if holding else min(60.0, max(2.0, (now - start) / 2))):
             states, asked = _states(waiting), now
-            answered = now if states is not None else answered
+            if states is not None:
+                answered, last = now, states
             if now - answered > _SILENCE_S:
                 raise JobsUnfinished(
                     f"SLURM's accounting (sacct) has not answered for {_SILENCE_S / 60:.0f} "
@@ -205,10 +207,6 @@ def _tasks(job_id: str) -> list[str]:
         first, _, last = part.partition("-")
         tasks += [f"{base}_{i}" for i in range(int(first), int(last or first) + 1)]
     return tasks
-
-
-def _state(job: Any) -> str:
-    return (_states([job.job_id]) or {}).get(job.job_id, "in an unknown state")
 
 
 def _last_line(text: str) -> str:
