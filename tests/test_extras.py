@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vaelab.config.instantiate import build_group
 from vaelab.errors import ConfigError
@@ -68,8 +69,14 @@ def test_the_umap_projection_with_umap_installed():
     from vaelab.embed import project
 
     z = np.random.default_rng(0).normal(size=(60, 4))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        xy = project(z, "umap")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # an xdist worker's: fewer than the cores, which UMAP would set
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            xy = project(z, "umap")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert not [w for w in caught if "n_jobs" in str(w.message)]  # seeded: one thread, quietly
     assert xy.shape == (60, 2) and np.isfinite(xy).all()

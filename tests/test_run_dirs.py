@@ -5,6 +5,7 @@ runs in this process, and in a process of its own where a SIGKILL is the point."
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -155,7 +156,16 @@ def test_sigterm_in_validation_or_testing_is_finished_by_resume(
     assert snapshot(run_dir) == before
 
 
-def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path, capfd, in_process):
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C reaches Python as at a terminal: a suite started in the background (`make test &`)
+    inherits SIGINT ignored, and the run would never see it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_testing_is_finished_by_resume(straight, tmp_path, capfd, in_process, ctrl_c):
     run_dir = tmp_path / "run"
     code, out = train(capfd, f"hydra.run.dir={run_dir}", *stopped(0, "SIGINT", "test"))
     assert code == 1 and not (run_dir / "results.json").exists(), out[-3000:]

@@ -69,8 +69,16 @@ def project(z: np.ndarray, method: str) -> np.ndarray:
 
         return TSNE(n_components=2, init="pca", random_state=0).fit_transform(z)
     umap = require("umap", "umap", "projections=[umap]")
-    # Seeded, so one thread: what UMAP does anyway, said here so that it does not warn.
-    return umap.UMAP(n_components=2, random_state=0, n_jobs=1).fit_transform(z)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        # Seeded, so one thread: what UMAP does anyway, said here so that it does not warn.
+        return umap.UMAP(n_components=2, random_state=0, n_jobs=1).fit_transform(z)
+    finally:
+        # UMAP sets numba's thread count, and so the OpenMP runtime's that torch shares: a
+        # process that trains after it (a notebook) would otherwise run on every core.
+        torch.set_num_threads(threads)
 
 
 def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str = "pca") -> None:
