@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import cli
 from tests.helpers import assert_same_run, last_step, meeting_port
 from tests.test_cli import VAELAB_TRAIN
 from tests.test_ddp import assert_one_epoch_sharded, first_val_recon
 from tests.test_resume import ROOT
+from vaelab.train import main as train_main
 
 NODES = [
     "trainer=ddp_cpu",
@@ -52,7 +54,7 @@ def two_nodes(tmp: Path, *args: str) -> list[str]:
     return outputs
 
 
-def test_two_nodes_train_one_run_and_resume_it(tmp_path):
+def test_two_nodes_train_one_run_and_resume_it(tmp_path, capfd, in_process):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     two_nodes(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={straight}")
 
@@ -78,11 +80,8 @@ def test_two_nodes_train_one_run_and_resume_it(tmp_path):
 
     # Metrics reduced across the nodes: the validation after two steps is that of one process
     # taking the same two steps of the global batch (128 = 2 x 64).
-    one = tmp_path / "one"
-    single = [VAELAB_TRAIN, *NODES[3:], "trainer=cpu", "trainer.max_epochs=1",
-              f"hydra.run.dir={one}"]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(single, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300, check=False)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    one = tmp_path / "one"  # in this process: the command is not the point here
+    code, err = cli(train_main, [*NODES[3:], "trainer=cpu", "trainer.max_epochs=1",
+                                 f"hydra.run.dir={one}"], capfd)  # fmt: skip
+    assert code == 0, err[-3000:]
     assert first_val_recon(stopped) == pytest.approx(first_val_recon(one), abs=1e-4)
