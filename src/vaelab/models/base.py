@@ -106,6 +106,7 @@ class Model(L.LightningModule):
             self.encoder = nn.Sequential(Log1p(), self.encoder)
         self.core = self.per_example  # torch.compile'd while fitting, with model.compile=true
         self.train_means = RunningMeans()
+        self.eval_means = RunningMeans()  # a fresh one for each validation and test pass
         self.iw_samples: int | None = None  # importance samples of test/nll_iw, where it has one
         self.last_kl_per_dim: Tensor | None = None  # of the last validation, where it has one
         self._eval_generator: torch.Generator | None = None
@@ -243,13 +244,9 @@ class Model(L.LightningModule):
         terms = self.losses(out | measured)
         terms = {k: v for k, v in terms.items() if isinstance(v, Tensor)}
         terms |= {k: v.mean() for k, v in measured.items()}
-        self.log_dict(
-            {f"{split}/{k}": v for k, v in terms.items()},
-            on_step=False,
-            on_epoch=True,
-            batch_size=x.shape[0],
-            sync_dist=True,
-        )
+        # Summed on the device and logged once, at the end of the pass (`log_eval_means`): a
+        # `self.log_dict` per batch cost more host time than a small model's whole batch.
+        self.eval_means.add(terms, x.shape[0])
         return terms["loss"]
 
     @steps_per_call.known
@@ -364,9 +361,27 @@ class Model(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.reseed_eval_noise()
+        self.eval_means = RunningMeans()
 
     def on_test_epoch_start(self) -> None:
         self.reseed_eval_noise()
+        self.eval_means = RunningMeans()
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_eval_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_eval_means("test")
+
+    def log_eval_means(self, split: str) -> None:
+        """The pass's terms as `<split>/<name>`: each one's mean over every example of the split,
+        on every process of a distributed run (sums and counts added over the processes)."""
+        means = self.eval_means.read("epoch", total=self._sum_over_processes)
+        # Already the same on every process: sync_dist only says so to Lightning.
+        self.log_dict({f"{split}/{k}": v for k, v in means.items()}, sync_dist=True)
+
+    def _sum_over_processes(self, tensor: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(tensor, reduce_op="sum")
 
     # Compiling, checkpoints, optimizers.
 

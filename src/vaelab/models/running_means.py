@@ -1,5 +1,7 @@
 """Means of per-step training terms, kept on the device until they are logged."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -29,13 +31,19 @@ class RunningMeans:
         for span in self.SPANS:
             self.counts[span] += batch_size
 
-    def read(self, span: str) -> dict[str, Tensor | float]:
-        """The span's means by name ({} when nothing was added), and a fresh start."""
+    def read(self, span: str, total: Callable[[Tensor], Tensor] | None = None) -> dict:
+        """The span's means by name ({} when nothing was added), and a fresh start. `total`
+        sums a tensor over the processes of a distributed run (the strategy's reduce): then
+        the means are over every process's examples."""
         count = self.counts[span]
         if not count:
             return {}
         row = self._sums[self.SPANS.index(span)]
-        means = row / count
+        if total is None:
+            means = row / count
+        else:
+            summed = total(torch.cat([row, row.new_tensor([count])]))
+            means = summed[:-1] / summed[-1]
         row.zero_()
         self.counts[span] = 0
         return {**dict(zip(self.names, means, strict=True)), **self.latest}

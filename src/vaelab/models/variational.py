@@ -160,16 +160,13 @@ class VariationalModel(Model):
     def eval_outputs(
         self, x: Tensor, y: Tensor | None, out: dict[str, Tensor], split: str
     ) -> dict[str, Tensor]:
-        active_units = getattr(self, f"{split}_active_units")
-        active_units.update(out["mu"])
-        self.log(f"{split}/active_units", active_units, on_step=False, on_epoch=True)
+        getattr(self, f"{split}_active_units").update(out["mu"])
         if split == "val" and "kl_dims" in out:
             self.val_kl_per_dim.update(out["kl_dims"])
             self._measured_kl_dims = True
         if split == "test":
             log_px = iw_log_likelihood(self, x, self.iw_samples, self._iw_generator, y=y)
             self.test_nll_iw.update(log_px)
-            self.log("test/nll_iw", self.test_nll_iw, on_step=False, on_epoch=True)
         if self._split_size is None or not self._gaussian_posterior:  # needs q's marginals
             return {}
         split = (self.prior.log_prob, self._split_size, "mss")
@@ -186,6 +183,8 @@ class VariationalModel(Model):
         self._split_size = num_examples(self.trainer.test_dataloaders)
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/active_units", self.val_active_units)
         if not self._measured_kl_dims:  # a prior with no KL per dimension
             return
         kl_dims = self.val_kl_per_dim.compute().reshape(-1)  # torchmetrics squeezes a (1,) result
@@ -194,6 +193,9 @@ class VariationalModel(Model):
         self.log_dict({f"val/kl_dim{j:02d}": v for j, v in enumerate(kl_dims)}, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.log("test/active_units", self.test_active_units)
+        self.log("test/nll_iw", self.test_nll_iw)
         if self.report_bpd:  # a likelihood in bits only means something for binary data
             dims = math.prod(self.input_shape)
             self.log("test/bpd", self.test_nll_iw.compute() / (dims * math.log(2)), sync_dist=True)
