@@ -43,6 +43,18 @@ def steady_steps_per_call():
     steps_per_call.clock = time.perf_counter
 
 
+@pytest.fixture(autouse=True)
+def threads_left_as_found():
+    """A test after which torch runs on another number of threads fails: every test after it
+    on the worker would run oversubscribed (UMAP's projection once made them 5x slower)."""
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"torch's thread count went from {before} to {after} in this test")
+
+
 def pytest_collection_modifyitems(config, items):
     # What waits longest first (the SLURM module, the full Fashion-MNIST): started last, it
     # would run on alone while the other workers idle.

@@ -225,3 +225,17 @@ def test_every_model_is_at_most_two_levels_below_the_base():
     for preset, target in model_presets().items():
         ancestors = [k for k in get_class(target).__mro__ if issubclass(k, Model)]
         assert len(ancestors) <= 3, f"{preset}: {[k.__name__ for k in ancestors]}"
+
+
+def test_evaluation_terms_are_means_over_every_example_of_the_split(compose_train):
+    """Batches of 64 leave a short last one in both splits: the logged value is the mean over
+    the examples, as one batch holding the whole split gives it (a deterministic AE)."""
+    cfg = compose_train("model=ae", "data.batch_size=64", "trainer.max_epochs=1", "logger=none")
+    results, objects = train(cfg)
+    model, datamodule = objects["model"].eval(), objects["datamodule"]
+    for split in ("val", "test"):
+        x = torch.cat([batch[0] for batch in getattr(datamodule, f"{split}_dataloader")()])
+        assert len(x) % 64, "the split should end with a short batch"
+        with torch.no_grad():
+            whole = model.terms(x)["recon"].item()
+        assert results[f"{split}/recon"] == pytest.approx(whole, rel=1e-5)

@@ -104,6 +104,15 @@ def test_running_means_weight_by_batch_size_and_restart_on_read():
     assert means.read("epoch") == {}
 
 
+def test_running_means_over_processes_add_their_sums_and_counts():
+    """`total` stands for the strategy's sum over processes: here a second process that saw
+    three examples with loss 8 beside this one's one example with loss 0."""
+    means = RunningMeans()
+    means.add({"loss": torch.tensor(0.0)}, 1)
+    other = torch.tensor([24.0, 3.0])  # the other process's sum and count
+    assert means.read("epoch", total=lambda t: t + other)["loss"].item() == pytest.approx(6.0)
+
+
 def test_progress_bar_shows_every_batch_though_it_updates_every_refresh(compose_train, monkeypatch):
     """Digits with batch 64: 23 training batches per epoch, a refresh every 10, and the bar still
     ends each epoch at 23 of 23 (it is updated at an epoch's last batch too)."""
