@@ -4,6 +4,8 @@ device, data, model, loss, optimizer and batch size; pythae too when it is insta
     python scripts/benchmark.py                      # Fashion-MNIST (Debian's folder) or digits
     python scripts/benchmark.py --device cuda --epochs 5 --out benchmark.json
     python scripts/benchmark.py --hidden 64 --latent 8 --batch-size 32   # host time dominates
+    python scripts/benchmark.py --sweep --hidden 64 --latent 8 --batch-size 32 --limit 12800 \
+        --epochs 4                       # a beta x seed sweep: members apart and stacked
 
 The model is the MLP VAE of experiment=fashion_mnist: 784-512-256, z = 32, Bernoulli, Adam 1e-3
 (vaelab's optimizer config, fused, in the plain loops too; pythae runs its own default Adam).
@@ -395,6 +397,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         help="run the variants this many times, in turn, and keep each one's fastest run: on a "
         "busy machine the ratios then compare like with like",
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the members of a beta x seed sweep trained apart and stacked, beside the sweep "
+        "through the basic launcher (scripts/sweep_benchmark.py)",
+    )
+    parser.add_argument("--no-basic", action="store_true", help="--sweep without the launcher")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -407,6 +416,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         parser.error("--variants must include plain, the reference of every ratio")
 
     train_x, test_x, make_optimizer = load_splits(args)
+    if args.sweep:
+        return sweep(train_x, test_x, args)
     variants = {
         "plain": lambda: run_plain(train_x, test_x, make_optimizer, args, compiled=False),
         "plain_compiled": lambda: run_plain(train_x, test_x, make_optimizer, args, compiled=True),
@@ -432,6 +443,22 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if args.out:
         Path(args.out).write_text(json.dumps(table, indent=2) + "\n")
     assert all(math.isfinite(row["test_elbo"]) for row in table.values())
+    return table
+
+
+def sweep(train_x, test_x, args) -> dict:
+    import sweep_benchmark  # beside this script
+
+    # The sweep sets the seeds, and the launcher's test its own importance samples.
+    overrides = [
+        o
+        for o in [*data_overrides(args.data_dir), *model_overrides(args)]
+        if not o.startswith(("seed=", "iw_samples="))
+    ]
+    table = sweep_benchmark.run(overrides, train_x, test_x, args)
+    print(sweep_benchmark.markdown(table, machine(args.device)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(table, indent=2) + "\n")
     return table
 
 

@@ -2,6 +2,8 @@
 member's own step."""
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from sklearn.datasets import load_digits
 from vaelab.batched import Stack
 from vaelab.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
 # The presets with one optimizer and nothing moved outside the gradient; beta where they have one.
 PRESETS = ["ae", "vae", "beta_vae", "iwae", "beta_tcvae", "dip_vae", "info_vae", "wae_mmd", "cvae"]
 SEEDS_AND_WEIGHTS = [(1, 0.5), (2, 4.0), (3, 1.0)]
@@ -96,3 +99,26 @@ def test_members_of_other_shapes_or_classes_are_refused(compose_train):
         Stack([vae, wider])
     with pytest.raises(ConfigError, match="classes VAE and AutoEncoder"):
         Stack([vae, _members(compose_train, "ae")[0]])
+
+
+def test_the_sweep_benchmark_trains_the_members_apart_and_stacked_to_the_same_elbos(
+    tmp_path, monkeypatch
+):
+    """`scripts/benchmark.py --sweep` (without the launcher's sweep, which it runs as a
+    process): 8 members, 40 steps each, apart and stacked on the same batches and noise; each
+    stacked member's test ELBO that of its twin apart."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    monkeypatch.chdir(tmp_path)
+    import benchmark
+
+    small = ["--hidden", "64", "--latent", "8", "--batch-size", "32", "--limit", "640"]
+    table = benchmark.main(["--sweep", "--no-basic", "--epochs", "2", *small, "--out", "t.json"])
+    assert set(table) == {"apart", "stacked"}
+    assert json.loads((tmp_path / "t.json").read_text())["stacked"]["seconds"] > 0
+    apart, stacked = table["apart"]["test_elbos"], table["stacked"]["test_elbos"]
+    assert len(apart) == len(stacked) == 8
+    for alone, together in zip(apart, stacked, strict=True):
+        assert alone == pytest.approx(together, abs=0.05)
+    assert table["stacked"]["speedup_over_apart"] == pytest.approx(
+        table["apart"]["seconds"] / table["stacked"]["seconds"]
+    )
