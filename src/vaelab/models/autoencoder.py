@@ -10,6 +10,8 @@ class AutoEncoder(Model):
     """h = encode(x); loss = recon = -log p(x | decode(h)), summed over dimensions, averaged over
     the batch. It has no prior: `vaelab-sample sampler=gmm` generates from it."""
 
+    member_arguments = frozenset({"sigma"})
+
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """(B, *shape) -> h, (B, latent_dim)."""
         return self.encoder(x)

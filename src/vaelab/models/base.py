@@ -70,6 +70,10 @@ class Model(L.LightningModule):
     # A term of the loss that is a statistic over the examples of a batch (an MMD, a covariance):
     # named here, it refuses batches of one, over which it is 0.
     batch_statistic = ""
+    # The arguments whose values may differ between members of a sweep trained as one stack
+    # (vaelab.batched): what only `losses` reads (each member's own), or what lives in a buffer,
+    # which the stack holds per member (a fixed sigma). None: the model does not train stacked.
+    member_arguments: frozenset[str] | None = None
 
     def __init__(
         self,

@@ -22,6 +22,9 @@ class BetaTCVAE(WeightedKL, VariationalModel):
     """
 
     rules = {"tc_estimator": one_of(*ESTIMATORS), "dataset_size": or_null(int_at_least(2))}
+    # Not its estimator nor the dataset size: per_example reads them. It refuses free bits and
+    # the capacity (gamma).
+    member_arguments = frozenset({"sigma", "beta", "kl_schedule"})
 
     def __init__(self, tc_estimator: str = "mss", dataset_size: int | None = None, **vae):
         super().__init__(**vae)

@@ -29,6 +29,7 @@ class DIPVAE(WeightedKL, VariationalModel):
     """
 
     batch_statistic = "covariance of the posterior means"
+    member_arguments = WeightedKL.member_arguments | {"dip_type", "lambda_od", "lambda_d"}
     rules = {
         "dip_type": one_of("i", "ii"),
         "lambda_od": number(positive=False),

@@ -36,6 +36,7 @@ class FactorVAE(VariationalModel):
     Gaussian-posterior model reports.
     """
 
+    member_arguments = None  # its discriminator takes steps of its own optimizer
     rules = {
         "gamma": number(positive=False),
         "discriminator_units": int_at_least(1),

@@ -28,6 +28,7 @@ class InfoVAE(VariationalModel):
 
     batch_statistic = "MMD between the codes and prior draws"
     rules = {"alpha": _at_most_one, **MMD_RULES}
+    member_arguments = VariationalModel.member_arguments | {"alpha", "lambda_mmd"}
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ class WeightedKL:
     VariationalModel.
     """
 
+    member_arguments = frozenset({"sigma", "beta", "free_bits", "gamma", "kl_schedule"})
     rules = {
         "beta": number(positive=False),
         "free_bits": number(positive=False),

@@ -43,6 +43,7 @@ class VariationalModel(Model):
     default_monitor = ("val/elbo", "max")  # beta-free, so runs with different beta compare
     has_prior = True
     rules = {"iw_samples": int_at_least(1)}
+    member_arguments = frozenset({"sigma"})
 
     def __init__(
         self,

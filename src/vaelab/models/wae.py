@@ -21,6 +21,7 @@ class WAE(AutoEncoder):
     batch_statistic = "MMD between the codes and prior draws"
     has_prior = True
     rules = MMD_RULES
+    member_arguments = AutoEncoder.member_arguments | {"lambda_mmd"}  # the kernel: per_example
 
     def __init__(
         self,
