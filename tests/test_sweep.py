@@ -2,11 +2,20 @@
 process (its jobs where the launcher puts them), and in a process of its own where a SIGKILL is
 the point."""
 
+import shutil
 from pathlib import Path
 
+import pytest
+import torch
+from hydra.utils import get_class
+
+import vaelab
 from tests.conftest import cli
 from tests.helpers import metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
+from vaelab.config.presets import model_presets
+from vaelab.errors import ConfigError
+from vaelab.models import VAE, Model
 from vaelab.train import main as train_main
 
 QUICK = ["callbacks.rich_progress_bar=null", "trainer.accelerator=cpu"]
@@ -127,13 +136,41 @@ def test_a_sweep_stopped_by_sigterm_while_testing_is_finished_by_starting_it_aga
     assert tested == ["12"]  # tested once, after the restart
 
 
-def test_every_model_preset_trains_through_the_cli_in_one_multirun(tmp_path, capfd, in_process):
-    """Each preset a job of one multirun."""
-    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
+def test_every_model_preset_trains_through_the_cli_in_one_multirun_and_loads_back(
+    tmp_path, capfd, in_process
+):
+    """Each preset a job of one multirun (one batch of each split); `vaelab.load` gives each
+    run's model back, of its class, as does `Model.load_from_checkpoint`, also from a
+    checkpoint moved away from its run; a class that did not write it says which did."""
+    presets = sorted(model_presets())
     sweep = tmp_path / "sweep"
-    args = [f"model={','.join(presets)}", "debug=fdr", "logger=none", f"hydra.sweep.dir={sweep}"]
+    one_batch = [f"trainer.{key}=1" for key in ("max_epochs", "limit_train_batches",
+                 "limit_val_batches", "limit_test_batches")]  # fmt: skip
+    args = [f"model={','.join(presets)}", *one_batch, "logger=none", f"hydra.sweep.dir={sweep}"]
     code, out = sweep_here(capfd, *args)
     assert code == 0, out[-3000:]
     summary = metrics_rows(sweep, "sweep.csv")
     assert [(r["model"], r["status"]) for r in summary] == [(p, "COMPLETED") for p in presets]
     assert all(float(r["test/loss"]) > 0 for r in summary)
+    for job, preset in enumerate(presets):
+        model = vaelab.load(sweep / str(job))
+        assert type(model) is get_class(model_presets()[preset]) and not model.training
+        best = sweep / str(job) / "checkpoints" / "best.ckpt"
+        saved = torch.load(best, weights_only=False)["state_dict"]
+        assert saved.keys() == model.state_dict().keys()
+        for name, value in model.state_dict().items():
+            torch.testing.assert_close(value, saved[name], msg=f"{preset}: {name}")
+        moved = tmp_path / f"{preset}.ckpt"  # no config.yaml above it
+        shutil.copy(best, moved)
+        assert type(Model.load_from_checkpoint(moved)) is type(model)
+    iwae = tmp_path / "iwae.ckpt"
+    # vaelab 0.1's checkpoints name no class: the run's config.yaml above them does.
+    old = torch.load(iwae, weights_only=False)
+    del old["model_class"]
+    torch.save(old, sweep / str(presets.index("iwae")) / "checkpoints" / "old.ckpt")
+    old_model = Model.load_from_checkpoint(
+        sweep / str(presets.index("iwae")) / "checkpoints" / "old.ckpt"
+    )
+    assert type(old_model).__name__ == "IWAE"
+    with pytest.raises(ConfigError, match=r"iwae.ckpt is a checkpoint of IWAE, not of VAE: .*"):
+        VAE.load_from_checkpoint(iwae)

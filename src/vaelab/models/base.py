@@ -31,6 +31,7 @@ class's `rules` (what its own arguments may be, beside the shared ones of
 import inspect
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -48,7 +49,9 @@ from vaelab.errors import ConfigError, TrainingDiverged
 from vaelab.models.distributions import Observation
 from vaelab.models.likelihoods import Log1p, make_likelihood
 from vaelab.models.running_means import RunningMeans
+from vaelab.runs.resume import read_checkpoint
 from vaelab.runs.rng import rng_states, set_rng_states
+from vaelab.runs.trained import saved_model_class
 
 
 class Model(L.LightningModule):
@@ -404,6 +407,8 @@ class Model(L.LightningModule):
             raise self._diverged("the weights are no longer finite, so no checkpoint was written")
         checkpoint["rng_states"] = rng_states()
         checkpoint["train_means"] = self.train_means.state_dict()
+        # What `Model.load_from_checkpoint` and `vaelab.load` build, wherever the file goes.
+        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         # What the fit has measured so far: a resume with nothing left to train (a run stopped
         # while testing) reports these, as the uninterrupted run would have.
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
@@ -414,6 +419,22 @@ class Model(L.LightningModule):
         # drops the rows after it and logs them again, so each step is logged exactly once.
         for logger in self.loggers:
             logger.save()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's, in the class that wrote the checkpoint: called on `Model` (or another
+        class that the writer extends) it builds the writer's class; on an unrelated class (a
+        VAE's for an IWAE's checkpoint) it says in one line which class the file holds."""
+        saved = saved_model_class(read_checkpoint(str(checkpoint_path)), Path(checkpoint_path))
+        if saved is None or saved is cls:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        if not issubclass(saved, cls):
+            raise ConfigError(
+                f"{checkpoint_path} is a checkpoint of {saved.__name__}, not of {cls.__name__}: "
+                f"load it with vaelab.load('{checkpoint_path}'), which builds the class that "
+                f"wrote it"
+            )
+        return saved.load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Only a resumed fit continues the random streams and the running means; loading

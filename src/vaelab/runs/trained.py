@@ -24,6 +24,45 @@ def training_config(ckpt_path: Path) -> tuple[DictConfig, Path]:
     )
 
 
+def checkpoint_of(path: Path) -> Path:
+    """A checkpoint file as it is; for a run directory its best checkpoint, else its last."""
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise ConfigError(
+            f"{path} has no checkpoints/best.ckpt or last.ckpt: give the directory of a "
+            f"vaelab-train run that trained, or a .ckpt file"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file or directory")
+    return path
+
+
+def saved_model_class(
+    checkpoint: dict, path: Path, trusted: Iterable[str] | None = None
+) -> type | None:
+    """The model class that wrote a checkpoint: the one it names ("model_class"), else the one
+    in the config.yaml of the run above it (checkpoints of vaelab 0.1); None when neither
+    says. A class named in a file is built only when `check_targets` allows it."""
+    name, source = checkpoint.get("model_class"), f"{path}"
+    if name is None:
+        try:
+            run_cfg, config_file = training_config(path)
+        except ConfigError:
+            return None
+        name, source = run_cfg.model._target_, str(config_file)
+    trusted = trusted_targets() if trusted is None else trusted
+    check_targets({"_target_": name}, source, trusted, "model.")
+    try:
+        return get_class(name)
+    except Exception:  # ImportError, AttributeError, Hydra's own: the class is not there
+        raise ConfigError(
+            f"{path} was trained as {name}, which this installation does not have: install "
+            f"the package that defines it (or put it on PYTHONPATH)"
+        ) from None
+
+
 def load_trained(ckpt_path: str, trusted: Iterable[str] | None = None):
     """(model in eval mode, the run's config, the checkpoint), the checkpoint read once. The
     model's class is the one the run trained, its arguments the hyper-parameters saved in the
@@ -43,13 +82,7 @@ def load_trained(ckpt_path: str, trusted: Iterable[str] | None = None):
         )
     check_targets(checkpoint["hyper_parameters"], f"ckpt_path={ckpt_path}", trusted, "model.")
     target = run_cfg.model._target_
-    try:
-        model_class = get_class(target)
-    except Exception:  # ImportError, AttributeError, Hydra's own: the class is not there
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} was trained as {target}, which this installation does not "
-            f"have: install the package that defines it (or put it on PYTHONPATH)"
-        ) from None
+    model_class = saved_model_class({"model_class": target}, Path(ckpt_path), trusted)
     try:
         model = model_class(**checkpoint["hyper_parameters"])
     except TypeError as error:
