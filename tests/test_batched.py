@@ -11,7 +11,7 @@ from hydra.utils import get_class, instantiate
 from sklearn.datasets import load_digits
 
 from vaelab.batched import Stack
-from vaelab.batched.groups import groups
+from vaelab.batched.groups import groups, member_arguments
 from vaelab.config.presets import model_presets, one_preset_per_class
 from vaelab.errors import ConfigError
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # One preset per class that trains stacked, and what its members may differ in: for each of
 # its member_arguments, each member's overrides (with what all need for it to act).
 CLASSES = {preset: get_class(model_presets()[preset]) for preset in one_preset_per_class()}
-PRESETS = [preset for preset, cls in CLASSES.items() if cls.member_arguments is not None]
+PRESETS = [preset for preset, cls in CLASSES.items() if member_arguments(cls) is not None]
 PER_MEMBER = {
     "sigma": (
         ["data.likelihood=gaussian"],
@@ -49,7 +49,7 @@ SEEDS = [1, 2, 3]
 CASES = [
     (preset, argument)
     for preset in PRESETS
-    for argument in sorted(CLASSES[preset].member_arguments)
+    for argument in sorted(member_arguments(CLASSES[preset]))
 ]
 
 
@@ -163,9 +163,9 @@ def test_the_sweep_benchmark_trains_the_members_apart_and_stacked_to_the_same_el
 
 
 def test_every_member_argument_has_values_to_test_it_with():
-    declared = set().union(*(CLASSES[preset].member_arguments for preset in PRESETS))
+    declared = set().union(*(member_arguments(CLASSES[preset]) for preset in PRESETS))
     assert declared <= set(PER_MEMBER), declared - set(PER_MEMBER)
-    assert {cls.__name__ for cls in CLASSES.values() if cls.member_arguments is None} == {
+    assert {cls.__name__ for cls in CLASSES.values() if member_arguments(cls) is None} == {
         "FactorVAE",
         "VQVAE",
     }
@@ -173,6 +173,9 @@ def test_every_member_argument_has_values_to_test_it_with():
 
 def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_not():
     from vaelab.models import DIPVAE, VAE, VQVAE
+
+    class Mine(VAE):  # a user's model that does not say what its members may differ in
+        pass
 
     jobs = [
         (["model=vae", "model.beta=0.5", "seed=1"], VAE),
@@ -185,6 +188,7 @@ def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_
         (["model=dip_vae", "model.lambda_od=5", "seed=1"], DIPVAE),
         (["model=dip_vae", "model.lambda_od=50", "seed=2"], DIPVAE),
         (["model=vq_vae", "seed=2"], VQVAE),
+        (["model=mine", "model.beta=2"], Mine),
     ]
     found, notes = groups(jobs, max_members=3)
     assert [(g.jobs, g.stacked) for g in found] == [
@@ -195,6 +199,11 @@ def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_
         ([6], True),
         ([7, 8], True),
         ([9], False),
+        ([10], False),
     ]
-    assert notes == ["jobs 5, 9: VQVAE does not train stacked (it declares no member_arguments); "
-                     "they run one at a time"]  # fmt: skip
+    assert notes == [
+        "jobs 5, 9: VQVAE does not train stacked (it declares no member_arguments); they run "
+        "one at a time",
+        "job 10: Mine does not train stacked (it declares no member_arguments); it runs one at "
+        "a time",
+    ]

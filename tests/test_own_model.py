@@ -4,7 +4,9 @@ import textwrap
 
 import pytest
 
+import vaelab
 from vaelab import compose
+from vaelab.errors import ConfigError
 from vaelab.runs.trained import load_trained
 from vaelab.train import train
 
@@ -56,6 +58,16 @@ def test_a_model_of_ones_own_trains_resumes_and_loads(tmp_path, monkeypatch):
     assert resumed["global_step"] == 2 * results["global_step"]
     model, run_cfg, _ = load_trained(resumed["best_ckpt"])
     assert type(model).__name__ == "SparseAE" and model.l1 == 0.01
+    # The class's own loader, and vaelab.load while the config composed last names the folder.
+    from my_models import SparseAE
+
+    assert type(SparseAE.load_from_checkpoint(resumed["best_ckpt"])) is SparseAE
+    assert type(vaelab.load(run_dir)) is SparseAE
+    compose("trainer=cpu")  # a config without the user's folder: the file's class is not built
+    with pytest.raises(ConfigError, match="my_models.SparseAE, which is not a vaelab model.*"
+                       "from Python, that class's own load_from_checkpoint loads it"):  # fmt: skip
+        vaelab.load(run_dir)
+    assert type(SparseAE.load_from_checkpoint(resumed["best_ckpt"])) is SparseAE
 
 
 PRIOR = '''

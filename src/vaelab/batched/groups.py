@@ -32,14 +32,15 @@ def groups(
     together: dict[tuple, list[int]] = {}
     alone: dict[type, list[int]] = {}
     for num, (overrides, model) in enumerate(jobs):
-        if model.member_arguments is None:
+        arguments = member_arguments(model)
+        if arguments is None:
             alone.setdefault(model, []).append(num)
             together[("alone", num)] = [num]
             continue
         shared = sorted(
             o.input_line
             for o in parser.parse_overrides(list(overrides))
-            if not _per_member(o, model.member_arguments)
+            if not _per_member(o, arguments)
         )
         together.setdefault((model, *shared), []).append(num)
     result = []
@@ -54,6 +55,12 @@ def groups(
         for model, nums in alone.items()
     ]
     return result, notes
+
+
+def member_arguments(model: type) -> frozenset[str] | None:
+    """What a model class declares itself (`Model.member_arguments`): a subclass that does not
+    (a user's model over VAE) does not train stacked, since its own per_example may read more."""
+    return vars(model).get("member_arguments")
 
 
 def _per_member(override: Override, arguments: frozenset[str]) -> bool:

@@ -76,6 +76,8 @@ class Model(L.LightningModule):
     # The arguments whose values may differ between members of a sweep trained as one stack
     # (vaelab.batched): what only `losses` reads (each member's own), or what lives in a buffer,
     # which the stack holds per member (a fixed sigma). None: the model does not train stacked.
+    # Declared by each class itself, not inherited (vaelab.batched.groups.member_arguments): a
+    # subclass may read more in its own per_example.
     member_arguments: frozenset[str] | None = None
 
     def __init__(
@@ -425,7 +427,15 @@ class Model(L.LightningModule):
         """Lightning's, in the class that wrote the checkpoint: called on `Model` (or another
         class that the writer extends) it builds the writer's class; on an unrelated class (a
         VAE's for an IWAE's checkpoint) it says in one line which class the file holds."""
-        saved = saved_model_class(read_checkpoint(str(checkpoint_path)), Path(checkpoint_path))
+        checkpoint = read_checkpoint(str(checkpoint_path))
+        if checkpoint.get("model_class") == f"{cls.__module__}.{cls.__qualname__}":
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        try:
+            saved = saved_model_class(checkpoint, Path(checkpoint_path))
+        except ConfigError as error:  # a class of the user's own, named in a file
+            raise ConfigError(
+                f"{error}; from Python, that class's own load_from_checkpoint loads it"
+            ) from None
         if saved is None or saved is cls:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         if not issubclass(saved, cls):

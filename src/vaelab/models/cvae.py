@@ -22,6 +22,8 @@ class CVAE(WeightedKL, VariationalModel):
     `sample(n, label=k)` draws class k; without a label the classes take turns.
     """
 
+    member_arguments = WeightedKL.member_arguments
+
     conditional = True
     rules = {"num_classes": int_at_least(2)}
 

@@ -18,6 +18,8 @@ class IWAE(VariationalModel):
     the one-sample terms of the first sample, so they compare with a VAE's.
     """
 
+    member_arguments = VariationalModel.member_arguments
+
     default_monitor = ("val/iw_elbo", "max")
     rules = {"k": int_at_least(1)}
 

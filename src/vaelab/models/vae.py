@@ -10,3 +10,5 @@ class VAE(WeightedKL, VariationalModel):
     beta = 1 the loss is the negative ELBO. `free_bits` (nats per dimension) and a capacity
     schedule change only the loss: the logged kl and elbo are always the true values.
     """
+
+    member_arguments = WeightedKL.member_arguments
