@@ -38,6 +38,7 @@ def test_a_run_and_its_resume_are_one_mlflow_run(compose_train, tmp_path):
     assert params["service/api_key"] == "***"
     assert {"baseline", "digits"} <= set(found.data.tags)
     assert found.data.tags["vaelab.run_dir"] == str(run_dir)
+    assert found.info.run_name == "run0"  # the run directory's name
     assert "vaelab.sweep" not in found.data.tags  # a single run belongs to no sweep
     assert json.loads((tmp_path / "run0" / "results.json").read_text())["tags"] == [
         "baseline",
@@ -84,6 +85,7 @@ def test_the_jobs_of_a_sweep_share_a_tag(tmp_path, capfd, in_process):
     runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     assert len(runs) == 2 and {r.data.params["seed"] for r in runs} == {"1", "2"}
     assert {r.data.tags["vaelab.sweep"] for r in runs} == {f"train-{sweep.name}"}
+    assert {r.info.run_name for r in runs} == {"sweep/0", "sweep/1"}
     # Nothing but the run's own lines: no notice of MLflow's store or Lightning's tips.
     assert "database tables" not in out and "not found. Creating it" not in out
 
@@ -111,3 +113,16 @@ def test_a_store_that_cannot_be_opened_is_one_line(compose_train, tmp_path):
         for logger in build_group(cfg.logger):  # the store opens at the first of these
             logger.log_hyperparams({"seed": 1})
     assert database.read_text() == "not a database, " * 100  # left as it was
+
+
+def test_a_sweep_job_resumed_alone_keeps_its_run_name(tmp_path):
+    """The name comes from the directory: a job of a multirun resumed by itself is still
+    <sweep>/<job>, and so is its MLflow run."""
+    from vaelab import compose
+
+    job = tmp_path / "sweep" / "3"
+    job.mkdir(parents=True)
+    (tmp_path / "sweep" / "multirun.yaml").write_text("{}\n")
+    cfg = compose("logger=mlflow", output_dir=job)
+    assert cfg.logger.mlflow.run_name == "sweep/3"
+    assert compose("logger=wandb", output_dir=tmp_path / "alone").logger.wandb.name == "alone"

@@ -35,6 +35,7 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path, capfd, in_process
     contents = run_contents(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     assert contents["id"] == results["wandb_id"] == (run_dir / "wandb_id").read_text().strip()
+    assert contents["name"] == "run"  # the run directory's name
 
     # The resolved config, nested as in config.yaml, with the secret masked everywhere.
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -86,3 +87,5 @@ def test_each_job_of_a_multirun_has_its_own_wandb_run(tmp_path, capfd, in_proces
     # The jobs of one sweep share a W&B group named after it.
     assert configs[0]["logger"]["wandb"]["group"] == configs[1]["logger"]["wandb"]["group"]
     assert configs[0]["logger"]["wandb"]["group"] == f"train-{sweep.name}"
+    # Each named after its directory: the sweep's and the job's number.
+    assert [run_contents(job)["name"] for job in jobs] == ["sweep/0", "sweep/1"]

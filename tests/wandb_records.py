@@ -42,13 +42,13 @@ def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
 
 
 def run_contents(run_dir: Path) -> dict:
-    """id, config (nested) and history rows of the one offline run under run_dir/wandb."""
+    """id, name, config (nested) and history rows of the one offline run under run_dir/wandb."""
     (log_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    config, history, run_id = {}, [], None
+    config, history, run_id, name = {}, [], None, None
     for record in read_records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            run_id = record.run.run_id
+            run_id, name = record.run.run_id, record.run.display_name
             for item in record.run.config.update:
                 config[item.key] = json.loads(item.value_json)
         elif kind == "config":
@@ -64,4 +64,5 @@ def run_contents(run_dir: Path) -> dict:
                 else:
                     row[head] = value
             history.append(row)
-    return {"id": run_id, "config": config, "history": history, "dir": log_file.parent}
+    return {"id": run_id, "name": name, "config": config, "history": history,
+            "dir": log_file.parent}  # fmt: skip

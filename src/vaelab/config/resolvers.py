@@ -27,7 +27,18 @@ def _sweep_name() -> str | None:
     return f"{hydra.job.name}-{Path(hydra.sweep.dir).name}"
 
 
+def _run_name(output_dir: str) -> str:
+    """${run_name:${paths.output_dir}}: a run's name in the trackers, its directory's: the
+    dated folder of a single run (2026-12-07_10-00-00), the sweep's folder and the job's
+    number for a job of a multirun (2026-12-07_10-00-00/3), also when it is resumed alone."""
+    path = Path(output_dir)
+    in_sweep = _sweep_name() or (path.parent / "multirun.yaml").is_file()
+    return f"{path.parent.name}/{path.name}" if in_sweep else path.name
+
+
 def register() -> None:
-    for name, resolver in (("if_set", _if_set), ("ne", _ne), ("sweep_name", _sweep_name)):
+    resolvers = (("if_set", _if_set), ("ne", _ne), ("sweep_name", _sweep_name),
+                 ("run_name", _run_name))  # fmt: skip
+    for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
