@@ -1,6 +1,7 @@
 """Every option of every config group composes and its objects instantiate."""
 
 import importlib
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -17,6 +18,7 @@ from tests.datasets import (
     write_shapes3d_like,
     write_table,
 )
+from vaelab import compose
 from vaelab.config.instantiate import build, build_group, build_trainer
 from vaelab.config.presets import group_options
 from vaelab.config.schema import validate
@@ -127,3 +129,10 @@ def test_option_composes_and_instantiates(compose_train, tmp_path, monkeypatch, 
         trainer.strategy.connect(model)
         model.trainer = trainer
         assert model.configure_optimizers()["lr_scheduler"]["scheduler"] is not None
+
+
+@pytest.mark.parametrize("preset", ["fdr", "limit", "overfit"])
+def test_debug_runs_go_under_logs_debug_apart_from_real_runs(preset):
+    real, debug = compose(), compose(f"debug={preset}")
+    assert Path(real.paths.output_dir).parent == Path("logs/train/runs").absolute()
+    assert Path(debug.paths.output_dir).parent == Path("logs/debug/runs").absolute()
