@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vaelab import compose
+from vaelab.config.schema import validate
 from vaelab.embed import export
 from vaelab.errors import ConfigError
 from vaelab.evaluate import evaluate
@@ -61,3 +62,27 @@ def test_embed_and_sample_place_the_model_as_the_trainer_group_says(ckpt, tmp_pa
 def test_an_accelerator_the_machine_lacks_is_one_line(ckpt, tmp_path):
     with pytest.raises(ConfigError, match="trainer.accelerator=gpu, but no CUDA GPU is visible"):
         evaluate(command("eval", ckpt, tmp_path / "g", "trainer=gpu"))
+
+
+def test_trainer_threads_holds_for_the_run_and_is_put_back(compose_train):
+    """trainer.threads=1: the run's math on one thread (read during the fit), and the process's
+    own number back afterwards; a number of threads that is not one is refused in one line."""
+    import lightning as L
+
+    seen = []
+
+    class Threads(L.Callback):
+        def on_train_batch_start(self, *args):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        cfg = compose_train("trainer.threads=1", "trainer.max_epochs=1", "logger=none")
+        train(cfg, extra_callbacks=[Threads()])
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="trainer.threads=0: must be"):
+        validate(compose_train("trainer.threads=0"))

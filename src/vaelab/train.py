@@ -45,8 +45,12 @@ def train(
     """
     # Imported here: a command's config is checked before torch and Lightning load (~8 s).
     from vaelab.runs import build, fit
+    from vaelab.runs.threads import torch_threads
 
-    with planned(cfg, _this_command_line()) as plan:
+    with (
+        planned(cfg, _this_command_line()) as plan,
+        torch_threads(plan.config.trainer.get("threads")),
+    ):
         if plan.finished is not None:
             log.info(plan.note)
             return plan.finished, {"config": plan.config}

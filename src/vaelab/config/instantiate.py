@@ -39,13 +39,18 @@ def build_group(cfg: DictConfig | None) -> list[Any]:
     return [build(entry) for entry in cfg.values() if entry and "_target_" in entry]
 
 
+VAELAB_TRAINER_KEYS = ("steps_per_call", "threads")
+
+
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
     """The Lightning Trainer of the `trainer` group; what Lightning refuses as it starts (an
     accelerator this machine lacks, say) is a trainer.* value, said in one line.
-    `steps_per_call` is vaelab's (the training step's), not the Trainer's."""
-    if "steps_per_call" in cfg:
+    `steps_per_call` and `threads` are vaelab's (the training step's, the run's), not the
+    Trainer's."""
+    if any(key in cfg for key in VAELAB_TRAINER_KEYS):
         cfg = OmegaConf.to_container(cfg, resolve=True)
-        del cfg["steps_per_call"]
+        for key in VAELAB_TRAINER_KEYS:
+            cfg.pop(key, None)
         cfg = OmegaConf.create(cfg)
     try:
         return build(cfg, **kwargs)

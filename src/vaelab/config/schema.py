@@ -180,6 +180,7 @@ RULES: dict[str, Rule] = {
     "trainer.gradient_clip_val": or_null(number(positive=False)),
     "trainer.gradient_clip_algorithm": or_null(one_of("norm", "value")),
     "trainer.steps_per_call": _auto_or(int_at_least(1)),
+    "trainer.threads": or_null(int_at_least(1)),
     "trainer.deterministic": or_null(
         lambda v: None if v in (True, False, "warn") else "must be true, false or warn"
     ),  # fmt: skip

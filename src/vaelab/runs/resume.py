@@ -29,6 +29,7 @@ MAY_CHANGE = (
     "trainer.max_epochs",
     "trainer.max_steps",
     "trainer.steps_per_call",  # the same math and order whatever it is
+    "trainer.threads",
     "data.data_dir",
     "data.download",
     "logger",
