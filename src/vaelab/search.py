@@ -20,9 +20,10 @@ import lightning as L
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vaelab.errors import ConfigError, UserError
+from vaelab.errors import UserError
 from vaelab.extras import require
 from vaelab.runs.run_dir import optimized_value
+from vaelab.study import check_fixed, check_space, write_best
 
 optuna = require("optuna", "search", "hparams_search")
 
@@ -52,9 +53,7 @@ def _suggest(trial: optuna.Trial, key: str, space: dict[str, Any]) -> Any:
         return trial.suggest_float(key, space["low"], space["high"], log=space.get("log", False))
     if kind == "int":
         return trial.suggest_int(key, space["low"], space["high"], log=space.get("log", False))
-    if kind == "categorical":
-        return trial.suggest_categorical(key, list(space["choices"]))
-    raise ConfigError(f"hparams_search.params.{key}.type={kind!r}: use float, int or categorical")
+    return trial.suggest_categorical(key, list(space["choices"]))  # checked by check_space
 
 
 def _trial_config(cfg: DictConfig, trial: optuna.Trial) -> DictConfig:
@@ -63,8 +62,6 @@ def _trial_config(cfg: DictConfig, trial: optuna.Trial) -> DictConfig:
         search = trial_cfg.pop("hparams_search")
         for key, space in search.params.items():
             value = _suggest(trial, key, OmegaConf.to_container(space))
-            if OmegaConf.select(trial_cfg, key, default="<missing>") == "<missing>":
-                raise ConfigError(f"hparams_search.params: {key} is not a key of the config")
             OmegaConf.update(trial_cfg, key, value, merge=False)
         trial_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / f"trial_{trial.number:03d}")
     return trial_cfg
@@ -135,6 +132,7 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
     running ones are fewer than n_trials; a worker with nothing to start waits for the running
     ones, which may fail and be run again (see `_storage`), and stops when the study is done."""
     spec = cfg.hparams_search
+    check_space(cfg)
     direction = "maximize" if cfg.model.monitor_mode == "max" else "minimize"
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=spec.pruner.n_startup_trials, n_warmup_steps=spec.pruner.n_warmup_steps
@@ -146,6 +144,7 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
         pruner=pruner,
         load_if_exists=True,
     )
+    check_fixed(study, cfg)
     # The sampler's state is not stored with the study: seeded as before, a continued study
     # would propose the first points again. Seeded by the seed and the trials so far together
     # (not their sum: workers with seeds 1 and 2 a trial apart would propose the same points),
@@ -176,17 +175,19 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
             return math.nan
 
     with _heartbeats():
-        _work(study, objective, spec, refused)
+        _work(study, objective, cfg, refused)
     if refused:
         raise refused[0]
+    write_best(study, cfg)
     log.info(f"Best of {spec.study_name}: {study.best_value} with {study.best_params}")
+    log.info(f"Best trial's parameters and value: {spec.best_file}")
     return study.best_value
 
 
-def _work(study: optuna.Study, objective: Callable, spec: DictConfig, refused: list) -> None:
-    """Trials until the study is done (or a trial was refused); waits while other workers'
-    trials would finish it."""
-    waited = False
+def _work(study: optuna.Study, objective: Callable, cfg: DictConfig, refused: list) -> None:
+    """Trials until the study is done (or a trial was refused), the best file written after
+    each; waits while other workers' trials would finish it."""
+    spec, waited = cfg.hparams_search, False
     while not refused:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued again
         finished, running = _counts(study)
@@ -199,3 +200,4 @@ def _work(study: optuna.Study, objective: Callable, spec: DictConfig, refused: l
             time.sleep(spec.heartbeat_interval)
             continue
         study.optimize(objective, n_trials=1, catch=(_Surplus,))
+        write_best(study, cfg)
