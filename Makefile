@@ -30,7 +30,7 @@ FLOORS_TESTS := tests/test_cli.py tests/test_configs.py tests/test_model_family.
 	tests/test_where_it_runs.py tests/test_compat.py tests/test_embed_sample.py \
 	tests/test_counts.py tests/test_table_files.py tests/test_sparse_tables.py \
 	tests/test_steps_per_call.py tests/test_multi_node.py tests/test_last_checkpoint.py \
-	tests/test_structure.py
+	tests/test_structure.py tests/test_batched.py tests/test_search.py
 
 $(FLOORS)/.installed: pyproject.toml .ci/floors.txt
 	$(PYTHON) -m venv $(FLOORS)

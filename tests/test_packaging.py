@@ -43,4 +43,4 @@ def test_wheel_carries_the_configs_and_runs_without_the_checkout(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith(str(site))
-    assert list((elsewhere / "logs" / "train" / "runs").glob("*/results.json"))
+    assert list((elsewhere / "logs" / "debug" / "runs").glob("*/results.json"))  # debug=fdr
