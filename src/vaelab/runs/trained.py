@@ -52,6 +52,14 @@ def saved_model_class(
         except ConfigError:
             return None
         name, source = run_cfg.model._target_, str(config_file)
+    return model_class_named(name, source, path, trusted)
+
+
+def model_class_named(
+    name: str, source: str, path: Path, trusted: Iterable[str] | None = None
+) -> type:
+    """The model class `name` that `source` (a file) names for the checkpoint at `path`, when
+    `check_targets` allows building it and this installation has it."""
     trusted = trusted_targets() if trusted is None else trusted
     check_targets({"_target_": name}, source, trusted, "model.")
     try:
@@ -82,7 +90,7 @@ def load_trained(ckpt_path: str, trusted: Iterable[str] | None = None):
         )
     check_targets(checkpoint["hyper_parameters"], f"ckpt_path={ckpt_path}", trusted, "model.")
     target = run_cfg.model._target_
-    model_class = saved_model_class({"model_class": target}, Path(ckpt_path), trusted)
+    model_class = model_class_named(target, str(source), Path(ckpt_path), trusted)
     try:
         model = model_class(**checkpoint["hyper_parameters"])
     except TypeError as error:
