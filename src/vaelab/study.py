@@ -6,7 +6,6 @@ its best trial, in a file beside the study after every trial."""
 import copy
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
+from vaelab.runs.run_dir import atomic_write
 
 KINDS = {"float": ("low", "high"), "int": ("low", "high"), "categorical": ("choices",)}
 # Where and how a trial is written and watched, where its data lies, and what varies between
@@ -101,8 +101,6 @@ def write_best(study: Any, cfg: DictConfig) -> None:
         return
     best = study.best_trial
     spec = cfg.hparams_search
-    path = Path(spec.best_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "study": study.study_name,
         "storage": spec.storage,
@@ -113,6 +111,4 @@ def write_best(study: Any, cfg: DictConfig) -> None:
         "best_trial": best.number,
         "complete_trials": len(finished),
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)
+    atomic_write(Path(spec.best_file), json.dumps(record, indent=2) + "\n", shared=True)

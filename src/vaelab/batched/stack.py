@@ -43,9 +43,6 @@ class Stack:
         self.params, self.buffers = stack_module_state(wrapped)
         self._run = vmap(self._one, in_dims=(0, 0, 0, 0, 0), randomness="error")
 
-    def __len__(self) -> int:
-        return len(self.members)
-
     def parameters(self) -> list[Tensor]:
         """The stacked parameters, for one optimizer over every member."""
         return list(self.params.values())

@@ -20,10 +20,11 @@ from vaelab.runs.secrets import redact, redact_argument
 _PACKAGES = ("vaelab", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "wandb")
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str, shared: bool = False) -> None:
     """Write beside the target and rename over it, so a crash or a full disk never leaves half
-    a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    a file. `shared`: processes may write the same file at once (a study's workers), so each
+    writes a temporary file of its own."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp" if shared else f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, newline="")  # as given: csv writes its own line ends
