@@ -71,12 +71,20 @@ def test_default_run_writes_the_whole_run_directory(tmp_path):
         with Image.open(run_dir / "images" / name) as image:
             assert min(image.size) > 8
 
-    # The console: the config tree once, an epoch line each epoch (no terminal, so no bar),
-    # and none of the notices of libraries.
+    # The console: a header (where, what, the overrides), a line each epoch (no terminal, so no
+    # bar), the test's metrics, what was written where; none of the notices of libraries, and
+    # no config tree (train.log has every line, config.yaml the config).
     out = result.stdout + result.stderr
-    assert out.count("├── trainer") == 1 and "│       max_epochs: 6" in out
+    lines = out.splitlines()
+    assert f"Run {run_dir}" in lines[0] and "vae (VAE) on digits" in lines[1], lines[:2]
+    assert "overrides: trainer.max_epochs=6 trainer.accelerator=cpu" in lines[1]
     assert [f"epoch {i}/6 · step" in out for i in range(1, 7)] == [True] * 6
+    assert re.search(r"test/elbo -\d+\.\d+ · ", out) and "Testing checkpoints/best.ckpt" in out
+    assert "results.json" in lines[-1] and lines[-1].endswith(f" in {run_dir}"), lines[-1]
+    assert len(lines) <= 6 + 8 and "├──" not in out, out
     assert_quiet(out)
+    log = (run_dir / "train.log").read_text()
+    assert "Seed set to 42" in log and "Restoring states from" in log and "GPU available" in log
 
 
 # What a run must not print: Lightning's advertisements and limit_* notices, warnings.
@@ -101,9 +109,12 @@ def test_python_dash_m_and_the_written_config_is_resolved(tmp_path):
         "debug=fdr",
         "model=ae",
         f"hydra.run.dir={run_dir}",
+        "extras.print_config=full",
     ]
     result = run(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The whole config as a tree, asked for, after the header.
+    assert result.stdout.count("├── trainer") == 1 and "max_epochs: 20" in result.stdout
     config = (run_dir / "config.yaml").read_text()
     assert "${" not in config and "vaelab.models.AutoEncoder" in config
     assert json.loads((run_dir / "results.json").read_text())["test/recon"] > 0

@@ -52,6 +52,16 @@ def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path, capfd, in_process
     }
     assert max(kl["8"]) < min(kl["0.5"])  # the KL falls as beta rises
     assert (sweep / "rate_distortion.png").stat().st_size > 1000
+    # The console: Hydra's line per job start, one per job end, the summary's paths; the jobs'
+    # own lines (epochs, tests) went to their train.log alone.
+    lines = out.splitlines()
+    for job in range(4):
+        assert sum(f"#{job} : " in line for line in lines) == 1, out
+        (end,) = [line for line in lines if f"#{job} COMPLETED · val/elbo -" in line]
+        assert end.endswith(str(sweep / str(job)))
+        assert "epoch 6/6" in (sweep / str(job) / "train.log").read_text()
+    assert lines[-1].endswith(f"Sweep summary: sweep.csv, rate_distortion.png in {sweep}")
+    assert len(lines) <= 4 * 2 + 4 and "epoch " not in out, out
 
     # The script rebuilds both files from the job directories.
     (sweep / "sweep.csv").unlink()

@@ -8,6 +8,7 @@ from the job directories of any sweep, finished or not.
 
 import csv
 import json
+import logging
 import math
 import os
 import sys
@@ -23,7 +24,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.console import ON_CONSOLE
 from vaelab.runs.secrets import mask_text, redact_argument
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "sweep.csv"
 PLOT = "rate_distortion.png"
@@ -160,10 +164,22 @@ class SweepSummary(Callback):
             error,
         )
         write_row(Path(hydra.sweep.dir), row)
+        log.info(_job_line(row, config.get("optimized_metric")), extra=ON_CONSOLE)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        plot_rate_distortion(Path(config.hydra.sweep.dir))
-        plot_disentanglement(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        written = [SUMMARY, *(p.name for p in (plot_rate_distortion(sweep_dir),
+                                              plot_disentanglement(sweep_dir)) if p)]  # fmt: skip
+        log.info(f"Sweep summary: {', '.join(written)} in {sweep_dir}", extra=ON_CONSOLE)
+
+
+def _job_line(row: dict[str, Any], metric: str | None) -> str:
+    """`#3 COMPLETED · val/elbo -27.41 · logs/.../3`, or `#3 FAILED: <its error>`."""
+    if row["status"] != "COMPLETED":
+        return f"#{row['job']} {row['status']}: {row.get('error') or 'see its train.log'}"
+    value = _float(row.get(metric)) if metric else None
+    shown = f" · {metric} {value:.4g}" if value is not None else ""
+    return f"#{row['job']} COMPLETED{shown} · {row['run_dir']}"
 
 
 def summarize(sweep_dir: Path) -> None:

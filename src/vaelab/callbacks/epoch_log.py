@@ -12,12 +12,15 @@ log = logging.getLogger(__name__)
 
 class EpochLog(Callback):
     """`epoch 3/20 · step 36 · train/loss 27.31 · val/loss 26.90 · val/elbo -26.90 · 1.2 s`:
-    the training loss, the validation loss and the checkpoint monitor of each epoch."""
+    the training loss, the validation loss and the checkpoint monitor of each epoch; and while
+    testing (test/nll_iw's importance samples can take minutes), `test 40/80 batches · 30 s`
+    every `every_s` seconds."""
 
-    def __init__(self, monitor: str | None = None):
-        self.monitor = monitor
+    def __init__(self, monitor: str | None = None, every_s: float = 15.0):
+        self.monitor, self.every_s = monitor, every_s
         self._started = 0.0
         self._ended: tuple[int, float] | None = None
+        self._said = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
         # A resume that starts mid-epoch does not call on_train_epoch_start for that epoch.
@@ -34,6 +37,17 @@ class EpochLog(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._say(trainer)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._started = self._said = time.perf_counter()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        now = time.perf_counter()
+        if now - self._said < self.every_s or not trainer.is_global_zero:
+            return
+        self._said = now
+        total = trainer.num_test_batches[dataloader_idx]
+        log.info(f"test {batch_idx + 1}/{total} batches · {now - self._started:.0f} s")
 
     def _say(self, trainer) -> None:
         if self._ended is None or not trainer.is_global_zero:

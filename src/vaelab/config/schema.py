@@ -37,6 +37,13 @@ def _flag(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
+def _print_config(value: Any) -> str | None:
+    """extras.print_config: short (a header), full (the config's tree too), or false."""
+    if isinstance(value, bool) or value in ("short", "full"):
+        return None
+    return "must be short (a header of the run), full (the whole config too) or false"
+
+
 def _limit(value: Any) -> str | None:
     """max_epochs, max_steps: a count, or -1 for none."""
     if isinstance(value, bool) or not isinstance(value, int) or (value < 1 and value != -1):
@@ -125,7 +132,7 @@ RULES: dict[str, Rule] = {
     "seed": int_at_least(0),
     "iw_samples": int_at_least(1),
     "tags": _tags,
-    "extras.print_config": _flag,
+    "extras.print_config": _print_config,
     # vaelab-eval, vaelab-embed, vaelab-sample
     "split": one_of("train", "val", "test", "all"),
     "format": one_of("npy", "csv", "parquet"),

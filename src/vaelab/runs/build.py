@@ -14,7 +14,7 @@ from vaelab import steps_per_call
 from vaelab.callbacks import CheckpointOnSigterm, EpochLog, FollowMovedRun
 from vaelab.config import instantiate
 from vaelab.config.schema import check_optimizing_by_hand
-from vaelab.console import print_config, quiet
+from vaelab.console import IN_FILE, header, in_multirun_job, print_config, quiet
 from vaelab.runs.preflight import Plan
 from vaelab.runs.ranks import rank_zero
 from vaelab.runs.resume import check_fits, check_restored, check_shape
@@ -51,7 +51,7 @@ def _data_and_model(plan: Plan) -> tuple[Any, Any]:
     """The datamodule, set up, and the model built for its shape; both checked against each
     other and against the checkpoint the fit starts from."""
     cfg, start = plan.config, plan.start
-    log.info(f"Data: {cfg.data._target_}")
+    log.info(f"Data: {cfg.data._target_}", extra=IN_FILE)
     datamodule = instantiate.build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -62,8 +62,9 @@ def _data_and_model(plan: Plan) -> tuple[Any, Any]:
         check_shape(
             datamodule.shape, start, fix if plan.resumes else f"{fix}, or another ckpt_path"
         )
-    log.info(f"Model: {cfg.model._target_}, input shape {datamodule.shape}")
     model = instantiate.build(cfg.model, input_shape=list(datamodule.shape))
+    size = sum(p.numel() for p in model.parameters())
+    log.info(f"Model: {type(model).__name__}, {size:,} parameters, input shape {datamodule.shape}")
     model.check_data(datamodule)
     if not model.automatic_optimization:
         check_optimizing_by_hand(cfg)
@@ -80,7 +81,7 @@ def _callbacks(plan: Plan, loggers: list, extra: list) -> tuple[list, dict[str, 
     callbacks = [*instantiate.build_group(plan.config.get("callbacks")), *extra, *own]
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not _on_a_terminal():  # a redrawn bar is noise in a log file
+    if not _on_a_terminal() or in_multirun_job():  # redrawn bars: noise in a log, interleaved
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     if any(isinstance(c, ProgressBar) for c in callbacks):
         return callbacks, {}
@@ -95,11 +96,15 @@ def build(plan: Plan, extra_callbacks: list) -> Run:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     remember(resolved)
     run_config = redact(resolved)
-    if cfg.get("extras", {}).get("print_config", True) and rank_zero():  # not yet Lightning's
-        print_config(run_config)
+    if rank_zero():  # not yet Lightning's: the trainer is not built
+        shown = cfg.get("extras", {}).get("print_config", "short")
+        for line in header(cfg, plan.run_dir) if shown else ():
+            log.info(line)
+        if shown in (True, "full"):
+            print_config(run_config)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model = _data_and_model(plan)
-    log.info("Callbacks, loggers, trainer")
+    log.info("Callbacks, loggers, trainer", extra=IN_FILE)
     loggers = instantiate.build_group(cfg.get("logger"))
     callbacks, overrides = _callbacks(plan, loggers, list(extra_callbacks))
     steps, adapt = steps_per_call.choose(cfg.trainer, model, datamodule, callbacks)

@@ -2,10 +2,12 @@
 results.json."""
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from vaelab.console import IN_FILE
 from vaelab.embeddings import disentanglement_scores
 from vaelab.loggers.wandb import ID_FILE, finish_run
 from vaelab.runs.build import Run
@@ -24,13 +26,18 @@ def _test(run: Run) -> tuple[dict[str, Any], str]:
     metrics = dict((plan.start or {}).get("metrics", {})) | dict(trainer.callback_metrics)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
-    log.info(f"Testing {best or 'the final weights'}")
-    trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True)
+    log.info(f"Testing {_shown(best, plan.run_dir) if best else 'the final weights'}")
+    trainer.test(
+        run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True,
+        verbose=False,  # the line below, not Lightning's table
+    )  # fmt: skip
     metrics.update(trainer.callback_metrics)
+    _say(trainer.callback_metrics, "test/")
     if trainer.is_global_zero:
         scores = disentanglement_scores(run.model, run.datamodule, plan.config.get("metrics"))
         scores = {f"test/{name}": value for name, value in scores.items()}
         metrics.update(scores)
+        _say(scores, "test/")
         for logger in run.loggers if scores else ():
             logger.log_metrics(scores, step=trainer.global_step)
             logger.save()
@@ -53,7 +60,7 @@ def fit_and_test(run: Run) -> tuple[dict[str, Any], str] | None:
     trainer, plan = run.trainer, run.plan
     per_call = f", {run.steps} optimizer steps per Lightning step" if run.steps > 1 else ""
     per_call += " to start, then as many as ~0.1 s holds" if run.adapt else ""
-    log.info(f"Training in {plan.run_dir}{per_call}")
+    log.info(f"Training in {plan.run_dir}{per_call}", extra=IN_FILE)
     if plan.resumes and plan.checkpoint is not None:
         log.info(f"Resuming from {plan.checkpoint}")
     elif plan.resumes:
@@ -89,4 +96,19 @@ def collect_results(run: Run, metrics: dict[str, Any], best_ckpt: str) -> dict[s
             if hasattr(logger, "log_file"):  # the run's record beside its metrics
                 logger.log_file(run_dir / "config.yaml")
                 logger.log_file(run_dir / "results.json")
+        written = sorted(p for p in run_dir.iterdir() if not p.name.startswith("."))
+        names = [p.name + "/" * p.is_dir() for p in written]
+        log.info(f"Wrote {', '.join(names)} in {run_dir}")
     return results
+
+
+def _shown(path: str, run_dir) -> str:
+    """A path inside the run directory as seen from it (the header says where that is)."""
+    return str(Path(path).relative_to(run_dir)) if Path(path).is_relative_to(run_dir) else path
+
+
+def _say(metrics: dict, prefix: str) -> None:
+    """One line of what a stage measured: `test/elbo -28.62 · test/kl 0.23 · ...`."""
+    shown = {n: float(v) for n, v in sorted(metrics.items()) if n.startswith(prefix)}
+    if shown:
+        log.info(" · ".join(f"{n} {v:.4g}" for n, v in shown.items()))
