@@ -2,6 +2,7 @@
 search path in this one."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -136,3 +137,18 @@ def test_own_configs_through_hydra_searchpath(tmp_path, capfd, in_process):
     code, err = cli(train_main, args, capfd)
     assert code == 0, err[-3000:]
     assert "hidden:\n    - 32\n    activation: tanh" in (run_dir / "config.yaml").read_text()
+
+
+def test_a_long_test_stage_says_how_far_it_is(compose_train, caplog):
+    """Where no progress bar is drawn, the test stage (test/nll_iw's importance samples) says
+    every `every_s` seconds how many batches are done: here every batch."""
+    from vaelab.callbacks import EpochLog
+    from vaelab.train import train
+
+    cfg = compose_train("trainer.max_epochs=1", "callbacks.images=null", "data.batch_size=64")
+    with caplog.at_level(logging.INFO, logger="vaelab.callbacks.epoch_log"):
+        train(cfg, extra_callbacks=[EpochLog(every_s=0)])
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("test ")]
+    batches = -(-180 // 64)  # the digits' test split
+    assert [s.split(" · ")[0] for s in said] == [f"test {i}/{batches} batches" for i in
+                                                  range(1, batches + 1)]  # fmt: skip
