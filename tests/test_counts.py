@@ -118,3 +118,24 @@ def test_a_count_table_vae_trains_through_the_cli(counts_csv, tmp_path, capfd, i
     assert code == 0, err[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert np.isfinite(results["test/elbo"]) and results["test/elbo"] < 0
+
+
+def test_the_simulated_h5ad_reads_as_experiment_counts_names_it(tmp_path):
+    """scripts/simulate_counts.py cells.h5ad: a sparse X of the same counts as the CSV, read with
+    the preset's columns (id_column: cell is not an obs column: the ids are the obs_names)."""
+    from vaelab.data import TabularDataModule
+    from vaelab.data.simulate import write_h5ad
+
+    table = count_table(cells=60, genes=8)
+    write_h5ad(tmp_path / "cells.h5ad", table)
+    write_csv(tmp_path / "cells.csv", table)
+    preset = dict(label_column="cell_type", id_column="cell", log1p=False, standardize=False)
+    read = {}
+    for suffix in ("h5ad", "csv"):
+        read[suffix] = TabularDataModule(path=str(tmp_path / f"cells.{suffix}"), **preset)
+        read[suffix].setup()
+    for split in ("train", "test"):
+        assert read["h5ad"].row_ids(split).tolist() == read["csv"].row_ids(split).tolist()
+        sparse_rows = read["h5ad"].splits[split][0]  # SparseRows: the X stays sparse
+        torch.testing.assert_close(sparse_rows.to_dense(), read["csv"].splits[split][0])
+    assert read["h5ad"].label_names() == ["type0", "type1", "type2", "type3"]

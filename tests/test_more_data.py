@@ -313,8 +313,11 @@ def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path, capfd, in
     with open(out / "embeddings.csv") as file:
         rows = list(csv.DictReader(file))
     assert [r["id"] for r in rows] == ids.tolist()  # the file's rows, in its order
-    assert [r["label"] for r in rows] == [str(int(k == "T cell")) for k in kinds]
+    # Text labels stay text, their codes (positions in the sorted names) beside them.
+    assert [r["label"] for r in rows] == kinds.tolist()
+    assert [r["label_code"] for r in rows] == [str(int(k == "T cell")) for k in kinds]
     assert {r["split"] for r in rows} == {"train", "val", "test"}
+    assert (out / "embeddings.png").stat().st_size > 1000
 
     # The new file: 20 of the same cells, shuffled, with no label column. Had the transform been
     # fitted again on it, its embeddings would differ from those above.
@@ -341,3 +344,87 @@ def test_tabular_round_trip_train_embed_and_embed_a_new_file(tmp_path, capfd, in
     args = [f"ckpt_path={ckpt}", f"data.path={tmp_path / 'fewer.csv'}", "data.label_column=null"]
     last = one_line_error(*cli(embed_main, [*args, f"hydra.run.dir={tmp_path / 'x'}"], capfd))
     assert "fewer.csv lacks the feature columns gene11" in last
+
+
+def test_the_embedding_picture_names_its_labels_in_a_legend():
+    """A colour and a legend entry per label (its name, where the labels are text; grey for
+    none); a colour bar where the labels are too many integers to name."""
+    from vaelab.embed import embedding_figure
+
+    z = np.random.default_rng(0).normal(size=(60, 4))
+    codes = np.repeat([0, 1, -1], 20)
+    (axes,) = embedding_figure(z, codes, names=["B cell", "T cell"]).axes
+    legend = axes.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["no label", "B cell", "T cell"]
+    assert legend.get_title().get_text() == "label" and axes.get_xlabel() == "pca 1"
+    (axes,) = embedding_figure(z, np.repeat([3, 7, 9], 20)).axes
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["3", "7", "9"]
+    figure = embedding_figure(z, np.arange(60))  # 60 integer labels: a colour bar
+    assert figure.axes[0].get_legend() is None and figure.axes[1].get_ylabel() == "label"
+
+
+def _h5ad(path: Path, counts, kinds, ids) -> Path:
+    """As scanpy keeps a count table: X normalised (log1p of counts per 10,000), the raw counts
+    in layers["counts"], the cell types in obs, the cells' names as obs_names."""
+    import anndata
+    import pandas as pd
+
+    normalised = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    genes = [f"gene{j}" for j in range(counts.shape[1])]
+    adata = anndata.AnnData(normalised, obs=pd.DataFrame({"cell_type": kinds}, index=ids),
+                            var=pd.DataFrame(index=genes))  # fmt: skip
+    adata.layers["counts"] = counts.astype(np.float32)
+    adata.write_h5ad(path)
+    return path
+
+
+def test_an_h5ad_count_table_trains_with_experiment_counts_and_embeds_back_into_a_copy(
+    tmp_path, capfd, in_process
+):
+    """experiment=counts as printed on an .h5ad (ids: its obs_names) with data.layer=counts;
+    vaelab-embed format=h5ad writes a copy of the file with the codes in obsm["X_vaelab"],
+    the same codes format=csv writes, row for row."""
+    import anndata
+
+    counts, kinds, ids = expression_matrix(n=150)
+    source = _h5ad(tmp_path / "cells.h5ad", counts, kinds, ids)
+    train_dir = tmp_path / "train"
+    args = ["experiment=counts", f"data.path={source}", "data.layer=counts",
+            "trainer.max_epochs=2", "callbacks.rich_progress_bar=null",
+            f"hydra.run.dir={train_dir}"]  # fmt: skip
+    code, err = cli(train_main, args, capfd)
+    assert code == 0, err[-3000:]
+    ckpt = train_dir / "checkpoints" / "best.ckpt"
+    written = {}
+    for fmt in ("h5ad", "csv"):
+        args = [f"ckpt_path={ckpt}", "split=all", f"format={fmt}"]
+        code, err = cli(embed_main, [*args, f"hydra.run.dir={tmp_path / fmt}"], capfd)
+        assert code == 0, err[-3000:]
+        written[fmt] = tmp_path / fmt / f"embeddings.{fmt}"
+    copy, original = anndata.read_h5ad(written["h5ad"]), anndata.read_h5ad(source)
+    assert copy.obs_names.tolist() == ids.tolist()  # every cell, in the file's order
+    assert copy.obs["cell_type"].tolist() == kinds.tolist()
+    np.testing.assert_array_equal(copy.X, original.X)
+    np.testing.assert_array_equal(copy.layers["counts"], original.layers["counts"])
+    with open(written["csv"]) as file:
+        rows = list(csv.DictReader(file))
+    assert [r["id"] for r in rows] == ids.tolist() and [r["label"] for r in rows] == kinds.tolist()
+    z = np.asarray([[float(r[f"z{j}"]) for j in range(10)] for r in rows])
+    assert copy.obsm["X_vaelab"].shape == (150, 10)
+    np.testing.assert_allclose(copy.obsm["X_vaelab"], z, rtol=1e-5, atol=1e-6)
+
+    # A layer the file lacks, a layer of a CSV, an AnnData copy of a CSV's run: one line each.
+    bad = [f"ckpt_path={ckpt}", "++data.layer=raw", f"hydra.run.dir={tmp_path / 'bad'}"]
+    last = one_line_error(*cli(embed_main, bad, capfd))
+    assert "cells.h5ad has no layer 'raw' (data.layer); its layers: counts" in last
+    csv_table = write_table(tmp_path / "cells.csv", counts, kinds, ids)
+    bad = [f"ckpt_path={ckpt}", f"data.path={csv_table}", f"hydra.run.dir={tmp_path / 'bad2'}"]
+    last = one_line_error(*cli(embed_main, bad, capfd))
+    assert "data.layer=counts picks a layer of an AnnData .h5ad" in last
+    args = ["experiment=counts", f"data.path={csv_table}", "trainer.max_epochs=1",
+            f"hydra.run.dir={tmp_path / 'csv_run'}"]  # fmt: skip
+    assert cli(train_main, args, capfd)[0] == 0  # experiment=counts on a CSV, as printed
+    ckpt = tmp_path / "csv_run" / "checkpoints" / "best.ckpt"
+    bad = [f"ckpt_path={ckpt}", "format=h5ad", f"hydra.run.dir={tmp_path / 'bad3'}"]
+    last = one_line_error(*cli(embed_main, bad, capfd))
+    assert "format=h5ad writes a copy of the input AnnData" in last and "cells.csv" in last

@@ -2,6 +2,7 @@
 indices, and a 2-D picture of them, in this command's own run directory.
 
     vaelab-embed ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt split=all format=csv
+    vaelab-embed ckpt_path=... format=h5ad   # an .h5ad's copy, the codes in obsm["X_vaelab"]
 """
 
 import logging
@@ -18,7 +19,8 @@ from vaelab.runs.preemption import preemptible
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-FORMATS = ("npy", "csv", "parquet")
+FORMATS = ("npy", "csv", "parquet", "h5ad")
+OBSM_KEY = "X_vaelab"  # scvi-tools' habit: X_scVI
 
 
 def write_embeddings(
@@ -81,18 +83,55 @@ def project(z: np.ndarray, method: str) -> np.ndarray:
         torch.set_num_threads(threads)
 
 
-def plot_embeddings(path: Path, z: np.ndarray, labels: np.ndarray, method: str = "pca") -> None:
-    """A 2-D view of the embeddings, coloured by label."""
+def write_h5ad(out: Path, z: np.ndarray, rows: np.ndarray, source: str) -> Path:
+    """A copy of the input AnnData, its embedded rows (`rows`, in the file's order) only, with
+    the codes in obsm["X_vaelab"]; X, layers, obs and var as they were."""
+    anndata = require("anndata", "anndata", "format=h5ad")
+    copy = anndata.read_h5ad(source)[rows].copy()
+    copy.obsm[OBSM_KEY] = z
+    out.mkdir(parents=True, exist_ok=True)
+    copy.write_h5ad(out / "embeddings.h5ad")
+    return out / "embeddings.h5ad"
+
+
+def embedding_figure(z: np.ndarray, codes: np.ndarray, method: str = "pca", names=None):
+    """A 2-D view of the embeddings: a colour and a legend entry per label (its name where the
+    labels are text), grey for examples without one; a colour bar where the labels are too many
+    integers to name (more than 20)."""
     from matplotlib.figure import Figure
 
     xy = project(z, method)
-    figure = Figure(figsize=(5.5, 5), layout="constrained")
+    figure = Figure(figsize=(6.5, 5), layout="constrained")
     axes = figure.subplots()
-    points = axes.scatter(xy[:, 0], xy[:, 1], c=labels, s=4, cmap="tab10")
-    if (labels >= 0).any():
+    classes = sorted(set(codes.tolist()) - {-1})
+    if classes and (names or len(classes) <= 20):
+        colours = _colours(len(classes))
+        unlabelled = codes == -1
+        if unlabelled.any():
+            axes.scatter(*xy[unlabelled].T, s=4, color="lightgrey", label="no label")
+        for colour, code in zip(colours, classes, strict=True):
+            name = names[code] if names else str(code)
+            axes.scatter(*xy[codes == code].T, s=4, color=colour, label=name)
+        axes.legend(title="label", markerscale=3, fontsize=7, loc="center left",
+                    bbox_to_anchor=(1.0, 0.5), frameon=False)  # fmt: skip
+    elif classes:
+        points = axes.scatter(xy[:, 0], xy[:, 1], c=codes, s=4, cmap="viridis")
         figure.colorbar(points, ax=axes, label="label")
+    else:
+        axes.scatter(xy[:, 0], xy[:, 1], s=4)
     axes.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=f"embeddings ({len(z)}), {method}")
-    figure.savefig(path, dpi=120)
+    return figure
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_embeddings(path: Path, z: np.ndarray, codes: np.ndarray, method="pca", names=None):
+    embedding_figure(z, codes, method, names).savefig(path, dpi=120)
 
 
 def export(cfg: DictConfig) -> Path:
@@ -104,6 +143,13 @@ def export(cfg: DictConfig) -> Path:
     quiet()
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path, trusted_targets(cfg))
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
+    data_file = str(getattr(datamodule, "path", "") or "")
+    if cfg.format == "h5ad" and not data_file.endswith(".h5ad"):
+        raise ConfigError(
+            f"format=h5ad writes a copy of the input AnnData with the codes in "
+            f"obsm[{OBSM_KEY!r}], and this run's data is not an .h5ad "
+            f"({data_file or run_cfg.data._target_}): use format=npy, csv or parquet"
+        )
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
     with placed(model, inference_trainer(cfg.trainer)) as on_device:  # placed once
         embedded = {split: embed(on_device, datamodule.loader(split)) for split in splits}
@@ -136,14 +182,22 @@ def export(cfg: DictConfig) -> Path:
     factors = {
         n.removeprefix("factor:"): columns.pop(n) for n in list(columns) if n.startswith("factor:")
     }
+    codes, names = columns["label"], datamodule.label_names()
+    if names:  # text labels stay text, their codes beside them
+        text = np.asarray([names[c] if c >= 0 else "" for c in codes.tolist()])
+        at = list(columns).index("label") + 1
+        items = [*columns.items()]
+        columns = dict([*items[: at - 1], ("label", text), ("label_code", codes), *items[at:]])
     out = Path(cfg.paths.output_dir)
-    path = write_embeddings(out, cfg.format, z, columns, factors)
-    labels = columns["label"]
-    plot_embeddings(out / "embeddings.png", z, labels)
+    if cfg.format == "h5ad":
+        path = write_h5ad(out, z, columns["index"], data_file)
+    else:
+        path = write_embeddings(out, cfg.format, z, columns, factors)
+    plot_embeddings(out / "embeddings.png", z, codes, names=names)
     for method in cfg.projections:
         if method not in ("tsne", "umap"):
             raise ConfigError(f"projections=[{method}]: use tsne or umap (PCA is always drawn)")
-        plot_embeddings(out / f"embeddings_{method}.png", z, labels, method)
+        plot_embeddings(out / f"embeddings_{method}.png", z, codes, method, names)
     log.info(f"Wrote {len(z)} embeddings of size {z.shape[1]} to {path}")
     return path
 

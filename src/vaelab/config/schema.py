@@ -135,7 +135,7 @@ RULES: dict[str, Rule] = {
     "extras.print_config": _print_config,
     # vaelab-eval, vaelab-embed, vaelab-sample
     "split": one_of("train", "val", "test", "all"),
-    "format": one_of("npy", "csv", "parquet"),
+    "format": one_of("npy", "csv", "parquet", "h5ad"),
     "n": int_at_least(1),
     "sampler": one_of("prior", "gmm"),
     "gmm_components": int_at_least(1),

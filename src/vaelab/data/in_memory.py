@@ -157,6 +157,10 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"holds {value.item():g} (example {index}, {where}); {fix}"
             )
 
+    def label_names(self) -> list[str] | None:
+        """The names the label codes stand for, where the data has text labels."""
+        return None
+
     def feature_names(self) -> list[str]:
         """The names of a table's columns; none for images."""
         return []

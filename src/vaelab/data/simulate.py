@@ -39,3 +39,20 @@ def write_csv(path: Path, table: dict[str, np.ndarray]) -> None:
         for i, (t, row) in enumerate(zip(table["cell_type"], counts.tolist()))
     )
     Path(path).write_text(",".join(header) + "\n" + "\n".join(rows) + "\n")
+
+
+def write_h5ad(path: Path, table: dict[str, np.ndarray]) -> None:
+    """The same cells as an AnnData file, as single-cell tools write one: the counts a sparse X
+    (CSR), the cells' names obs_names, their types obs["cell_type"], genes var_names."""
+    import anndata
+    import pandas as pd
+    from scipy import sparse
+
+    counts = table["counts"]
+    obs = pd.DataFrame(
+        {"cell_type": [f"type{t}" for t in table["cell_type"]]},
+        index=[f"cell{i}" for i in range(len(counts))],
+    )
+    var = pd.DataFrame(index=[f"g{j}" for j in range(counts.shape[1])])
+    X = sparse.csr_matrix(counts.astype(np.float32))  # noqa: N806 (AnnData's name)
+    anndata.AnnData(X, obs=obs, var=var).write_h5ad(path)

@@ -184,7 +184,10 @@ def _read_parquet(path: Path) -> dict[str, np.ndarray]:
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
-def _read_h5ad(path: Path, feature_columns, label_column, id_column) -> Table:
+def _read_h5ad(path: Path, feature_columns, label_column, id_column, layer=None) -> Table:
+    """X (or the layer data.layer names) as the matrix; the ids are obs_names unless
+    data.id_column names an obs column (a CSV's id column, `cell` in experiment=counts, is
+    not one: the ids stay obs_names)."""
     anndata = require("anndata", "anndata", "an .h5ad table")
     try:
         adata = anndata.read_h5ad(path)
@@ -199,11 +202,17 @@ def _read_h5ad(path: Path, feature_columns, label_column, id_column) -> Table:
             raise DataError(f"{path} lacks the features (var_names) {name_list(absent)}")
         adata = adata[:, list(feature_columns)]
         features = list(feature_columns)
+    if layer is not None and layer not in adata.layers:
+        layers = name_list(list(adata.layers)) or "none"
+        raise DataError(f"{path} has no layer {layer!r} (data.layer); its layers: {layers}")
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if matrix is None:
+        raise DataError(f"{path} has no X matrix: name one of its layers in data.layer")
     # A sparse X stays sparse (CSR): the datamodule makes batches dense, one at a time.
-    x = adata.X.tocsr() if hasattr(adata.X, "tocsr") else np.asarray(adata.X)
+    x = matrix.tocsr() if hasattr(matrix, "tocsr") else np.asarray(matrix)
     obs = {str(name): adata.obs[name].to_numpy() for name in adata.obs.columns}
     labels = _column(path, obs, "label_column", label_column)
-    ids = _column(path, obs, "id_column", id_column)
+    ids = _column(path, obs, "id_column", id_column if id_column in obs else None)
     ids = np.asarray(adata.obs_names if ids is None else ids).astype(str)
     return Table(x.astype(np.float32), features, labels, ids)  # CSR's astype stays CSR
 
@@ -245,11 +254,18 @@ def _read_numpy(path: Path, feature_columns, label_column, id_column) -> Table:
     return _select(path, columns, feature_columns or names, label_column, id_column)
 
 
-def read_table(path: str, feature_columns=None, label_column=None, id_column=None) -> Table:
-    """The table in `path`, by its suffix."""
+def read_table(
+    path: str, feature_columns=None, label_column=None, id_column=None, layer=None
+) -> Table:
+    """The table in `path`, by its suffix; `layer`: an AnnData layer in place of X."""
     file = Path(path).expanduser()
     if file.suffix not in SUFFIXES:
         raise ConfigError(f"data.path={path}: use a file ending in {', '.join(SUFFIXES)}")
+    if layer is not None and file.suffix != ".h5ad":
+        raise ConfigError(
+            f"data.layer={layer} picks a layer of an AnnData .h5ad, and data.path={path} is "
+            f"not one: set data.layer=null"
+        )
     if not file.is_file():
         raise DataError(f"data.path={path}: no such file")
     if feature_columns is not None:
@@ -257,6 +273,6 @@ def read_table(path: str, feature_columns=None, label_column=None, id_column=Non
     if file.suffix in (".npy", ".npz"):
         return _read_numpy(file, feature_columns, label_column, id_column)
     if file.suffix == ".h5ad":
-        return _read_h5ad(file, feature_columns, label_column, id_column)
+        return _read_h5ad(file, feature_columns, label_column, id_column, layer)
     columns = _read_parquet(file) if file.suffix == ".parquet" else _read_text(file)
     return _select(file, columns, feature_columns, label_column, id_column)

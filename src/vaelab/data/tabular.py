@@ -61,6 +61,7 @@ class TabularDataModule(InMemoryDataModule):
         feature_columns: list[str] | None = None,
         label_column: str | None = None,
         id_column: str | None = None,
+        layer: str | None = None,
         log1p: bool = False,
         standardize: bool = True,
         impute: str | None = None,
@@ -73,7 +74,7 @@ class TabularDataModule(InMemoryDataModule):
         if impute not in (None, *IMPUTE):
             raise ConfigError(f"data.impute={impute}: use null (refuse), {', '.join(IMPUTE)}")
         self.path, self.feature_columns = path, feature_columns
-        self.label_column, self.id_column = label_column, id_column
+        self.label_column, self.id_column, self.layer = label_column, id_column, layer
         self.log1p, self.standardize, self.impute = log1p, standardize, impute
         self.fitted: dict[str, Any] | None = None  # the transform, once fitted or loaded
         self._raw: dict[str, Arrays] = {}
@@ -81,7 +82,7 @@ class TabularDataModule(InMemoryDataModule):
     def read(self) -> dict[str, Arrays]:
         # A table from a trained model's checkpoint must have the features it was trained on.
         columns = self.fitted["features"] if self.fitted else self.feature_columns
-        table = read_table(self.path, columns, self.label_column, self.id_column)
+        table = read_table(self.path, columns, self.label_column, self.id_column, self.layer)
         x = table.x
         sparse = hasattr(x, "tocsr")
         if sparse and self.impute in ("mean", "median") and np.isnan(x.data).any():
@@ -173,6 +174,10 @@ class TabularDataModule(InMemoryDataModule):
             if t["standardize"]:
                 x = (x - t["mean"]) / t["std"]
             self.splits[split] = (x.float(), y)
+
+    def label_names(self) -> list[str] | None:
+        """The text labels the codes stand for (code i is name i); None for integer labels."""
+        return list(self.fitted["classes"]) if self.fitted and self.fitted["classes"] else None
 
     def feature_names(self) -> list[str]:
         return list(self.fitted["features"]) if self.fitted else []
