@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,13 @@ def test_sample_writes_its_pictures_in_its_own_directory(checkpoint, tmp_path, c
     assert code == 0, err[-3000:]
     for name in ("samples", "interpolation", "traversals"):
         with Image.open(out / "images" / f"{name}.png") as image:
-            assert image.mode == "RGB" and min(image.size) >= 32
+            assert image.mode in ("RGB", "RGBA") and min(image.size) >= 32
+    # Traversals: a row per dimension (8, under max_dims=10), named, by the test batch's KL.
+    with Image.open(out / "images" / "traversals.png") as image:
+        rows = image.text["Rows"].splitlines()
+    assert len(rows) == 8 and len({r.split(" · ")[0] for r in rows}) == 8
+    kl = [float(r.split(" · ")[1].removesuffix(" nats")) for r in rows]
+    assert kl == sorted(kl, reverse=True) and re.fullmatch(r"z\d · \d+\.\d\d nats", rows[0])
     assert not (checkpoint.parent.parent / "images").exists()  # no image callback: nothing there
 
 

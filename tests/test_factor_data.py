@@ -179,10 +179,12 @@ def test_a_vae_trains_on_sprites_and_exports_the_factors(tmp_path):
     assert results["test/elbo"] < 0 and results["test/active_units"] >= 1
     for name in DISENTANGLEMENT:
         assert 0.0 <= results[f"test/{name}"] <= 1.0, name
-    # Traversals of factor data: every latent dimension, one row each.
-    # 16-pixel images are drawn twice as large, with 2 pixels of padding: 34 per row.
-    height = Image.open(tmp_path / "run" / "images" / "traversals.png").height
-    assert (height - 2) / 34 == 6
+    # Traversals of factor data: every latent dimension, a row each, by the last validation's
+    # KL per dimension, falling; each row named by its dimension and KL.
+    rows = Image.open(tmp_path / "run" / "images" / "traversals.png").text["Rows"].splitlines()
+    kl = objects["model"].last_kl_per_dim
+    expected = torch.argsort(kl, descending=True).tolist()
+    assert rows == [f"z{j} · {kl[j]:.2f} nats" for j in expected]
     assert Image.open(tmp_path / "run" / "images" / "mi_matrix.png").width > 300
 
     dm = objects["datamodule"]
@@ -218,6 +220,17 @@ def test_traversals_follow_the_given_order_of_dimensions():
     plain = pictures.traversals(model, x, steps=5, max_dims=3).view(3, 5, -1)
     ordered = pictures.traversals(model, x, 5, 3, order=torch.tensor([2, 0, 1])).view(3, 5, -1)
     torch.testing.assert_close(ordered, plain[[2, 0, 1]])
+    # The labelled figure: the rows of the largest KL first, named by dimension and KL; the
+    # KL of a batch is the mean of its examples' closed-form KL per dimension.
+    kl = torch.tensor([0.5, 0.01, 2.0])
+    figure, rows = pictures.traversal_figure(model, x, 5, 2, kl)
+    assert rows == ["z2 · 2.00 nats", "z0 · 0.50 nats"]
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == rows
+    assert pictures.traversal_figure(model, x, 5, 2)[1] == ["z0", "z1"]  # no KL: index order
+    batch = torch.rand(6, 1, 4, 4)
+    q = model.encode(batch)
+    expected = 0.5 * (q.loc**2 + q.logvar.exp() - 1 - q.logvar)
+    torch.testing.assert_close(pictures.kl_per_dimension(model, batch), expected.mean(0))
 
 
 def test_shapes3d_and_mpi3d_files_of_another_layout_are_refused_in_one_line(tmp_path):
@@ -317,3 +330,29 @@ def test_broken_files_of_factor_datasets_are_one_line_that_names_them(tmp_path):
     for datamodule, fragment in _broken_factor_files(tmp_path):
         with pytest.raises(DataError, match=re.escape(fragment)):
             datamodule.setup()
+
+
+def test_the_sweeps_disentanglement_picture_is_a_labelled_grid_with_a_legend():
+    """A panel per score (4 a row), its axes named (the swept key, the score), a legend entry
+    per seed; no picture without scores."""
+    from vaelab.sweep import SCORES, disentanglement_figure
+
+    rows = [
+        {"overrides": f"model={m} seed={s}", "model": m, "seed": s, "status": "COMPLETED",
+         **{f"test/{score}": str(0.1 * i + 0.01 * int(s)) for i, score in enumerate(SCORES)}}
+        for m in ("vae", "beta_tcvae") for s in ("1", "2", "10")
+    ]  # fmt: skip
+    figure = disentanglement_figure(rows)
+    shown = [a for a in figure.axes if a.get_visible()]
+    assert [a.get_title() for a in shown] == list(SCORES)  # 7 scores: 4 + 3 panels
+    assert len(figure.axes) == 8 and shown[4].get_subplotspec().rowspan.start == 1
+    assert {(a.get_xlabel(), a.get_ylabel()) for a in shown[:1]} == {("model", "test/mig")}
+    assert [t.get_text() for t in shown[0].get_xticklabels()] == ["vae", "beta_tcvae"]
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["seed 1", "seed 2", "seed 10"]
+    # Each point where its job put it: seed 2 of beta_tcvae, the third score (0.2 + 0.02).
+    points = [line for line in shown[2].get_lines() if line.get_label() == "seed 2"]
+    assert sorted((float(p.get_xdata()[0]), float(p.get_ydata()[0])) for p in points) == [
+        (0.0, pytest.approx(0.22)), (1.0, pytest.approx(0.22))]  # fmt: skip
+    unscored = [{**r, **{f"test/{s}": "" for s in SCORES}} for r in rows]
+    assert disentanglement_figure(unscored) is None

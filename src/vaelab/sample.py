@@ -89,17 +89,23 @@ def draw(cfg: DictConfig) -> list[Path]:
         generator = torch.Generator().manual_seed(cfg.seed)
         if len(datamodule.shape) != 3:
             return [_write_table(cfg, sample, datamodule, generator)]
-        x = next(iter(datamodule.loader("test")))[0][:2].to(model.device, model.dtype)
+        x, y = next(iter(datamodule.loader("test")))[:2]
+        x, y = x.to(model.device, model.dtype), y.to(model.device)
         grids = {
             "samples": (sample(cfg.n, generator=generator).float().clamp(0, 1), 8),
             "interpolation": (pictures.interpolation(model, x[:1], x[1:2], cfg.steps), cfg.steps),
-            "traversals": (pictures.traversals(model, x, cfg.steps, cfg.max_dims), cfg.steps),
         }
+        # Traversals by falling KL, measured on the test batch (the conditional model's, given
+        # its labels).
+        kl = pictures.kl_per_dimension(model, x, y if model.conditional else None)
+        traversals, rows = pictures.traversal_figure(model, x, cfg.steps, cfg.max_dims, kl)
     out = Path(cfg.paths.output_dir) / "images"
     written = []
     for name, (images, cols) in grids.items():
         pictures.save(pictures.grid(images, cols), out / f"{name}.png")
         written.append(out / f"{name}.png")
+    pictures.save_figure(traversals, out / "traversals.png", rows)
+    written.append(out / "traversals.png")
     log.info(f"Wrote {', '.join(p.name for p in written)} to {out}")
     _to_wandb(run_cfg, cfg.ckpt_path, Path(cfg.paths.output_dir), written)
     return written

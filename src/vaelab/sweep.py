@@ -123,28 +123,53 @@ def _setting_keys(rows: list[dict[str, str]]) -> list[str]:
 
 
 def plot_disentanglement(sweep_dir: Path, split: str = "test") -> Path | None:
-    """Each disentanglement score against the swept setting, one point per job (so one per
-    seed); None when no finished job has a score (data without known factors)."""
+    """disentanglement.png (`disentanglement_figure`); None when no finished job has a score
+    (data without known factors)."""
+    rows = [r for r in read_rows(sweep_dir) if r["status"] == "COMPLETED"]
+    figure = disentanglement_figure(rows, split)
+    if figure is None:
+        return None
+    path = sweep_dir / SCORES_PLOT
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def disentanglement_figure(rows: list[dict[str, str]], split: str = "test"):
+    """A panel per disentanglement score, at most 4 a row: the score (y, 0 to 1) of each job
+    against the swept setting (x, named by the keys the sweep varies), a colour per seed named
+    in one legend; None when no row has a score."""
     from matplotlib.figure import Figure
 
-    rows = [r for r in read_rows(sweep_dir) if r["status"] == "COMPLETED"]
     scores = [s for s in SCORES if any(_float(r.get(f"{split}/{s}")) is not None for r in rows)]
     if not scores:
         return None
     keys = _setting_keys(rows)
-    settings = sorted({" ".join(f"{k}={r.get(k)}" for k in keys) or "all" for r in rows})
-    figure = Figure(figsize=(3.2 * len(scores), 3.2), layout="constrained")
-    for axes, score in zip(figure.subplots(1, len(scores), squeeze=False)[0], scores, strict=True):
+    setting = {id(r): " ".join(str(r.get(k)) for k in keys) or "all" for r in rows}
+    settings = list(dict.fromkeys(setting[id(r)] for r in rows))  # in the sweep's order
+    seeds = sorted({r.get("seed", "") for r in rows}, key=lambda v: (len(v), v))
+    cols = min(4, len(scores))
+    nrows = -(-len(scores) // cols)
+    figure = Figure(figsize=(3.2 * cols, 2.9 * nrows + 0.4), layout="constrained")
+    panels = figure.subplots(nrows, cols, squeeze=False).ravel()
+    colours = {seed: f"C{i % 10}" for i, seed in enumerate(seeds)}
+    for axes, score in zip(panels, scores, strict=False):
         for row in rows:
             value = _float(row.get(f"{split}/{score}"))
-            setting = " ".join(f"{k}={row.get(k)}" for k in keys) or "all"
             if value is not None:
-                axes.plot(settings.index(setting), value, "o", alpha=0.7)
-        axes.set_xticks(range(len(settings)), settings, rotation=30, fontsize=7)
-        axes.set(title=f"{split}/{score}", ylim=(0, 1))
-    path = sweep_dir / SCORES_PLOT
-    figure.savefig(path, dpi=110)
-    return path
+                seed = row.get("seed", "")
+                axes.plot(settings.index(setting[id(row)]), value, "o", alpha=0.8,
+                          color=colours[seed], label=f"seed {seed}" if seed else "job")  # fmt: skip
+        axes.set_xticks(range(len(settings)), settings, rotation=20, fontsize=7)
+        axes.set(title=score, ylim=(-0.02, 1.02), xlabel=", ".join(keys) or "setting",
+                 ylabel=f"{split}/{score}")  # fmt: skip
+        axes.grid(axis="y", alpha=0.3)
+    for axes in panels[len(scores) :]:
+        axes.set_visible(False)
+    handles = {h.get_label(): h for a in panels for h in a.get_lines()}  # one entry a seed
+    figure.legend(handles.values(), handles.keys(), loc="outside lower center",
+                  ncols=min(len(handles), 8), fontsize=8)  # fmt: skip
+    figure.suptitle(f"disentanglement scores, {split} split: a point per job")
+    return figure
 
 
 class SweepSummary(Callback):

@@ -46,14 +46,15 @@ class ImageLogger(L.Callback):
             self._draw_mi(trainer, pl_module)
         pl_module.train(was_training)
 
-    def _traversals(self, trainer, pl_module, x: Tensor, cols: int) -> Tensor:
-        """For data with known factors, every latent dimension, by falling KL (where the model
-        measures it): the informative ones first, as disentanglement studies show them."""
-        kl_dims = pl_module.last_kl_per_dim
-        if not getattr(trainer.datamodule, "factor_names", ()):
-            return pictures.traversals(pl_module, x, cols, self.max_dims)
-        order = None if kl_dims is None else torch.argsort(kl_dims, descending=True)
-        return pictures.traversals(pl_module, x, cols, pl_module.latent_dim, order)
+    def _traversals(self, trainer, pl_module, x: Tensor, cols: int, suffix: str) -> None:
+        """By falling KL (where the model measures it), each row labelled with its dimension
+        and KL; for data with known factors every dimension, as disentanglement studies show
+        them, else the `max_dims` most informative."""
+        factors = getattr(trainer.datamodule, "factor_names", ())
+        dims = pl_module.latent_dim if factors else self.max_dims
+        kl = pl_module.last_kl_per_dim
+        figure, rows = pictures.traversal_figure(pl_module, x, cols, dims, kl)
+        self._save_figure(trainer, figure, f"traversals{suffix}", "traversals", rows)
 
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, suffix: str) -> None:
         if self._examples is None or not trainer.is_global_zero:
@@ -65,7 +66,7 @@ class ImageLogger(L.Callback):
         if pl_module.has_prior:
             generator = torch.Generator().manual_seed(self.seed)
             grids["samples"] = pl_module.sample(self.n, generator=generator).float().clamp(0, 1)
-            grids["traversals"] = self._traversals(trainer, pl_module, x, cols)
+            self._traversals(trainer, pl_module, x, cols, suffix)
         kl_dims = pl_module.last_kl_per_dim
         if kl_dims is not None:
             self._draw_kl(trainer, kl_dims, suffix)
@@ -111,10 +112,9 @@ class ImageLogger(L.Callback):
         figure.colorbar(image, ax=axes)
         self._save_figure(trainer, figure, "mi_matrix", "mi_matrix")
 
-    def _save_figure(self, trainer: L.Trainer, figure, filename: str, name: str) -> None:
+    def _save_figure(self, trainer, figure, filename: str, name: str, rows=None) -> None:
         path = self.dirpath / f"{filename}.png"
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
+        pictures.save_figure(figure, path, rows)
         _publish(trainer, name, path)
 
 
