@@ -62,7 +62,7 @@ def test_two_nodes_train_one_run_and_resume_it(tmp_path, capfd, in_process):
               f"+callbacks.record.folder={tmp_path / 'seen'}"]  # fmt: skip
     outputs = two_nodes(tmp_path, "trainer.max_epochs=1", f"hydra.run.dir={stopped}", *record)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
-    assert outputs[0].count("task_name: train") == 1 and "task_name" not in outputs[1]
+    assert outputs[0].count(f"Run {stopped}") == 1 and f"Run {stopped}" not in outputs[1]
 
     assert_one_epoch_sharded(tmp_path / "seen")  # each example of the epoch on one node only
 

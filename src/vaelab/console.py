@@ -79,13 +79,18 @@ def in_multirun_job() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# The launchers whose jobs write to the sweep's own console (submitit's and SLURM's have files
+# of their own, where a job's lines do not interleave with another's).
+_SHARING = ("BasicLauncher", "JoblibLauncher")
+
+
 def _console_is_shared() -> bool:
-    """Whether this process is a multirun's job whose output goes to the sweep's own console
-    (Hydra's basic and joblib launchers), not to a file of its own (submitit's, SLURM's)."""
+    """Whether this process is a multirun's job whose output goes to the sweep's console."""
     from hydra.core.hydra_config import HydraConfig
 
-    launcher = str(HydraConfig.get().launcher.get("_target_", ""))
-    return in_multirun_job() and "submitit" not in launcher
+    if not in_multirun_job():
+        return False
+    return str(HydraConfig.get().launcher.get("_target_", "")).endswith(_SHARING)
 
 
 class ConsoleFilter(logging.Filter):

@@ -134,6 +134,32 @@ def plot_embeddings(path: Path, z: np.ndarray, codes: np.ndarray, method="pca", 
     embedding_figure(z, codes, method, names).savefig(path, dpi=120)
 
 
+def _data_file(fmt: str, datamodule, run_cfg: DictConfig) -> str:
+    """The table file the embedded data comes from ('' for other data); format=h5ad needs it
+    to be an .h5ad, to copy."""
+    data_file = str(getattr(datamodule, "path", "") or "")
+    if fmt == "h5ad" and not data_file.endswith(".h5ad"):
+        raise ConfigError(
+            f"format=h5ad writes a copy of the input AnnData with the codes in "
+            f"obsm[{OBSM_KEY!r}], and this run's data is not an .h5ad "
+            f"({data_file or run_cfg.data._target_}): use format=npy, csv or parquet"
+        )
+    return data_file
+
+
+def _named_labels(columns: dict[str, np.ndarray], names: list[str] | None) -> dict:
+    """Text labels stay text: `label` holds the names (the codes' own, '' where none), the codes
+    follow it as `label_code`."""
+    if not names:
+        return columns
+    codes = columns["label"]
+    text = np.asarray([names[c] if c >= 0 else "" for c in codes.tolist()])
+    named = {}
+    for key, values in columns.items():
+        named.update({"label": text, "label_code": codes} if key == "label" else {key: values})
+    return named
+
+
 def export(cfg: DictConfig) -> Path:
     from vaelab.console import quiet
     from vaelab.embeddings import embed
@@ -143,13 +169,7 @@ def export(cfg: DictConfig) -> Path:
     quiet()
     model, run_cfg, checkpoint = load_trained(cfg.ckpt_path, trusted_targets(cfg))
     datamodule = trained_data(cfg.get("data"), run_cfg, checkpoint, "predict")
-    data_file = str(getattr(datamodule, "path", "") or "")
-    if cfg.format == "h5ad" and not data_file.endswith(".h5ad"):
-        raise ConfigError(
-            f"format=h5ad writes a copy of the input AnnData with the codes in "
-            f"obsm[{OBSM_KEY!r}], and this run's data is not an .h5ad "
-            f"({data_file or run_cfg.data._target_}): use format=npy, csv or parquet"
-        )
+    data_file = _data_file(cfg.format, datamodule, run_cfg)
     splits = SPLITS if cfg.split == "all" else (cfg.split,)
     with placed(model, inference_trainer(cfg.trainer)) as on_device:  # placed once
         embedded = {split: embed(on_device, datamodule.loader(split)) for split in splits}
@@ -183,11 +203,7 @@ def export(cfg: DictConfig) -> Path:
         n.removeprefix("factor:"): columns.pop(n) for n in list(columns) if n.startswith("factor:")
     }
     codes, names = columns["label"], datamodule.label_names()
-    if names:  # text labels stay text, their codes beside them
-        text = np.asarray([names[c] if c >= 0 else "" for c in codes.tolist()])
-        at = list(columns).index("label") + 1
-        items = [*columns.items()]
-        columns = dict([*items[: at - 1], ("label", text), ("label_code", codes), *items[at:]])
+    columns = _named_labels(columns, names)
     out = Path(cfg.paths.output_dir)
     if cfg.format == "h5ad":
         path = write_h5ad(out, z, columns["index"], data_file)

@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli.main import hydra_main
+from vaelab.console import ON_CONSOLE
 from vaelab.runs.preemption import preemptible
 from vaelab.runs.preflight import planned
 from vaelab.runs.resume import finished_message, results_at
@@ -51,8 +52,8 @@ def train(
         planned(cfg, _this_command_line()) as plan,
         torch_threads(plan.config.trainer.get("threads")),
     ):
-        if plan.finished is not None:
-            log.info(plan.note)
+        if plan.finished is not None:  # said also by a sweep's job, which is otherwise quiet
+            log.info(plan.note, extra=ON_CONSOLE)
             return plan.finished, {"config": plan.config}
         run = build.build(plan, list(extra_callbacks))
         objects = dict(datamodule=run.datamodule, model=run.model, trainer=run.trainer)

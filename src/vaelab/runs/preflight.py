@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from vaelab.config.schema import refuse_ddp_in_multirun, validate
+from vaelab.console import ON_CONSOLE
 from vaelab.errors import ConfigError
 from vaelab.runs.lock import RunDirLock
 from vaelab.runs.ranks import rank_zero
@@ -108,7 +109,7 @@ def _plan_job(cfg: DictConfig, overrides: list[str] | None, run_dir: Path) -> Pl
     if plan.resumes and plan.finished is not None:
         plan.note = f"{run_dir} finished in an earlier run of this sweep: its results stand"
     elif plan.resumes:
-        log.info(f"Continuing the unfinished job in {run_dir}")
+        log.info(f"Continuing the unfinished job in {run_dir}", extra=ON_CONSOLE)
     return plan
 
 
