@@ -31,6 +31,8 @@ def test_offline_run_holds_config_metrics_and_images(tmp_path, capfd, in_process
     code, out = cli(train_main, args, capfd, both=True)
     assert code == 0, out[-3000:]
     assert "W&B: no API key" in out
+    # wandb keeps to where the run is (settings.quiet): no history and summary at the end.
+    assert "Run data is saved locally" in out and "Run summary" not in out
 
     contents = run_contents(run_dir)
     results = json.loads((run_dir / "results.json").read_text())

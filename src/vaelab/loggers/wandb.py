@@ -79,6 +79,8 @@ class WandbLogger(LightningWandbLogger):
             if rank_zero_only.rank == 0 and mode != "disabled":
                 id_file.parent.mkdir(parents=True, exist_ok=True)
                 id_file.write_text(run_id + "\n")
+        if kwargs.get("settings") is not None:  # a config's mapping: wandb takes a plain dict
+            kwargs["settings"] = dict(kwargs["settings"])
         super().__init__(save_dir=save_dir, id=run_id, resume=resume, mode=mode, **kwargs)
         drop_wandb_anonymous(self)
 
