@@ -32,8 +32,8 @@ def _test(run: Run) -> tuple[dict[str, Any], str]:
         verbose=False,  # the line below, not Lightning's table
     )  # fmt: skip
     metrics.update(trainer.callback_metrics)
-    _say(trainer.callback_metrics, "test/")
     if trainer.is_global_zero:
+        _say(trainer.callback_metrics, "test/")
         scores = disentanglement_scores(run.model, run.datamodule, plan.config.get("metrics"))
         scores = {f"test/{name}": value for name, value in scores.items()}
         metrics.update(scores)
