@@ -34,8 +34,11 @@ def test_eval_reproduces_the_training_runs_test_metrics(tmp_path, capfd, in_proc
         "trainer=cpu",
         f"hydra.run.dir={eval_dir}",
     ]
-    code, err = cli(eval_main, args, capfd)
-    assert code == 0, err[-3000:]
+    code, out = cli(eval_main, args, capfd, both=True)
+    assert code == 0, out[-3000:]
+    # The console: the metrics and the probes a line each, where results.json went; no table.
+    assert "Test metric" not in out and f"Wrote results.json in {eval_dir}" in out
+    assert sum(" · test/elbo " in line for line in out.splitlines()) == 1
     metrics = json.loads((eval_dir / "results.json").read_text())
     for name in ("loss", "recon", "kl", "elbo", "nll_iw", "active_units"):
         assert abs(metrics[f"test/{name}"] - results[f"test/{name}"]) < 1e-4, name

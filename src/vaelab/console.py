@@ -142,6 +142,12 @@ def header(cfg, run_dir) -> list[str]:
     return [f"Run {run_dir}", f"{model} on {data} · overrides: {given}"]
 
 
+def metrics_line(metrics: dict, prefix: str = "test/") -> str:
+    """What a stage measured, in one line: `test/elbo -28.62 · test/kl 0.23 · ...` (sorted)."""
+    shown = {n: float(v) for n, v in sorted(metrics.items()) if n.startswith(prefix)}
+    return " · ".join(f"{n} {v:.4g}" for n, v in shown.items())
+
+
 def print_config(config: dict) -> None:
     """The composed config (resolved, secrets masked) as a tree of its top-level keys."""
     from rich import print as rich_print

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from vaelab.cli.main import hydra_main
-from vaelab.console import quiet
+from vaelab.console import metrics_line, quiet
 from vaelab.runs.preemption import preemptible
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model.iw_samples = cfg.iw_samples  # read by the models that report test/nll_iw
     trainer = inference_trainer(cfg.trainer)
     log.info(f"Testing {cfg.ckpt_path} with {cfg.iw_samples} importance samples per example")
-    (metrics,) = trainer.test(model, datamodule=datamodule, weights_only=True)
+    # One line of metrics below, not Lightning's table.
+    (metrics,) = trainer.test(model, datamodule=datamodule, weights_only=True, verbose=False)
+    log.info(metrics_line(metrics))
     with placed(model, trainer) as model:
         train_codes = embed(model, datamodule.loader("train"))
         test_codes = embed(model, datamodule.test_dataloader())
@@ -43,14 +45,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         probes |= disentanglement_scores(
             model, datamodule, cfg.get("metrics"), (train_codes, test_codes)
         )
-    for name, value in probes.items():
-        log.info(f"test/{name}: {value:.4f}")
+    if probes:
+        log.info(metrics_line({f"test/{name}": value for name, value in probes.items()}))
 
     results = {name: float(value) for name, value in metrics.items()}
     results.update({f"test/{name}": value for name, value in probes.items()})
     results.update(ckpt_path=cfg.ckpt_path, run_dir=str(output_dir), **provenance())
     results["iw_samples"] = cfg.iw_samples
     write_results(output_dir, results)
+    log.info(f"Wrote results.json in {output_dir}")
     return results
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from vaelab.console import IN_FILE
+from vaelab.console import IN_FILE, metrics_line
 from vaelab.embeddings import disentanglement_scores
 from vaelab.loggers.wandb import ID_FILE, finish_run
 from vaelab.runs.build import Run
@@ -33,11 +33,12 @@ def _test(run: Run) -> tuple[dict[str, Any], str]:
     )  # fmt: skip
     metrics.update(trainer.callback_metrics)
     if trainer.is_global_zero:
-        _say(trainer.callback_metrics, "test/")
+        log.info(metrics_line(trainer.callback_metrics))
         scores = disentanglement_scores(run.model, run.datamodule, plan.config.get("metrics"))
         scores = {f"test/{name}": value for name, value in scores.items()}
         metrics.update(scores)
-        _say(scores, "test/")
+        if scores:
+            log.info(metrics_line(scores))
         for logger in run.loggers if scores else ():
             logger.log_metrics(scores, step=trainer.global_step)
             logger.save()
@@ -105,10 +106,3 @@ def collect_results(run: Run, metrics: dict[str, Any], best_ckpt: str) -> dict[s
 def _shown(path: str, run_dir) -> str:
     """A path inside the run directory as seen from it (the header says where that is)."""
     return str(Path(path).relative_to(run_dir)) if Path(path).is_relative_to(run_dir) else path
-
-
-def _say(metrics: dict, prefix: str) -> None:
-    """One line of what a stage measured: `test/elbo -28.62 · test/kl 0.23 · ...`."""
-    shown = {n: float(v) for n, v in sorted(metrics.items()) if n.startswith(prefix)}
-    if shown:
-        log.info(" · ".join(f"{n} {v:.4g}" for n, v in shown.items()))
