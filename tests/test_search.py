@@ -23,13 +23,17 @@ def test_search_runs_and_a_second_invocation_continues_the_study(tmp_path, capfd
         "callbacks.rich_progress_bar=null",
         "trainer.accelerator=cpu",
     ]
-    code, err = cli(
-        train_main, [*common, "hparams_search.n_trials=3", f"hydra.run.dir={tmp_path / 'a'}"], capfd
-    )
-    assert code == 0, err[-3000:]
+    code, out = cli(
+        train_main, [*common, "hparams_search.n_trials=3", f"hydra.run.dir={tmp_path / 'a'}"],
+        capfd, both=True,
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
     name = "vae_digits_3ep"  # the study's model, data and budget
     study = optuna.load_study(study_name=name, storage=storage)
     assert len(study.trials) == 3
+    # Each trial says its values before its header (whose overrides are the command's).
+    beta = study.trials[1].params["model.beta"]
+    assert f"Trial 1: model.beta={beta:.4g} model.optimizer.lr=" in out
     assert sorted(p.name for p in (tmp_path / "a").glob("trial_*")) == [
         "trial_000",
         "trial_001",

@@ -164,6 +164,9 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
                 f"or running (another worker started one at the same moment)"
             )
         trial_cfg = _trial_config(cfg, trial)
+        values = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                          for key, value in trial.params.items())  # fmt: skip
+        log.info(f"Trial {trial.number}: {values}")  # the header's overrides are the command's
         pruning = PruneTrial(trial, cfg.model.monitor)
         try:
             results, _ = train(trial_cfg, extra_callbacks=[pruning])
