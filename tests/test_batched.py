@@ -207,3 +207,30 @@ def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_
         "job 10: Mine does not train stacked (it declares no member_arguments); it runs one at "
         "a time",
     ]
+
+
+def test_each_member_of_a_stack_is_given_its_own_runs_batches():
+    """Member i's slice of each stacked batch is the batch a lone run with its seed is given:
+    its data order each epoch and its dynamic binarisation draws."""
+    from vaelab.batched.batches import member_batches
+    from vaelab.data import DigitsDataModule
+
+    seeds = [1, 2, 7]
+    stacked_dm = DigitsDataModule(seed=0, batch_size=64, binarize="dynamic")
+    stacked_dm.setup()
+    stack = member_batches(stacked_dm, seeds)
+    alone = []
+    for seed in seeds:
+        dm = DigitsDataModule(seed=seed, batch_size=64, binarize="dynamic")
+        dm.setup()
+        alone.append(dm.loader("train", train=True))
+    for epoch in (0, 1):
+        stack.set_epoch(epoch)
+        for loader in alone:
+            loader.sampler.set_epoch(epoch)
+        batches = list(stack)
+        assert len(batches) == len(stack) == len(alone[0])
+        for i, loader in enumerate(alone):
+            for (x, y), (x_i, y_i) in zip(batches, loader, strict=True):
+                assert torch.equal(x[i], x_i) and torch.equal(y[i], y_i)
+        assert not torch.equal(batches[0][1][0], batches[0][1][1])  # orders differ by seed

@@ -56,6 +56,12 @@ def _suggest(trial: optuna.Trial, key: str, space: dict[str, Any]) -> Any:
     return trial.suggest_categorical(key, list(space["choices"]))  # checked by check_space
 
 
+def _values(params: dict[str, Any]) -> str:
+    """A trial's values as overrides: `model.beta=1.185 model.latent_dim=4`."""
+    shown = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return " ".join(shown)
+
+
 def _trial_config(cfg: DictConfig, trial: optuna.Trial) -> DictConfig:
     trial_cfg = copy.deepcopy(cfg)
     with open_dict(trial_cfg):
@@ -164,9 +170,7 @@ def search(cfg: DictConfig, train: Callable[..., tuple[dict[str, Any], Any]]) ->
                 f"or running (another worker started one at the same moment)"
             )
         trial_cfg = _trial_config(cfg, trial)
-        values = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                          for key, value in trial.params.items())  # fmt: skip
-        log.info(f"Trial {trial.number}: {values}")  # the header's overrides are the command's
+        log.info(f"Trial {trial.number}: {_values(trial.params)}")  # the header's: the command's
         pruning = PruneTrial(trial, cfg.model.monitor)
         try:
             results, _ = train(trial_cfg, extra_callbacks=[pruning])
