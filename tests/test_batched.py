@@ -234,3 +234,34 @@ def test_each_member_of_a_stack_is_given_its_own_runs_batches():
             for (x, y), (x_i, y_i) in zip(batches, loader, strict=True):
                 assert torch.equal(x[i], x_i) and torch.equal(y[i], y_i)
         assert not torch.equal(batches[0][1][0], batches[0][1][1])  # orders differ by seed
+
+
+def test_each_member_draws_its_lone_runs_training_noise(compose_train):
+    """A member given its own noise right after it is seeded and built (`own_noise`) draws, in a
+    stack and whatever else uses torch's global stream meanwhile, the noise its lone run draws
+    from that stream; evaluation noise stays the evaluation generator's."""
+    from vaelab.batched.stack import own_noise
+
+    cfg = compose_train("model=vae")
+    x = next(_batches(1, 1))[0][0]
+    lone = []
+    for seed in SEEDS:  # each seed's lone run: its build, then its training noise, twice
+        torch.manual_seed(seed)
+        model = instantiate(cfg.model, input_shape=[1, 8, 8]).train()
+        lone.append([model.noise(x)[0] for _ in range(2)])
+    members = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        members.append(instantiate(cfg.model, input_shape=[1, 8, 8]).train())
+        own_noise(members[-1])
+    torch.manual_seed(12345)  # the global stream moved on: the members do not follow it
+    stack = Stack(members)
+    for draw in range(2):
+        (noise,) = stack.noise(x.expand(len(SEEDS), *x.shape))
+        for i in range(len(SEEDS)):
+            assert torch.equal(noise[i], lone[i][draw]), (i, draw)
+    members[0].eval()
+    members[0].reseed_eval_noise()
+    first = members[0].noise(x)[0]
+    members[0].reseed_eval_noise()
+    assert torch.equal(members[0].noise(x)[0], first)  # the evaluation generator's, reseeded

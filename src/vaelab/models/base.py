@@ -119,6 +119,9 @@ class Model(L.LightningModule):
         self.iw_samples: int | None = None  # importance samples of test/nll_iw, where it has one
         self.last_kl_per_dim: Tensor | None = None  # of the last validation, where it has one
         self._eval_generator: torch.Generator | None = None
+        # Where training noise comes from: torch's global stream (seeded by the run's seed) when
+        # None; a member of a stack has its own, holding what its lone run's global stream would.
+        self.train_generator: torch.Generator | None = None
         self._last_finite: dict[str, float] = {}  # training means at the last check
         self._logged_step = -1  # the step of the last window written to the loggers
         # Several optimizer steps per Lightning step (trainer.steps_per_call), when it takes them.
@@ -236,7 +239,7 @@ class Model(L.LightningModule):
     def randn(self, *shape: int) -> Tensor:
         """Standard normal noise: from the training random stream while training, else from the
         evaluation generator, reseeded at the start of each validation and test pass."""
-        generator = None if self.training else self._eval_generator
+        generator = self.train_generator if self.training else self._eval_generator
         return torch.randn(shape, generator=generator, device=self.device)
 
     # Training, validation and test steps.
