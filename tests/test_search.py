@@ -114,3 +114,21 @@ def test_a_study_continues_only_under_the_settings_it_holds_fixed(tmp_path, capf
     assert "model.net.hidden=[32] (1 settings differ)" in err
     assert "start another study with hparams_search.study_name=mine_" in err
     assert len(optuna.load_study(study_name="mine", storage=storage).trials) == 2
+
+
+def test_the_best_file_keeps_a_database_password_out(tmp_path):
+    """A study on a database whose URL holds a password: the best file names the storage with
+    the password masked."""
+    from omegaconf import OmegaConf
+
+    from vaelab.study import write_best
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    shown = "mysql+pymysql://vaelab:s3cret@127.0.0.1:3306/optuna"
+    cfg = OmegaConf.create({"model": {"monitor": "val/elbo"}, "hparams_search": {
+        "storage": shown, "best_file": str(tmp_path / "s.best.json")}})  # fmt: skip
+    write_best(study, cfg)
+    text = (tmp_path / "s.best.json").read_text()
+    assert "s3cret" not in text and json.loads(text)["storage"].startswith("mysql+pymysql://")

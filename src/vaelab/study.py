@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vaelab.config.schema import validate
 from vaelab.errors import ConfigError
 from vaelab.runs.run_dir import atomic_write
+from vaelab.runs.secrets import mask_text
 
 KINDS = {"float": ("low", "high"), "int": ("low", "high"), "categorical": ("choices",)}
 # Where and how a trial is written and watched, where its data lies, and what varies between
@@ -103,7 +104,7 @@ def write_best(study: Any, cfg: DictConfig) -> None:
     spec = cfg.hparams_search
     record = {
         "study": study.study_name,
-        "storage": spec.storage,
+        "storage": mask_text(spec.storage),  # a database URL's password stays out
         "direction": study.direction.name.lower(),
         "metric": cfg.model.monitor,
         "best_value": best.value,

@@ -20,7 +20,7 @@ class EpochLog(Callback):
         self.monitor, self.every_s = monitor, every_s
         self._started = 0.0
         self._ended: tuple[int, float] | None = None
-        self._said = 0.0
+        self._testing_since = self._said = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
         # A resume that starts mid-epoch does not call on_train_epoch_start for that epoch.
@@ -39,7 +39,7 @@ class EpochLog(Callback):
         self._say(trainer)
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._started = self._said = time.perf_counter()
+        self._testing_since = self._said = time.perf_counter()
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         now = time.perf_counter()
@@ -47,7 +47,7 @@ class EpochLog(Callback):
             return
         self._said = now
         total = trainer.num_test_batches[dataloader_idx]
-        log.info(f"test {batch_idx + 1}/{total} batches · {now - self._started:.0f} s")
+        log.info(f"test {batch_idx + 1}/{total} batches · {now - self._testing_since:.0f} s")
 
     def _say(self, trainer) -> None:
         if self._ended is None or not trainer.is_global_zero:
