@@ -81,7 +81,7 @@ def in_multirun_job() -> bool:
 
 # The launchers whose jobs write to the sweep's own console (submitit's and SLURM's have files
 # of their own, where a job's lines do not interleave with another's).
-_SHARING = ("BasicLauncher", "JoblibLauncher")
+_SHARING = ("BasicLauncher", "JoblibLauncher", "BatchedLauncher")
 
 
 def _console_is_shared() -> bool:

@@ -255,6 +255,6 @@ def direct_step(model: Any, optimizer: Any, loss: Tensor) -> None:
     """One optimizer step through torch alone, counted as Lightning counts its own: what
     manual_backward and the optimizer's step do when nothing listens to their hooks."""
     optimizer.zero_grad()
-    loss.backward()
+    model.backward(loss)
     model.on_before_optimizer_step(optimizer)
     loop.count_manual_step(model.trainer, optimizer.optimizer.step)

@@ -41,14 +41,10 @@ class Stack:
         self._template = _PerExample(members[0])
         wrapped = [_PerExample(m) for m in members]
         self.params, self.buffers = stack_module_state(wrapped)
-        self._run = vmap(self._one, in_dims=(0, 0, 0, 0, 0), randomness="error")
 
     def parameters(self) -> list[Tensor]:
         """The stacked parameters, for one optimizer over every member."""
         return list(self.params.values())
-
-    def _one(self, params, buffers, x, noise, condition):
-        return functional_call(self._template, (params, buffers), (x, noise, condition))
 
     def noise(self, x: Tensor) -> tuple[Tensor, ...]:
         """Each member's noise for its batch x[i], drawn by the member, stacked."""
@@ -61,7 +57,7 @@ class Stack:
         """Every member's `per_example` on its own batch: x (members, batch, *shape), noise as
         `noise` gives it; each output with the members first."""
         condition = {"y": y} if y is not None and self.members[0].conditional else {}
-        return self._run(self.params, self.buffers, x, noise, condition)
+        return _vmapped(self._template, self.params, self.buffers, x, noise, condition)
 
     def losses(self, out: dict[str, Tensor]) -> list[dict[str, Tensor | float]]:
         """Each member's own `losses` of its slice of `out`."""
@@ -77,6 +73,33 @@ class Stack:
         for i, member in enumerate(self.members):
             for name, tensor in [*member.named_parameters(), *member.named_buffers()]:
                 tensor.copy_(stacked[f"model.{name}"][i])
+
+
+def stacked_per_example(
+    members: Sequence[nn.Module], x: Tensor, noise: tuple[Tensor, ...], condition: dict,
+    grad: bool,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The members' `per_example` at their weights now, as one stacked call: x, noise and
+    condition with the members first. The stacked parameters (leaves, requiring gradients when
+    `grad`; named as `Stack.params`) and the outputs."""
+    params = {
+        f"model.{name}": torch.stack([m.get_parameter(name).detach() for m in members])
+        for name, _ in members[0].named_parameters()
+    }
+    for tensor in params.values():
+        tensor.requires_grad_(grad)
+    buffers = {
+        f"model.{name}": torch.stack([m.get_buffer(name) for m in members])
+        for name, _ in members[0].named_buffers()
+    }
+    return params, _vmapped(_PerExample(members[0]), params, buffers, x, noise, condition)
+
+
+def _vmapped(template: nn.Module, params, buffers, x, noise, condition) -> dict[str, Tensor]:
+    def one(params, buffers, x, noise, condition):
+        return functional_call(template, (params, buffers), (x, noise, condition))
+
+    return vmap(one, randomness="error")(params, buffers, x, noise, condition)
 
 
 def own_noise(member: nn.Module) -> None:

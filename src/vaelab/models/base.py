@@ -122,6 +122,9 @@ class Model(L.LightningModule):
         # Where training noise comes from: torch's global stream (seeded by the run's seed) when
         # None; a member of a stack has its own, holding what its lone run's global stream would.
         self.train_generator: torch.Generator | None = None
+        # A member of a sweep trained in lockstep (vaelab.batched.lockstep): its per_example
+        # calls and their backward are computed with the other members', stacked.
+        self.seat: Any = None
         self._last_finite: dict[str, float] = {}  # training means at the last check
         self._logged_step = -1  # the step of the last window written to the loggers
         # Several optimizer steps per Lightning step (trainer.steps_per_call), when it takes them.
@@ -230,7 +233,14 @@ class Model(L.LightningModule):
 
     def terms(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor | float]:
         """The loss and what it is made of for a batch x (nats per example)."""
-        return self.losses(self.core(x, *self.noise(x), **self._condition(y)))
+        return self.losses(self.computed(x, self.noise(x), self._condition(y)))
+
+    def computed(self, x: Tensor, noise: tuple[Tensor, ...], condition: dict) -> dict[str, Tensor]:
+        """`per_example` (compiled, with model.compile=true), or stacked with the other members'
+        calls when the model is a member of a lockstep."""
+        if self.seat is not None:
+            return self.seat.per_example(self, x, noise, condition)
+        return self.core(x, *noise, **condition)
 
     def _condition(self, y: Tensor | None) -> dict[str, Tensor]:
         """The labels as `per_example` takes them: a conditional model's keyword, else none."""
@@ -246,7 +256,7 @@ class Model(L.LightningModule):
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
-        out = self.core(x, *self.noise(x), **self._condition(y))
+        out = self.computed(x, self.noise(x), self._condition(y))
         if split == "train":
             terms = self.losses(out)
             self.update_state(out)
@@ -271,6 +281,11 @@ class Model(L.LightningModule):
         self.optimize(batch)
         steps_per_call.step_schedulers(self)
         return None
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        super().backward(loss, *args, **kwargs)
+        if self.seat is not None:  # into what the stack handed over; then the stack's own
+            self.seat.backward(self)
 
     def optimize(self, batch: tuple[Tensor, Tensor]) -> None:
         """One batch's optimizer step, by hand: what a model that optimizes by hand defines, and

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import OmegaConf
 
 from vaelab import steps_per_call
+from vaelab.batched import lockstep
 from vaelab.callbacks import CheckpointOnSigterm, EpochLog, FollowMovedRun
 from vaelab.config import instantiate
 from vaelab.config.schema import check_optimizing_by_hand
@@ -66,6 +67,7 @@ def _data_and_model(plan: Plan) -> tuple[Any, Any]:
     size = sum(p.numel() for p in model.parameters())
     log.info(f"Model: {type(model).__name__}, {size:,} parameters, input shape {datamodule.shape}")
     model.check_data(datamodule)
+    model.seat = lockstep.seat()  # a member of a sweep trained in lockstep, or None
     if not model.automatic_optimization:
         check_optimizing_by_hand(cfg)
     if start is not None and not plan.resumes:  # a resume's own checkpoints always fit

@@ -1,0 +1,276 @@
+"""Members of a sweep trained in lockstep: each member is its own lone run (vaelab's train, the
+same code, files and loggers as alone), in a thread of its own, and the threads take turns. One
+runs at a time and sees the process's globals as its lone run would (random streams, Hydra's
+config, the log's handlers, the working directory): they are swapped at each turn. Where a
+member's model computes its `per_example` (training, validation, test), the member waits until
+every member has come to such a call; the calls are then computed together, stacked, and so are
+their backward passes (`Seat`). The optimizer, LR schedule, clipping, checkpoints, loggers,
+divergence checks and results stay each member's own.
+
+A member whose calls do not line up with the others' (a member resumed at another step, another
+batch shape) is computed in a stack of its own at that turn: the members' math never mixes.
+"""
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.batched.stack import stacked_per_example
+
+_here = threading.local()  # the seat of the member this thread runs, if any
+_ENV = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")  # what Lightning's seed_everything leaves behind
+
+
+def seat() -> "Seat | None":
+    """The seat of the member whose lone run this thread runs (None outside a lockstep)."""
+    return getattr(_here, "seat", None)
+
+
+@dataclass
+class _Globals:
+    """What a lone run would have to itself in its process."""
+
+    torch_rng: Tensor
+    cuda_rng: list | None
+    numpy_rng: tuple
+    python_rng: tuple
+    hydra: Any
+    handlers: list
+    level: int
+    env: dict
+    cwd: str
+
+    @classmethod
+    def now(cls) -> "_Globals":
+        from hydra.core.hydra_config import HydraConfig
+
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        root = logging.getLogger()
+        return cls(
+            torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None,
+            np.random.get_state(), random.getstate(), HydraConfig.instance().cfg,
+            list(root.handlers), root.level, {k: os.environ.get(k) for k in _ENV}, os.getcwd(),
+        )  # fmt: skip
+
+    def restore(self) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        np.random.set_state(self.numpy_rng)
+        random.setstate(self.python_rng)
+        HydraConfig.instance().cfg = self.hydra
+        root = logging.getLogger()
+        root.handlers[:] = self.handlers
+        root.setLevel(self.level)
+        for name, value in self.env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if os.getcwd() != self.cwd:
+            os.chdir(self.cwd)
+
+
+@dataclass
+class _Call:
+    """A member's `per_example` call, or its part of a backward pass (`graph` set)."""
+
+    model: Any
+    args: tuple = ()
+    grad: bool = False
+    autocast: tuple = ()
+    graph: "_Graph | None" = None
+
+    def key(self) -> tuple:
+        """Calls with one key are computed as one stack."""
+        if self.graph is not None:
+            return ("backward", id(self.graph))
+        x, noise, condition = self.args
+        shapes = tuple((t.shape, t.dtype, t.device) for t in (x, *noise, *condition.values()))
+        return ("forward", type(self.model), _shapes(self.model), self.grad, self.autocast, shapes,
+                tuple(condition))  # fmt: skip
+
+
+@dataclass
+class _Graph:
+    """A stacked forward pass that needs its backward: the stacked parameters, the outputs and
+    what each member was handed (leaves, whose gradients its own backward fills)."""
+
+    models: list
+    params: dict[str, Tensor]
+    outputs: dict[str, Tensor]
+    handed: list[dict[str, Tensor]] = field(default_factory=list)
+    done: bool = False
+
+
+class Lockstep:
+    """Runs `jobs` (each a member's lone run) in threads that take turns; `run` returns what each
+    returned, or the exception it raised."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._holder = 0
+        self._live: set[int] = set()
+        self._pending: dict[int, _Call] = {}
+        self._results: dict[int, Any] = {}
+        self._globals: dict[int, _Globals] = {}
+
+    def run(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+        results: list[Any] = [None] * len(jobs)
+        start = _Globals.now()
+        self._live = set(range(len(jobs)))
+        self._globals = {i: start for i in self._live}
+        threads = [
+            threading.Thread(target=self._member, args=(i, job, results), name=f"member{i}")
+            for i, job in enumerate(jobs)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        start.restore()
+        return results
+
+    def _member(self, i: int, job: Callable[[], Any], results: list[Any]) -> None:
+        _here.seat = Seat(self, i)
+        with self._turns:
+            self._turns.wait_for(lambda: self._holder == i)
+            self._globals[i].restore()
+        try:
+            results[i] = job()
+        except BaseException as error:  # handed to the launcher, which says what failed
+            results[i] = error
+        finally:
+            with self._turns:
+                self._live.discard(i)
+                self._pending.pop(i, None)
+                if self._live and self._live <= set(self._pending):
+                    self._compute()
+                self._hand_on(i)
+
+    def meet(self, i: int, call: _Call) -> Any:
+        """Member i's call, computed once every member has come to one."""
+        with self._turns:
+            self._pending[i] = call
+            if self._live <= set(self._pending):
+                self._compute()
+            if i not in self._results:
+                self._globals[i] = _Globals.now()
+                self._hand_on(i)
+                self._turns.wait_for(lambda: self._holder == i)
+                self._globals[i].restore()
+            result = self._results.pop(i)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _hand_on(self, i: int) -> None:
+        """The turn to the next member that can go on: one with a result, or yet to call."""
+        order = sorted(self._live)
+        after = [j for j in order if j > i] + [j for j in order if j <= i]
+        ready = [j for j in after if j not in self._pending or j in self._results]
+        self._holder = ready[0] if ready else -1
+        self._turns.notify_all()
+
+    def _compute(self) -> None:
+        calls, self._pending = self._pending, {}
+        by_key: dict[tuple, list[int]] = {}
+        for i, call in calls.items():
+            by_key.setdefault(call.key(), []).append(i)
+        for members in by_key.values():
+            try:
+                computed = _compute([calls[i] for i in members])
+            except Exception as error:  # each member raises it in its own run
+                computed = [error] * len(members)
+            self._results.update(zip(members, computed, strict=True))
+
+
+def _shapes(model: Any) -> tuple:
+    """A model's parameter and buffer shapes: models alike in them stack."""
+    shapes = getattr(model, "_stack_shapes", None)
+    if shapes is None:
+        shapes = tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
+        model._stack_shapes = shapes
+    return shapes
+
+
+def _compute(calls: list[_Call]) -> list[Any]:
+    if calls[0].graph is not None:
+        _backward(calls[0].graph)
+        return [None] * len(calls)
+    models = [call.model for call in calls]
+    xs, noises, conditions = zip(*(call.args for call in calls), strict=True)
+    x = torch.stack(xs)
+    noise = tuple(torch.stack(parts) for parts in zip(*noises, strict=True))
+    condition = {k: torch.stack([c[k] for c in conditions]) for k in conditions[0]}
+    device_type, enabled, dtype = calls[0].autocast
+    with torch.set_grad_enabled(calls[0].grad), torch.autocast(device_type, dtype, enabled):
+        params, outputs = stacked_per_example(models, x, noise, condition, grad=calls[0].grad)
+    if not calls[0].grad:
+        return [({k: v[i] for k, v in outputs.items()}, None) for i in range(len(models))]
+    graph = _Graph(models, params, outputs)
+    graph.handed = [
+        {k: v[i].detach().requires_grad_(v.requires_grad) for k, v in outputs.items()}
+        for i in range(len(models))
+    ]
+    return [(handed, graph) for handed in graph.handed]
+
+
+def _backward(graph: _Graph) -> None:
+    """The stacked pass's backward, from the gradients each member's own backward gave what it
+    was handed (none: it went no further); each member's slice added to its parameters'."""
+    if graph.done:
+        raise RuntimeError("a stacked forward pass was backpropagated twice")
+    graph.done = True
+    outputs, grads = [], []
+    for name, value in graph.outputs.items():
+        if not value.requires_grad:
+            continue
+        given = [handed[name].grad for handed in graph.handed]
+        outputs.append(value)
+        grads.append(torch.stack([g if g is not None else torch.zeros_like(value[0])
+                                  for g in given]))  # fmt: skip
+    torch.autograd.backward(outputs, grads)
+    for i, model in enumerate(graph.models):
+        for name, parameter in model.named_parameters():
+            stacked = graph.params[f"model.{name}"].grad
+            if stacked is None:
+                continue
+            if parameter.grad is None:
+                parameter.grad = stacked[i]
+            else:
+                parameter.grad += stacked[i]
+
+
+class Seat:
+    """Member i's place in a lockstep: where its model's `per_example` calls and backward go."""
+
+    def __init__(self, lockstep: Lockstep, i: int):
+        self.lockstep, self.i = lockstep, i
+        self._graph: _Graph | None = None  # of its last call that needs a backward
+
+    def per_example(self, model: Any, x: Tensor, noise: tuple, condition: dict) -> dict:
+        device_type = x.device.type
+        autocast = (device_type, torch.is_autocast_enabled(device_type),
+                    torch.get_autocast_dtype(device_type))  # fmt: skip
+        call = _Call(model, (x, tuple(noise), dict(condition)), torch.is_grad_enabled(), autocast)
+        out, graph = self.lockstep.meet(self.i, call)
+        if graph is not None:
+            self._graph = graph
+        return out
+
+    def backward(self, model: Any) -> None:
+        """After the member's own backward (into what it was handed): the stack's, together."""
+        graph, self._graph = self._graph, None
+        if graph is not None:
+            self.lockstep.meet(self.i, _Call(model, graph=graph))
