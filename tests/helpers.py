@@ -3,6 +3,7 @@
 
 import csv
 import itertools
+import math
 import os
 import signal as signal_module
 import subprocess
@@ -19,18 +20,23 @@ def metrics_rows(run_dir: Path, name: str = "metrics.csv") -> list[dict]:
         return list(csv.DictReader(file))
 
 
-def assert_same_tensors(a, b, where: str = "") -> None:
-    """Nested dicts, lists and tensors equal bit for bit (other values equal)."""
+def assert_same_tensors(a, b, where: str = "", rtol: float = 0) -> None:
+    """Nested dicts, lists and tensors equal bit for bit (other values equal); with `rtol`,
+    floating-point tensors and numbers equal to that relative tolerance (and as much absolute)."""
     if isinstance(a, dict):
         assert a.keys() == b.keys(), where
         for key in a:
-            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+            assert_same_tensors(a[key], b[key], f"{where}.{key}", rtol)
     elif isinstance(a, list | tuple):
         assert len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
+            assert_same_tensors(x, y, f"{where}[{i}]", rtol)
+    elif isinstance(a, torch.Tensor) and rtol and a.is_floating_point():
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol, msg=where)
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b), where
+    elif isinstance(a, float) and rtol:
+        assert math.isclose(a, b, rel_tol=rtol, abs_tol=rtol), (where, a, b)
     else:
         assert a == b, where
 
@@ -41,17 +47,19 @@ def last_step(run_dir: Path) -> int:
     return torch.load(path, weights_only=True)["global_step"]
 
 
-def assert_same_run(run_dir: Path, reference: Path, rows: bool = True) -> None:
+def assert_same_run(run_dir: Path, reference: Path, rows: bool = True, rtol: float = 0) -> None:
     """Two runs ended alike: last.ckpt at the same step with the same weights, and (`rows`)
-    the same metrics.csv."""
+    the same metrics.csv; with `rtol`, numbers the same to that relative tolerance."""
     ours, theirs = (
         torch.load(Path(folder) / "checkpoints" / "last.ckpt", weights_only=True)
         for folder in (run_dir, reference)
     )
     assert ours["global_step"] == theirs["global_step"]
-    assert_same_tensors(ours["state_dict"], theirs["state_dict"], "state_dict")
+    assert_same_tensors(ours["state_dict"], theirs["state_dict"], "state_dict", rtol)
     if rows:
-        assert metrics_rows(run_dir) == metrics_rows(reference)
+        numbers = [[{k: float(v) if v else None for k, v in row.items()} for row in
+                    metrics_rows(folder)] for folder in (run_dir, reference)]  # fmt: skip
+        assert_same_tensors(*numbers, "metrics.csv", rtol)
 
 
 _ports = itertools.count()

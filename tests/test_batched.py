@@ -3,6 +3,7 @@ member's own step."""
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,16 @@ import torch
 from hydra.utils import get_class, instantiate
 from sklearn.datasets import load_digits
 
+import vaelab
+from tests.conftest import cli, console, console_here, one_line_error
+from tests.helpers import assert_same_run, assert_same_tensors, last_step, metrics_rows
+from tests.test_cli import VAELAB_TRAIN, run
+from tests.test_sweep import QUICK
 from vaelab.batched import Stack
 from vaelab.batched.groups import groups, member_arguments
 from vaelab.config.presets import model_presets, one_preset_per_class
 from vaelab.errors import ConfigError
+from vaelab.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 # One preset per class that trains stacked, and what its members may differ in: for each of
@@ -184,7 +191,8 @@ def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_
         (["model=vae", "model.beta=0.5", "seed=2"], VAE),
         (["model=vae", "model/kl_schedule=linear", "seed=3"], VAE),
         (["model=vq_vae", "seed=1"], VQVAE),
-        (["model=vae", "model.optimizer.lr=0.01", "seed=1"], VAE),  # not per member (yet)
+        # Each member's own optimizer steps its own parameters.
+        (["model=vae", "model.optimizer.lr=0.01", "trainer.gradient_clip_val=1", "seed=1"], VAE),
         (["model=dip_vae", "model.lambda_od=5", "seed=1"], DIPVAE),
         (["model=dip_vae", "model.lambda_od=50", "seed=2"], DIPVAE),
         (["model=vq_vae", "seed=2"], VQVAE),
@@ -193,10 +201,9 @@ def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_
     found, notes = groups(jobs, max_members=3)
     assert [(g.jobs, g.stacked) for g in found] == [
         ([0, 1, 3], True),
-        ([4], True),  # the fourth member of the first: max_members=3
+        ([4, 6], True),  # the fourth and fifth members of the first: max_members=3
         ([2], True),
         ([5], False),
-        ([6], True),
         ([7, 8], True),
         ([9], False),
         ([10], False),
@@ -265,3 +272,111 @@ def test_each_member_draws_its_lone_runs_training_noise(compose_train):
     first = members[0].noise(x)[0]
     members[0].reseed_eval_noise()
     assert torch.equal(members[0].noise(x)[0], first)  # the evaluation generator's, reseeded
+
+
+# --- hydra/launcher=batched ------------------------------------------------------------------
+
+LAUNCHED = ["trainer.max_epochs=2", "model.beta=0.5,2", "seed=1,2"]
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory) -> Path:
+    """The sweep of LAUNCHED through Hydra's basic launcher: each job a lone run."""
+    folder = tmp_path_factory.mktemp("basic")
+    with console_here(folder):
+        assert console(train_main, ["-m", *QUICK, *LAUNCHED, f"hydra.sweep.dir={folder}"]) == 0
+    return folder
+
+
+def _assert_lone_runs(sweep: Path, reference: Path, jobs: int, records: bool = True) -> None:
+    """Each job's directory is the one its lone run wrote, to float32's rounding: the same
+    metrics.csv rows and values, weights and results, and (`records`: one run of the same
+    command) the same records of the job and log lines."""
+    for job in map(str, range(jobs)):
+        ours, theirs = sweep / job, reference / job
+        assert_same_run(ours, theirs, rtol=1e-4)
+        for name in ("overrides.yaml", "config.yaml") if records else ():
+            assert (ours / ".hydra" / name).read_text().replace(str(sweep), "") == (
+                theirs / ".hydra" / name
+            ).read_text().replace(str(reference), "")
+        results = [json.loads((d / "results.json").read_text()) for d in (ours, theirs)]
+        numbers = [{k: v for k, v in r.items() if isinstance(v, float)} for r in results]
+        assert_same_tensors(*numbers, "results.json", rtol=1e-4)
+        best = vaelab.load(ours / "checkpoints" / "best.ckpt")  # a single model, as alone
+        assert type(best).__name__ == "VAE" and best.seat is None
+        lines = [_log_lines(d / "train.log", s) for d, s in ((ours, sweep), (theirs, reference))]
+        assert lines[0] == lines[1] or not records
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+
+
+def _log_lines(path: Path, sweep: Path) -> list[str]:
+    """A train.log's lines without their times and paths, numbers as # (the values are
+    compared to float32's rounding in metrics.csv and results.json)."""
+    return [re.sub(r"-?\d[\d.e+-]*", "#", line.split("] - ", 1)[-1].replace(str(sweep), ""))
+            for line in path.read_text().splitlines()]  # fmt: skip
+
+
+def test_a_batched_sweep_writes_each_jobs_lone_run(tmp_path, basic_sweep, capfd, in_process):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=batched", *QUICK, *LAUNCHED, f"hydra.sweep.dir={sweep}"]
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 0, out[-3000:]
+    _assert_lone_runs(sweep, basic_sweep, jobs=4)
+    rows = [metrics_rows(s, "sweep.csv") for s in (sweep, basic_sweep)]
+    assert [r["overrides"] for r in rows[0]] == [r["overrides"] for r in rows[1]]
+    assert [r["status"] for r in rows[0]] == ["COMPLETED"] * 4
+    assert "Launching jobs, 8 at most trained together" in out
+    assert out.count(" COMPLETED · val/elbo ") == 4 and "Sweep summary" in out
+
+
+def test_a_killed_batched_sweep_started_again_continues_every_member(tmp_path, basic_sweep):
+    """SIGKILL once the first member reaches step 15 (each has its epoch-0 checkpoint); the
+    same command again continues every member from its own checkpoint, to the lone runs."""
+    sweep = tmp_path / "sweep"
+    kill = ["+callbacks.kill._target_=tests.helpers.StopAt", "+callbacks.kill.by=SIGKILL",
+            "+callbacks.kill.step=15", f"+callbacks.kill.flag={tmp_path / 'killed'}"]  # fmt: skip
+    command = [VAELAB_TRAIN, "-m", "hydra/launcher=batched", *QUICK, *LAUNCHED, *kill,
+               f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT)}
+    first = run(command, cwd=tmp_path, env=env)
+    assert first.returncode == -9, first.stderr[-3000:]
+    assert not list(sweep.glob("*/results.json"))
+    second = run(command, cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("Continuing the unfinished job") == 4
+    for job in map(str, range(4)):  # each validation logged once
+        assert [int(r["step"]) for r in metrics_rows(sweep / job) if r["val/elbo"]] == [11, 23]
+    _assert_lone_runs(sweep, basic_sweep, jobs=4, records=False)
+
+
+def test_a_diverging_member_stops_alone(tmp_path, capfd, in_process):
+    """Member 1's weights turn to NaN at step 15: it stops with the divergence message, its
+    checkpoints the good ones; member 0 trains on to the end, as alone."""
+    sweep = tmp_path / "sweep"
+    poison = ["+callbacks.poison._target_=tests.helpers.PoisonWeights",
+              "+callbacks.poison.step=100000,15"]  # fmt: skip
+    args = ["-m", "hydra/launcher=batched", *QUICK, "trainer.max_epochs=2", *poison,
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 1, out[-3000:]
+    assert "#1 FAILED: training diverged by step" in out and "#0 COMPLETED" in out
+    rows = metrics_rows(sweep, "sweep.csv")
+    assert [r["status"] for r in rows] == ["COMPLETED", "FAILED"]
+    assert (sweep / "0" / "results.json").is_file() and not (sweep / "1" / "results.json").exists()
+    assert last_step(sweep / "0") == 24 and last_step(sweep / "1") == 12
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("hparams_search=vae_optuna", "hparams_search runs its trials inside one job"),
+        ("trainer.devices=2", "give trainer.devices=1 trainer.num_nodes=1"),
+    ],
+)
+def test_what_the_batched_launcher_cannot_run_is_refused_in_one_line(
+    tmp_path, capsys, in_process, override, said
+):
+    args = ["-m", "hydra/launcher=batched", *QUICK, "seed=1,2", override,
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    assert said in one_line_error(*cli(train_main, args, capsys))
+    assert not list((tmp_path / "sweep").glob("*/config.yaml"))

@@ -87,9 +87,16 @@ class BatchedLauncher(Launcher):
 
 def _check_batchable(config: DictConfig) -> None:
     """Refuse, in one line, what one process of threads taking turns cannot run: a search (its
-    trials are one job's), a run over several devices or nodes."""
+    trials are one job's), a run over several devices or nodes, W&B (whose runs are one per
+    process at a time: wandb.run, and Lightning's logger takes the one open)."""
     from vaelab.errors import ConfigError
 
+    loggers = [str(c.get("_target_", "")) for c in (config.get("logger") or {}).values() if c]
+    if any(target.endswith("WandbLogger") for target in loggers):
+        raise ConfigError(
+            "hydra/launcher=batched does not log to W&B yet (wandb keeps one run open per "
+            "process): give logger=csv or logger=mlflow, or run the sweep with the basic launcher"
+        )
     if config.get("hparams_search"):
         raise ConfigError(
             "hydra/launcher=batched trains a sweep's jobs together, and hparams_search runs its "

@@ -1,7 +1,8 @@
-"""Which jobs of a sweep train together: jobs whose overrides differ only in the seed and in
-what their model declares per member (`Model.member_arguments`: its loss weights, a fixed
-sigma) share one stack, at most `max_members` of them; any other difference (the latent size,
-the net, the data, the batch size, the learning rate) makes another group. A model that does
+"""Which jobs of a sweep train together: jobs whose overrides differ only in the seed, in what
+their model declares per member (`Model.member_arguments`: its loss weights, a fixed sigma) and
+in what each member's own optimizer does (its settings, its LR schedule, gradient clipping)
+share one stack, at most `max_members` of them; any other difference (the latent size, the net,
+the data, the batch size) makes another group. A model that does
 not train stacked runs one job at a time, and the sweep says so in one line."""
 
 import re
@@ -63,13 +64,23 @@ def member_arguments(model: type) -> frozenset[str] | None:
     return vars(model).get("member_arguments")
 
 
+# What each member's lone run has to itself, never read by the stacked call
+# (vaelab.batched.lockstep): its own optimizer's step, with its slice of the stacked gradient;
+# its callbacks, loggers and tags.
+_OWN_STEP = {("model", "optimizer"), ("model", "scheduler"), ("trainer", "gradient_clip_val"),
+             ("trainer", "gradient_clip_algorithm")}  # fmt: skip
+_OWN_RUN = {"callbacks", "logger", "tags"}
+
+
 def _per_member(override: Override, arguments: frozenset[str]) -> bool:
-    """Whether an override sets what each member may have of its own: the seed, or a model
-    argument of `arguments` (model.beta, model.kl_schedule.warmup_steps, model/kl_schedule)."""
+    """Whether an override sets what each member may have of its own: the seed, a model
+    argument of `arguments` (model.beta, model.kl_schedule.warmup_steps, model/kl_schedule),
+    what its own optimizer step reads (model.optimizer.lr, trainer.gradient_clip_val), its
+    callbacks, loggers and tags."""
     if override.is_delete():
         return False
     parts = re.split(r"[./]", override.key_or_group)
-    if parts == ["seed"]:
+    if parts == ["seed"] or tuple(parts[:2]) in _OWN_STEP or parts[0] in _OWN_RUN:
         return True
     return len(parts) > 1 and parts[0] == "model" and parts[1] in arguments
 

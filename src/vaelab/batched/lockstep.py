@@ -16,7 +16,7 @@ import os
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,8 +70,10 @@ class _Globals:
         random.setstate(self.python_rng)
         HydraConfig.instance().cfg = self.hydra
         root = logging.getLogger()
-        root.handlers[:] = self.handlers
-        root.setLevel(self.level)
+        if root.handlers != self.handlers:
+            root.handlers[:] = self.handlers
+        if root.level != self.level:  # setLevel empties every logger's cache
+            root.setLevel(self.level)
         for name, value in self.env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -83,13 +85,14 @@ class _Globals:
 
 @dataclass
 class _Call:
-    """A member's `per_example` call, or its part of a backward pass (`graph` set)."""
+    """A member's `per_example` call, or its loss for a backward pass (`graph` set)."""
 
     model: Any
     args: tuple = ()
     grad: bool = False
     autocast: tuple = ()
     graph: "_Graph | None" = None
+    loss: Tensor | None = None
 
     def key(self) -> tuple:
         """Calls with one key are computed as one stack."""
@@ -103,13 +106,12 @@ class _Call:
 
 @dataclass
 class _Graph:
-    """A stacked forward pass that needs its backward: the stacked parameters, the outputs and
-    what each member was handed (leaves, whose gradients its own backward fills)."""
+    """A stacked forward pass that needs its backward: the members and their stacked
+    parameters. Each member was handed its slice of the outputs, and computed its loss from it:
+    one backward of the members' losses summed gives each its own gradient."""
 
     models: list
     params: dict[str, Tensor]
-    outputs: dict[str, Tensor]
-    handed: list[dict[str, Tensor]] = field(default_factory=list)
     done: bool = False
 
 
@@ -118,7 +120,8 @@ class Lockstep:
     returned, or the exception it raised."""
 
     def __init__(self) -> None:
-        self._turns = threading.Condition()
+        self._lock = threading.Lock()
+        self._turns: dict[int, threading.Condition] = {}  # one a member: only it is woken
         self._holder = 0
         self._live: set[int] = set()
         self._pending: dict[int, _Call] = {}
@@ -130,8 +133,11 @@ class Lockstep:
         start = _Globals.now()
         self._live = set(range(len(jobs)))
         self._globals = {i: start for i in self._live}
+        self._turns = {i: threading.Condition(self._lock) for i in self._live}
         threads = [
-            threading.Thread(target=self._member, args=(i, job, results), name=f"member{i}")
+            threading.Thread(
+                target=self._member, args=(i, job, results), name=f"member{i}", daemon=True
+            )
             for i, job in enumerate(jobs)
         ]
         for thread in threads:
@@ -143,15 +149,15 @@ class Lockstep:
 
     def _member(self, i: int, job: Callable[[], Any], results: list[Any]) -> None:
         _here.seat = Seat(self, i)
-        with self._turns:
-            self._turns.wait_for(lambda: self._holder == i)
+        with self._lock:
+            self._turns[i].wait_for(lambda: self._holder == i)
             self._globals[i].restore()
         try:
             results[i] = job()
         except BaseException as error:  # handed to the launcher, which says what failed
             results[i] = error
         finally:
-            with self._turns:
+            with self._lock:
                 self._live.discard(i)
                 self._pending.pop(i, None)
                 if self._live and self._live <= set(self._pending):
@@ -160,14 +166,14 @@ class Lockstep:
 
     def meet(self, i: int, call: _Call) -> Any:
         """Member i's call, computed once every member has come to one."""
-        with self._turns:
+        with self._lock:
             self._pending[i] = call
             if self._live <= set(self._pending):
                 self._compute()
             if i not in self._results:
                 self._globals[i] = _Globals.now()
                 self._hand_on(i)
-                self._turns.wait_for(lambda: self._holder == i)
+                self._turns[i].wait_for(lambda: self._holder == i)
                 self._globals[i].restore()
             result = self._results.pop(i)
         if isinstance(result, BaseException):
@@ -180,7 +186,8 @@ class Lockstep:
         after = [j for j in order if j > i] + [j for j in order if j <= i]
         ready = [j for j in after if j not in self._pending or j in self._results]
         self._holder = ready[0] if ready else -1
-        self._turns.notify_all()
+        if ready:
+            self._turns[self._holder].notify()
 
     def _compute(self) -> None:
         calls, self._pending = self._pending, {}
@@ -206,7 +213,7 @@ def _shapes(model: Any) -> tuple:
 
 def _compute(calls: list[_Call]) -> list[Any]:
     if calls[0].graph is not None:
-        _backward(calls[0].graph)
+        _backward(calls[0].graph, [call.loss for call in calls])
         return [None] * len(calls)
     models = [call.model for call in calls]
     xs, noises, conditions = zip(*(call.args for call in calls), strict=True)
@@ -216,31 +223,18 @@ def _compute(calls: list[_Call]) -> list[Any]:
     device_type, enabled, dtype = calls[0].autocast
     with torch.set_grad_enabled(calls[0].grad), torch.autocast(device_type, dtype, enabled):
         params, outputs = stacked_per_example(models, x, noise, condition, grad=calls[0].grad)
-    if not calls[0].grad:
-        return [({k: v[i] for k, v in outputs.items()}, None) for i in range(len(models))]
-    graph = _Graph(models, params, outputs)
-    graph.handed = [
-        {k: v[i].detach().requires_grad_(v.requires_grad) for k, v in outputs.items()}
-        for i in range(len(models))
-    ]
-    return [(handed, graph) for handed in graph.handed]
+    graph = _Graph(models, params) if calls[0].grad else None
+    return [({k: v[i] for k, v in outputs.items()}, graph) for i in range(len(models))]
 
 
-def _backward(graph: _Graph) -> None:
-    """The stacked pass's backward, from the gradients each member's own backward gave what it
-    was handed (none: it went no further); each member's slice added to its parameters'."""
+def _backward(graph: _Graph, losses: list[Tensor]) -> None:
+    """The members' losses summed, backpropagated through their stacked pass at once (a member
+    that did not come with its loss, gone or gone elsewhere, adds nothing); each member's slice
+    of the stacked gradient added to its own parameters'."""
     if graph.done:
         raise RuntimeError("a stacked forward pass was backpropagated twice")
     graph.done = True
-    outputs, grads = [], []
-    for name, value in graph.outputs.items():
-        if not value.requires_grad:
-            continue
-        given = [handed[name].grad for handed in graph.handed]
-        outputs.append(value)
-        grads.append(torch.stack([g if g is not None else torch.zeros_like(value[0])
-                                  for g in given]))  # fmt: skip
-    torch.autograd.backward(outputs, grads)
+    torch.stack([loss.reshape(()) for loss in losses]).sum().backward()
     for i, model in enumerate(graph.models):
         for name, parameter in model.named_parameters():
             stacked = graph.params[f"model.{name}"].grad
@@ -269,8 +263,11 @@ class Seat:
             self._graph = graph
         return out
 
-    def backward(self, model: Any) -> None:
-        """After the member's own backward (into what it was handed): the stack's, together."""
+    def backward(self, model: Any, loss: Tensor) -> bool:
+        """The member's loss, backpropagated with the other members' through their stacked pass
+        (the member's parameters get their gradients); False for a loss of no stacked pass."""
         graph, self._graph = self._graph, None
-        if graph is not None:
-            self.lockstep.meet(self.i, _Call(model, graph=graph))
+        if graph is None:
+            return False
+        self.lockstep.meet(self.i, _Call(model, graph=graph, loss=loss))
+        return True

@@ -283,9 +283,9 @@ class Model(L.LightningModule):
         return None
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
-        super().backward(loss, *args, **kwargs)
-        if self.seat is not None:  # into what the stack handed over; then the stack's own
-            self.seat.backward(self)
+        # A member of a lockstep: with the other members' losses, through their stacked pass.
+        if self.seat is None or not self.seat.backward(self, loss):
+            super().backward(loss, *args, **kwargs)
 
     def optimize(self, batch: tuple[Tensor, Tensor]) -> None:
         """One batch's optimizer step, by hand: what a model that optimizes by hand defines, and
