@@ -76,7 +76,10 @@ class Stack:
 
 
 def stacked_per_example(
-    members: Sequence[nn.Module], x: Tensor, noise: tuple[Tensor, ...], condition: dict,
+    members: Sequence[nn.Module],
+    x: Tensor,
+    noise: tuple[Tensor, ...],
+    condition: dict,
     grad: bool,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """The members' `per_example` at their weights now, as one stacked call: x, noise and
