@@ -371,6 +371,7 @@ def test_a_diverging_member_stops_alone(tmp_path, capfd, in_process):
     [
         ("hparams_search=vae_optuna", "hparams_search runs its trials inside one job"),
         ("trainer.devices=2", "give trainer.devices=1 trainer.num_nodes=1"),
+        ("logger=wandb", "does not log to W&B yet"),
     ],
 )
 def test_what_the_batched_launcher_cannot_run_is_refused_in_one_line(
@@ -380,3 +381,21 @@ def test_what_the_batched_launcher_cannot_run_is_refused_in_one_line(
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
     assert said in one_line_error(*cli(train_main, args, capsys))
     assert not list((tmp_path / "sweep").glob("*/config.yaml"))
+
+
+def test_each_member_of_a_batched_sweep_is_an_mlflow_run_of_its_own(tmp_path, capfd, in_process):
+    from mlflow.tracking import MlflowClient
+
+    sweep, store = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["-m", "hydra/launcher=batched", *QUICK, "logger=mlflow", "seed=1,2",
+            "trainer.max_epochs=1", f"logger.mlflow.tracking_uri={store}",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 0, out[-3000:]
+    client = MlflowClient(store)
+    for job, seed in (("0", "1"), ("1", "2")):
+        run = client.get_run((sweep / job / "mlflow_id").read_text().strip())
+        assert run.info.status == "FINISHED" and run.data.params["seed"] == seed
+        logged = [m.value for m in client.get_metric_history(run.info.run_id, "val/elbo")]
+        results = json.loads((sweep / job / "results.json").read_text())
+        assert logged == [pytest.approx(results["val/elbo"])]  # its own, one epoch

@@ -52,7 +52,7 @@ class _Globals:
     def now(cls) -> "_Globals":
         from hydra.core.hydra_config import HydraConfig
 
-        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        cuda = torch.cuda.is_initialized()  # not is_available: it opens NVML at each call
         root = logging.getLogger()
         return cls(
             torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None,
