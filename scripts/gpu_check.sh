@@ -45,3 +45,7 @@ python3 scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 
 python3 scripts/benchmark.py --device cuda "${bench[@]}" --epochs 5 --repeats 2 \
   --hidden 64 --latent 8 --batch-size 32 --variants plain,plain_compiled,vaelab,vaelab_k1,vaelab_compiled \
   --out "$out/benchmark_cuda_small.json" | tee "$out/benchmark_cuda_small.md"
+# A beta x seed sweep of the small model: basic launcher against hydra/launcher=batched, end to end.
+python3 scripts/benchmark.py --device cuda "${bench[@]}" --sweep --hidden 64 --latent 8 \
+  --batch-size 32 --limit 12800 --epochs 4 \
+  --out "$out/benchmark_cuda_sweep.json" | tee "$out/benchmark_cuda_sweep.md"

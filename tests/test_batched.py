@@ -326,6 +326,7 @@ def test_a_batched_sweep_writes_each_jobs_lone_run(tmp_path, basic_sweep, capfd,
     assert [r["overrides"] for r in rows[0]] == [r["overrides"] for r in rows[1]]
     assert [r["status"] for r in rows[0]] == ["COMPLETED"] * 4
     assert "Launching jobs, 8 at most trained together" in out
+    assert "Training #0, #1, #2, #3 together" in out
     assert out.count(" COMPLETED · val/elbo ") == 4 and "Sweep summary" in out
 
 

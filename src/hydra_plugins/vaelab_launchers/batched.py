@@ -65,6 +65,9 @@ class BatchedLauncher(Launcher):
             log.info(note)
         returns: list = [None] * len(configs)
         for group in found:
+            if len(group.jobs) > 1:
+                nums = ", ".join(f"#{initial_job_idx + num}" for num in group.jobs)
+                log.info(f"Training {nums} together")
             runs = [partial(self._run, configs[num]) for num in group.jobs]
             outcomes = Lockstep().run(runs) if len(runs) > 1 else [runs[0]()]
             for num, outcome in zip(group.jobs, outcomes, strict=True):
