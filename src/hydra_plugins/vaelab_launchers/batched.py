@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, max_members: int = 8) -> None:
-        self.max_members = max_members
+    def __init__(self, max_members: int = 8, stack: bool | None = None) -> None:
+        self.max_members, self.stack = max_members, stack
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -69,7 +69,7 @@ class BatchedLauncher(Launcher):
                 nums = ", ".join(f"#{initial_job_idx + num}" for num in group.jobs)
                 log.info(f"Training {nums} together")
             runs = [partial(self._run, configs[num]) for num in group.jobs]
-            outcomes = Lockstep().run(runs) if len(runs) > 1 else [runs[0]()]
+            outcomes = Lockstep(self.stack).run(runs) if len(runs) > 1 else [runs[0]()]
             for num, outcome in zip(group.jobs, outcomes, strict=True):
                 if isinstance(outcome, BaseException):  # not the job's: run_job keeps those
                     raise outcome
