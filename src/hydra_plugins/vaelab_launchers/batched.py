@@ -2,8 +2,8 @@
 
 Jobs that differ only in what their model takes per member (vaelab.batched.groups) run in
 lockstep (vaelab.batched.lockstep): each job is the job the basic launcher would run, in the
-directory it would get, and their models' forward and backward passes are computed together,
-stacked. Other jobs run one after another, as the basic launcher runs them.
+directory it would get, and their models' forward and backward passes are computed in one turn
+(stacked on a GPU). Other jobs run one after another, as the basic launcher runs them.
 """
 
 import logging
