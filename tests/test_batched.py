@@ -352,7 +352,28 @@ def test_a_killed_batched_sweep_started_again_continues_every_member(tmp_path, b
     assert second.stdout.count("Continuing the unfinished job") == 4
     for job in map(str, range(4)):  # each validation logged once
         assert [int(r["step"]) for r in metrics_rows(sweep / job) if r["val/elbo"]] == [11, 23]
-    _assert_lone_runs(sweep, basic_sweep, jobs=4, records=False)
+    _assert_lone_runs(sweep, basic_sweep, jobs=4, records=False, rtol=0)
+
+
+def test_sigterm_stops_every_member_as_a_lone_run_and_the_same_command_finishes(
+    tmp_path, basic_sweep, capfd, in_process
+):
+    """SIGTERM (a scheduler's pre-emption) once the first member reaches step 15: every member
+    stops at its next batch with last.ckpt written, the sweep exits 143 saying how to finish it;
+    the same command finishes every member, to the lone runs."""
+    sweep = tmp_path / "sweep"
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAt", "+callbacks.stop.step=15",
+            f"+callbacks.stop.flag={tmp_path / 'stopped'}"]  # fmt: skip
+    args = ["-m", "hydra/launcher=batched", *QUICK, *LAUNCHED, *stop, f"hydra.sweep.dir={sweep}"]
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 143, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith("error: stopped by SIGTERM")
+    assert f"starting the same command again with hydra.sweep.dir={sweep}" in out
+    assert all(15 <= last_step(sweep / job) < 24 for job in map(str, range(4)))
+    assert not list(sweep.glob("*/results.json"))
+    code, out = cli(train_main, args, capfd, both=True)
+    assert code == 0, out[-3000:]
+    _assert_lone_runs(sweep, basic_sweep, jobs=4, records=False, rtol=0)
 
 
 def test_a_diverging_member_stops_alone(tmp_path, capfd, in_process):

@@ -62,6 +62,7 @@ PRIVATE_NAMES = (
     "_save_last_checkpoint",
     "_should_check_val_fx",
     "_should_skip_saving_checkpoint",
+    "_signal_connector",
     "_tracking_uri",
     "_train_time_interval",
     "_trainer",
@@ -95,6 +96,12 @@ def init_arguments(frame: Any, base: type) -> dict[str, Any]:
 def trainer_of(module: Any) -> Any:
     """The module's trainer, or None when it is not attached to one (`module.trainer` raises)."""
     return module._trainer
+
+
+def tell_of_sigterm(trainer: Any) -> None:
+    """What Lightning's own SIGTERM handler does, for a trainer whose handler was not installed
+    (a trainer outside the main thread): its loops stop at the next batch's end."""
+    trainer._signal_connector.received_sigterm = True
 
 
 # The fit loop, counted as Lightning counts it.

@@ -19,6 +19,7 @@ of the default MLP 44 ms stacked, 31 ms apart, on 2 cores). None: by the device.
 import logging
 import os
 import random
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab import lightning_boundary
 from vaelab.batched.stack import stacked_per_example
 
 _here = threading.local()  # the seat of the member this thread runs, if any
@@ -133,6 +135,7 @@ class Lockstep:
         self._pending: dict[int, _Call] = {}
         self._results: dict[int, Any] = {}
         self._globals: dict[int, _Globals] = {}
+        self._stopping = False  # SIGTERM came: each member stops at its next call
 
     def run(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
         results: list[Any] = [None] * len(jobs)
@@ -146,12 +149,24 @@ class Lockstep:
             )
             for i, job in enumerate(jobs)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, self._sigterm) if main else None
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
         start.restore()
         return results
+
+    def _sigterm(self, signum: int, frame: Any) -> None:
+        """SIGTERM, how schedulers pre-empt: the members' trainers are told at their next call
+        (Lightning installs its handler only in the main thread), and each stops as its lone run
+        would: last.ckpt written, Preempted."""
+        self._stopping = True
 
     def _member(self, i: int, job: Callable[[], Any], results: list[Any]) -> None:
         _here.seat = Seat(self, i)
@@ -172,6 +187,9 @@ class Lockstep:
 
     def meet(self, i: int, call: _Call) -> Any:
         """Member i's call, computed once every member has come to one."""
+        trainer = lightning_boundary.trainer_of(call.model)
+        if self._stopping and trainer is not None:
+            lightning_boundary.tell_of_sigterm(trainer)
         with self._lock:
             self._pending[i] = call
             if self._live <= set(self._pending):
