@@ -216,64 +216,6 @@ def test_jobs_that_differ_in_seeds_and_loss_weights_share_a_stack_and_others_do_
     ]
 
 
-def test_each_member_of_a_stack_is_given_its_own_runs_batches():
-    """Member i's slice of each stacked batch is the batch a lone run with its seed is given:
-    its data order each epoch and its dynamic binarisation draws."""
-    from vaelab.batched.batches import member_batches
-    from vaelab.data import DigitsDataModule
-
-    seeds = [1, 2, 7]
-    stacked_dm = DigitsDataModule(seed=0, batch_size=64, binarize="dynamic")
-    stacked_dm.setup()
-    stack = member_batches(stacked_dm, seeds)
-    alone = []
-    for seed in seeds:
-        dm = DigitsDataModule(seed=seed, batch_size=64, binarize="dynamic")
-        dm.setup()
-        alone.append(dm.loader("train", train=True))
-    for epoch in (0, 1):
-        stack.set_epoch(epoch)
-        for loader in alone:
-            loader.sampler.set_epoch(epoch)
-        batches = list(stack)
-        assert len(batches) == len(stack) == len(alone[0])
-        for i, loader in enumerate(alone):
-            for (x, y), (x_i, y_i) in zip(batches, loader, strict=True):
-                assert torch.equal(x[i], x_i) and torch.equal(y[i], y_i)
-        assert not torch.equal(batches[0][1][0], batches[0][1][1])  # orders differ by seed
-
-
-def test_each_member_draws_its_lone_runs_training_noise(compose_train):
-    """A member given its own noise right after it is seeded and built (`own_noise`) draws, in a
-    stack and whatever else uses torch's global stream meanwhile, the noise its lone run draws
-    from that stream; evaluation noise stays the evaluation generator's."""
-    from vaelab.batched.stack import own_noise
-
-    cfg = compose_train("model=vae")
-    x = next(_batches(1, 1))[0][0]
-    lone = []
-    for seed in SEEDS:  # each seed's lone run: its build, then its training noise, twice
-        torch.manual_seed(seed)
-        model = instantiate(cfg.model, input_shape=[1, 8, 8]).train()
-        lone.append([model.noise(x)[0] for _ in range(2)])
-    members = []
-    for seed in SEEDS:
-        torch.manual_seed(seed)
-        members.append(instantiate(cfg.model, input_shape=[1, 8, 8]).train())
-        own_noise(members[-1])
-    torch.manual_seed(12345)  # the global stream moved on: the members do not follow it
-    stack = Stack(members)
-    for draw in range(2):
-        (noise,) = stack.noise(x.expand(len(SEEDS), *x.shape))
-        for i in range(len(SEEDS)):
-            assert torch.equal(noise[i], lone[i][draw]), (i, draw)
-    members[0].eval()
-    members[0].reseed_eval_noise()
-    first = members[0].noise(x)[0]
-    members[0].reseed_eval_noise()
-    assert torch.equal(members[0].noise(x)[0], first)  # the evaluation generator's, reseeded
-
-
 # --- hydra/launcher=batched ------------------------------------------------------------------
 
 LAUNCHED = ["trainer.max_epochs=2", "model.beta=0.5,2", "seed=1,2"]

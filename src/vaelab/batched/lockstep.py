@@ -187,9 +187,8 @@ class Lockstep:
 
     def meet(self, i: int, call: _Call) -> Any:
         """Member i's call, computed once every member has come to one."""
-        trainer = lightning_boundary.trainer_of(call.model)
-        if self._stopping and trainer is not None:
-            lightning_boundary.tell_of_sigterm(trainer)
+        if self._stopping and lightning_boundary.trainer_of(call.model) is not None:
+            lightning_boundary.tell_of_sigterm(call.model.trainer)
         with self._lock:
             self._pending[i] = call
             if self._live <= set(self._pending):

@@ -105,19 +105,6 @@ def _vmapped(template: nn.Module, params, buffers, x, noise, condition) -> dict[
     return vmap(one, randomness="error")(params, buffers, x, noise, condition)
 
 
-def own_noise(member: nn.Module) -> None:
-    """Give `member` a training-noise generator holding torch's global stream as it is now: call
-    it right after seeding and building the member, where its lone run would start training, and
-    the member draws that run's noise whatever else draws from the global stream meanwhile."""
-    device = next(member.parameters()).device
-    generator = torch.Generator(device)
-    if device.type == "cuda":
-        generator.set_state(torch.cuda.get_rng_state(device))
-    else:
-        generator.set_state(torch.get_rng_state())
-    member.train_generator = generator
-
-
 def _check_alike(members: Sequence[nn.Module]) -> None:
     """Members of one class whose parameters and buffers have the same names and shapes."""
     first = members[0]

@@ -177,11 +177,9 @@ class InMemoryDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() before reading the datamodule's shape")
         return tuple(self.splits["train"][0].shape[1:])
 
-    def loader(self, split: str, train: bool = False, seed: int | None = None) -> TensorBatches:
+    def loader(self, split: str, train: bool = False) -> TensorBatches:
         """Batches of a split: shuffled per epoch (and with drop_last) when `train`, else in the
-        split's fixed order, as for embedding or testing a whole split. `seed`: the order's (and
-        dynamic binarisation's) seed, the datamodule's own by default; a stack of models trains
-        each member on the order its own run would have."""
+        split's fixed order, as for embedding or testing a whole split."""
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if self.batch_size % world:
@@ -198,7 +196,7 @@ class InMemoryDataModule(L.LightningDataModule):
             self.batch_size // world,
             shuffle=train,
             drop_last=train and self.drop_last,
-            seed=self.seed if seed is None else seed,
+            seed=self.seed,
             rank=rank,
             world_size=world,
             binarize=train and self.binarize == "dynamic",

@@ -119,9 +119,6 @@ class Model(L.LightningModule):
         self.iw_samples: int | None = None  # importance samples of test/nll_iw, where it has one
         self.last_kl_per_dim: Tensor | None = None  # of the last validation, where it has one
         self._eval_generator: torch.Generator | None = None
-        # Where training noise comes from: torch's global stream (seeded by the run's seed) when
-        # None; a member of a stack has its own, holding what its lone run's global stream would.
-        self.train_generator: torch.Generator | None = None
         # A member of a sweep trained in lockstep (vaelab.batched.lockstep): its per_example
         # calls and their backward are computed with the other members', stacked.
         self.seat: Any = None
@@ -249,7 +246,7 @@ class Model(L.LightningModule):
     def randn(self, *shape: int) -> Tensor:
         """Standard normal noise: from the training random stream while training, else from the
         evaluation generator, reseeded at the start of each validation and test pass."""
-        generator = self.train_generator if self.training else self._eval_generator
+        generator = None if self.training else self._eval_generator
         return torch.randn(shape, generator=generator, device=self.device)
 
     # Training, validation and test steps.
