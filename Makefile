@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install train test floors lint clean
+.PHONY: install train test floors lint docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,20 @@ floors: $(FLOORS)/.installed
 	  'hydra', hydra.__version__)"
 	$(FLOORS)/bin/pytest -n auto -p no:cacheprovider $(FLOORS_TESTS) $(ARGS)
 
+# The documentation site, from docs/ (mkdocs.yml), into site/: broken links fail the build.
+$(VENV)/.installed-docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests notebooks scripts
 
 clean:
-	rm -rf $(VENV) $(FLOORS) logs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS) logs site .cache .pytest_cache .ruff_cache

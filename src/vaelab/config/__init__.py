@@ -1,0 +1,1 @@
+"""The config: composing it in Python, its checks, presets, resolvers, building objects."""
