@@ -116,12 +116,14 @@ def _images(classes: np.ndarray, channels: int) -> np.ndarray:
 DSPRITES_SIZES = (1, 3, 2, 4, 3, 3)  # colour, shape, scale, orientation, x, y: a small grid
 
 
-def write_dsprites_like(folder: Path, compressed: bool = True) -> Path:
+def write_dsprites_like(
+    folder: Path, compressed: bool = True, sizes: tuple[int, ...] = DSPRITES_SIZES
+) -> Path:
     """dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz as published (imgs (N, 64, 64) uint8 of
     0/1, latents_classes (N, 6) int64 row-major, latents_values (N, 6) float64), over a small
     grid of the same six factors."""
     folder.mkdir(parents=True, exist_ok=True)
-    classes = _grid(DSPRITES_SIZES)
+    classes = _grid(sizes)
     imgs = (_images(classes, 1) % 2).astype(np.uint8)
     save = np.savez_compressed if compressed else np.savez
     path = folder / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"

@@ -26,12 +26,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from tests.conftest import console, console_here, write_mnist_like
+from tests.conftest import CONF, console, console_here, write_mnist_like
 from tests.datasets import (
     expression_matrix,
     write_celeba_like,
@@ -45,6 +47,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\w*)")
 MARK = re.compile(r"^<!-- illustrative: (.+?) -->$")
 RUN_LANGUAGES = {"bash", "python", "console"}
+# `logs/train/runs/<run>`, `<run>`, `<a cvae run>`, `<an AE run>`, `<a tabular run>`
+PLACEHOLDER = re.compile(r"(?:logs/train/runs/)?<(?:an? (\w+) run|run)>")
+DEFERRED = re.compile(r"logs/train/runs/@@(\w*)@@")
 
 
 @dataclass
@@ -179,7 +184,6 @@ class Reader:
 
     def __init__(self, scratch: Path, capfd):
         self.scratch, self.capfd, self.log = scratch, capfd, []
-        self.last_start = 0
 
     @staticmethod
     def call(program: str, args: list[str]) -> int:
@@ -200,25 +204,25 @@ class Reader:
 
     # -- placeholders
     def newest_run(self, model: str = "") -> str:
-        runs = sorted((self.scratch / "logs/train/runs").glob("*/results.json"))
+        """The newest finished training run (of `model=<model>`); one is trained if none is."""
         runs = [
             r.parent
-            for r in runs
-            if not model
-            or f"_target_: vaelab.models.{model}" in (r.parent / "config.yaml").read_text()
+            for r in sorted((self.scratch / "logs/train/runs").glob("*/results.json"))
+            if not model or model in chosen(r.parent, "model", "data", "experiment")
         ]
         if not runs:
-            args = [f"model={model.split('.')[0]}"] if model else []
-            self.run_here("train", args, self.scratch, dict(os.environ, HOME=str(self.scratch)))
+            assert not model or (CONF / "model" / f"{model}.yaml").is_file(), f"no {model} run"
+            args = [f"model={model}"] if model else []
+            env = dict(os.environ, HOME=str(self.scratch))
+            assert self.run_here("train", args, self.scratch, env) == 0, self.log[-1]
             return self.newest_run(model)
-        return str(runs[-1].relative_to(self.scratch))
+        return runs[-1].name
 
     def fill(self, text: str) -> str:
-        text = re.sub(r"<a (\w+) run>", lambda m: self.newest_run(MODELS[m.group(1).lower()]), text)
-        if "<run>" in text:
-            run = self.newest_run()
-            text = text.replace("logs/train/runs/<run>", run).replace("<run>", run)
-        return text
+        def run(match: re.Match) -> str:
+            return f"logs/train/runs/{self.newest_run((match.group(1) or '').lower())}"
+
+        return DEFERRED.sub(run, PLACEHOLDER.sub(deferred, text))
 
     # -- commands
     def run_here(self, program: str, args: list[str], cwd: Path, env: dict) -> int:
@@ -226,10 +230,8 @@ class Reader:
         before = set(sys.modules)
         os.environ.clear()
         os.environ.update(env)
-        if program == "train":  # a run directory is named by the second it starts in
-            while int(time.time()) == self.last_start:
-                time.sleep(0.05)
-            self.last_start = int(time.time())
+        while taken(self.scratch):
+            time.sleep(0.05)
         sys.path[:0] = [str(cwd / p) for p in env.get("PYTHONPATH", "").split(":") if p]
         try:
             with console_here(cwd):
@@ -257,7 +259,7 @@ class Reader:
             PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         )
         shell = subprocess.Popen(
-            ["bash", "-c", SHIM + self.fill(block.text)],
+            ["bash", "-c", SHIM + PLACEHOLDER.sub(deferred, block.text)],
             cwd=self.scratch,
             env=env,
             pass_fds=(ask_write, hear_read),
@@ -271,6 +273,8 @@ class Reader:
             cwd = Path(next(asked))
             argv = [next(asked) for _ in range(int(count))]
             env = dict(e.split("=", 1) for e in (next(asked) for _ in range(int(next(asked)))))
+            # placeholders are filled as the command starts: a run the block trained counts
+            argv = [self.fill(arg) for arg in argv]
             status = self.run_here(argv[0], argv[1:], cwd, env)
             os.write(hear_write, f"{status}\n".encode())
         os.close(ask_read)
@@ -298,19 +302,40 @@ class Reader:
             assert status == 1 and said == printed, f"{where(block)}: {command} said\n{said}"
 
 
-MODELS = {"cvae": "cvae.CVAE", "ae": "autoencoder.AutoEncoder"}
+def deferred(match: re.Match) -> str:
+    """A placeholder as a word bash passes on as it is (`<run>` is a redirection to bash)."""
+    return f"logs/train/runs/@@{match.group(1) or ''}@@"
 
 
-def furnish(scratch: Path) -> None:
-    """The files a reader would have: data sets in their published formats (`~/data`, MNIST in
-    `data/`, where `data.download=true` looks first), a table of cells."""
-    write_cifar_like(scratch / "data")
-    write_celeba_like(scratch / "data")
-    write_dsprites_like(scratch / "data/dsprites")
-    write_mnist_like(scratch / "data/MNIST/raw")
-    counts, kinds, ids = expression_matrix(200)
-    write_table(scratch / "cells.csv", counts, kinds, ids)
-    write_table(scratch / "new_cells.csv", np.asarray(counts)[:40], None, ids[:40])
+def taken(scratch: Path) -> bool:
+    """Whether a command started now would be given a directory that exists: Hydra names run
+    and sweep directories by the second, and two of a reader's commands are seconds apart."""
+    return any(scratch.glob(f"logs/*/*runs/{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"))
+
+
+def chosen(run: Path, *groups: str) -> list[str]:
+    """The options a run's config groups were given (Hydra's record of the run)."""
+    choices = OmegaConf.load(run / ".hydra/hydra.yaml").hydra.runtime.choices
+    return [choices.get(group) for group in groups]
+
+
+def furnish(scratch: Path, page: str) -> None:
+    """The files a reader would have, where the page uses them: data sets in their published
+    formats (`~/data`; MNIST in `data/`, where `data.download=true` looks first; more training
+    images than the 5,000 validation keeps), tables of cells; the repository's scripts."""
+    data = scratch / "data"
+    if "cifar10" in page:
+        write_cifar_like(data, per_batch=1010)
+    if "celeba" in page:
+        write_celeba_like(data)
+    if "dsprites" in page:
+        write_dsprites_like(data / "dsprites", sizes=(1, 3, 2, 10, 14, 14))  # > the 10,000 for test
+    if "data=mnist" in page:
+        write_mnist_like(data / "MNIST/raw", n_train=5100)
+    if "cells.csv" in page:
+        counts, kinds, ids = expression_matrix(200)
+        write_table(scratch / "cells.csv", counts, kinds, ids)
+        write_table(scratch / "new_cells.csv", np.asarray(counts)[:40], None, ids[:40])
     (scratch / "scripts").symlink_to(ROOT / "scripts")
     (scratch / "notebooks").symlink_to(ROOT / "notebooks")
 
@@ -323,7 +348,7 @@ def runnable(page: Path) -> list[Block]:
     "page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_the_commands_of_a_page_run(page, tmp_path, capfd):
-    furnish(tmp_path)
+    furnish(tmp_path, page.read_text(encoding="utf-8"))
     reader = Reader(tmp_path, capfd)
     run = {"bash": reader.bash, "python": reader.python, "console": reader.transcript}
     for block in runnable(page):
