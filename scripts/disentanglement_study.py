@@ -1,4 +1,4 @@
-"""The README's disentanglement study: VAE, β-VAE (β = 4), β-TCVAE and FactorVAE on the default
+"""The study of docs/guides/data.md: VAE, β-VAE (β = 4), β-TCVAE and FactorVAE on the default
 sprites grid, several seeds each, as one vaelab-train multirun; then the table of the scores and
 reconstruction (mean ± std over seeds) and the MI matrix of the run with the highest MIG.
 

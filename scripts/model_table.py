@@ -1,4 +1,4 @@
-"""The README's model table: every model preset trained on the same data for the same budget,
+"""The model table (docs/guides/models.md): every preset trained on the same data, same budget,
 then tested and probed as vaelab-eval does, in one process; a markdown table on stdout and the
 numbers as JSON.
 

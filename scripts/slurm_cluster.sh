@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster with accounting on 127.0.0.1, for the suite's `slurm` tests and for
-# trying vaelab's SLURM launcher on one machine (README, "On a cluster"):
+# trying vaelab's SLURM launcher on one machine (docs/guides/cluster.md):
 #
 #   bash scripts/slurm_cluster.sh start DIR   # munged, MariaDB, slurmdbd, slurmctld, slurmd
 #       (MariaDB also holds the databases `optuna` and `mlflow`, user and password vaelab, for

@@ -42,6 +42,9 @@ from tests.datasets import (
     write_table,
 )
 
+# Some pages train on the full Fashion-MNIST; the module takes minutes, so it starts early.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\w*)")

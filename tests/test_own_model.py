@@ -1,4 +1,4 @@
-"""A model of the user's own, added through hydra.searchpath as the README shows."""
+"""A model of the user's own, added through hydra.searchpath as docs/guides/extending.md shows."""
 
 import textwrap
 

@@ -26,7 +26,7 @@ from vaelab.errors import ConfigError
 # `auto`, where K > 1 can be made right, starts with K = START and then, after each call, takes
 # the K whose call lasts about CALL_SECONDS at the step time just measured (at most MOST): then
 # Lightning's ~1 ms per call is ~1% of the time, and the loop (a progress bar, say) still hears
-# from the run ten times a second, whatever the model's speed (README, Speed).
+# from the run ten times a second, whatever the model's speed (docs/guides/speed.md).
 START, CALL_SECONDS, MOST = 8, 0.1, 256
 # What K is timed with: the test suite puts a steady clock here, so that a run takes the same Ks
 # on any machine under any load.
