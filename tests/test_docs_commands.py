@@ -12,9 +12,11 @@ arguments, working directory and environment to this process, which runs the con
 entry point in-process (a CLI subprocess pays ~6 s of imports; tests/test_cli.py runs the real
 ones) and hands back its exit status. What makes them fast, and nothing else, is changed:
 `quick()` scales epochs down tenfold, takes 2 training batches and 1 validation and test batch,
-2 importance samples, 2 search trials, and at most 2 values of each swept key. `<run>` stands
-for the newest training run in the scratch folder (one is trained first when there is none),
-`<a cvae run>` for a run of that model.
+2 importance samples, 2 search trials, 2 parallel jobs, small samples for the disentanglement
+scores, and at most 2 values of each swept key. `<run>` stands for the newest training run in
+the scratch folder as the command starts (one is trained first when there is none), `<a cvae
+run>` for the newest run of that model (or data, or experiment). Data sets that need files get
+small ones in their published formats (`furnish`).
 """
 
 import importlib
@@ -118,7 +120,7 @@ def quick(program: str, args: list[str]) -> list[str]:
         key, _, value = arg.lstrip("+").partition("=")
         if key == "trainer.max_epochs":
             arg = f"{arg.split('=')[0]}={max(1, math.ceil(int(value) / 10))}"
-        elif key in ("iw_samples", "hparams_search.n_trials"):
+        elif key in ("iw_samples", "hparams_search.n_trials", "hydra.launcher.n_jobs"):
             arg = f"{key}=2"
         elif sweep and "," in value and not value.startswith(("[", "{")):
             arg = f"{key}={','.join(value.split(',')[:2])}"
