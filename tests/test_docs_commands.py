@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -197,15 +198,10 @@ class Reader:
         if program in COMMANDS.values():
             main = importlib.import_module(f"vaelab.{program}").main
             return console(main, quick(program, args))
-        sys.argv = list(args if program == "script" else [program, *args])
-        try:
-            if program == "script":
-                runpy.run_path(args[0], run_name="__main__")
-            else:
-                runpy.run_module(program, run_name="__main__", alter_sys=True)
-        except SystemExit as exit:
-            return 0 if exit.code is None else exit.code
-        return 0
+        if program == "script":
+            return console(partial(runpy.run_path, args[0], run_name="__main__"), args[1:])
+        module = partial(runpy.run_module, program, run_name="__main__", alter_sys=True)
+        return console(module, args)
 
     # -- placeholders
     def newest_run(self, model: str = "") -> str:
@@ -273,17 +269,22 @@ class Reader:
         )
         os.close(ask_write)
         os.close(hear_read)
-        asked = fields(ask_read)
-        for count in asked:
-            cwd = Path(next(asked))
-            argv = [next(asked) for _ in range(int(count))]
-            env = dict(e.split("=", 1) for e in (next(asked) for _ in range(int(next(asked)))))
-            # placeholders are filled as the command starts: a run the block trained counts
-            argv = [self.fill(arg) for arg in argv]
-            status = self.run_here(argv[0], argv[1:], cwd, env)
-            os.write(hear_write, f"{status}\n".encode())
-        os.close(ask_read)
-        os.close(hear_write)
+        try:
+            asked = fields(ask_read)
+            for count in asked:
+                cwd = Path(next(asked))
+                argv = [next(asked) for _ in range(int(count))]
+                env = dict(e.split("=", 1) for e in (next(asked) for _ in range(int(next(asked)))))
+                # placeholders are filled as the command starts: a run the block trained counts
+                argv = [self.fill(arg) for arg in argv]
+                status = self.run_here(argv[0], argv[1:], cwd, env)
+                os.write(hear_write, f"{status}\n".encode())
+        except BaseException:
+            shell.kill()  # this side failed: bash would wait for an answer for ever
+            raise
+        finally:
+            os.close(ask_read)
+            os.close(hear_write)
         output = shell.stdout.read().decode()
         assert shell.wait() == 0, f"{where(block)} failed:\n{output[-3000:]}\n" + "\n".join(
             self.log[-3:]
