@@ -33,22 +33,40 @@ def render(shape, scale, orientation, x, y, size: int = 64) -> np.ndarray:
     centre lies inside the shape."""
     shape, scale, orientation, x, y = (np.asarray(a, dtype=np.float64) for a in
                                        (shape, scale, orientation, x, y))  # fmt: skip
+    images = np.empty((len(shape), size, size), dtype=bool)
+    for kind, inside in enumerate((_square, _ellipse, _heart)):
+        mine = shape == kind  # each sprite tested against its own shape only
+        if mine.any():
+            p, q = _frame(scale[mine], orientation[mine], x[mine], y[mine], size)
+            images[mine] = inside(p, q)
+    return images
+
+
+def _frame(scale, orientation, x, y, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel in each sprite's own frame, turned back by its orientation, in units of its
+    reach; q points up, as a picture's y does."""
     centres = (np.arange(size) + 0.5) / size
     u, v = centres[None, None, :], centres[None, :, None]  # across, down
     cx = (MARGIN + x * (1 - 2 * MARGIN))[:, None, None]
     cy = (MARGIN + y * (1 - 2 * MARGIN))[:, None, None]
     cos, sin = np.cos(orientation)[:, None, None], np.sin(orientation)[:, None, None]
     reach = (RADIUS * scale)[:, None, None]
-    # The pixel in the sprite's own frame, turned back by its orientation, in units of its reach;
-    # q points up, as a picture's y does.
     p = (cos * (u - cx) + sin * (v - cy)) / reach
     q = -(-sin * (u - cx) + cos * (v - cy)) / reach
-    square = (np.abs(p) <= 0.75) & (np.abs(q) <= 0.75)
-    ellipse = p**2 + (q / 0.5) ** 2 <= 1.0
-    hx, hy = 1.15 * p, 1.15 * q + 0.1  # the heart (x² + y² - 1)³ ≤ x² y³, point down
-    heart = (hx**2 + hy**2 - 1) ** 3 - hx**2 * hy**3 <= 0
-    kind = shape[:, None, None]
-    return np.where(kind == 0, square, np.where(kind == 1, ellipse, heart))
+    return p, q
+
+
+def _square(p, q):
+    return (np.abs(p) <= 0.75) & (np.abs(q) <= 0.75)
+
+
+def _ellipse(p, q):
+    return p**2 + (q / 0.5) ** 2 <= 1.0
+
+
+def _heart(p, q):
+    hx, hy = 1.15 * p, 1.15 * q + 0.1  # (x² + y² - 1)³ ≤ x² y³, point down
+    return (hx**2 + hy**2 - 1) ** 3 - hx**2 * hy**3 <= 0
 
 
 class SpritesDataModule(FactorDataModule):
