@@ -1,14 +1,19 @@
 """Shared fixtures: configs composed through Hydra's compose API with a per-test run directory,
 tiny MNIST-format datasets written in the real IDX format, console scripts run in this process."""
 
+import importlib
 import itertools
 import logging
 import os
+import runpy
 import signal
+import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +119,58 @@ def cli(main, args: list[str], capsys, both: bool = False) -> tuple[int, str]:
     code = console(main, args)
     captured = capsys.readouterr()
     return code, captured.out + captured.err if both else captured.err
+
+
+COMMANDS = {"vaelab-train": "train", "vaelab-eval": "evaluate", "vaelab-embed": "embed",
+            "vaelab-sample": "sample"}  # fmt: skip
+
+
+def run_here(
+    args: list[str], cwd: Path, capfd, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """What tests.test_cli.run(args, cwd, env=env) gives for a vaelab command or a script
+    (`args[0]`, see `entry_point`), run in this process: for tests whose point is what the command
+    does or starts (SLURM jobs), not its own start-up (~9 s of imports a process)."""
+    main = entry_point(args[0])
+    quiet = {"HYDRA_FULL_ERROR": None, "VAELAB_TRACEBACKS": None, "WANDB_SERVICE": None}
+    changes = {"WANDB_MODE": "offline", **quiet, **(env or {})}
+    saved = {name: os.environ.get(name) for name in changes}
+    capfd.readouterr()
+    try:
+        _set_environment(changes)
+        with console_here(cwd):
+            code = console(main, args[1:])
+    finally:
+        _set_environment(saved)
+    out = capfd.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def entry_point(program: str):
+    """What a command runs: a console script's entry point (`vaelab-train`, or its path), a
+    script's `__main__` (`scripts/benchmark.py`), a module's (`vaelab.sweep`, as `python -m`)."""
+    name = Path(program).name
+    if name in COMMANDS:
+        return importlib.import_module(f"vaelab.{COMMANDS[name]}").main
+    if name.endswith(".py"):
+        return partial(runpy.run_path, program, run_name="__main__")
+    return partial(_run_module, program)
+
+
+def _run_module(name: str) -> None:
+    with warnings.catch_warnings():
+        # The module is imported already in this process (a fresh `python -m` has not): runpy
+        # runs its code again as __main__, which is what `python -m` does, and says so.
+        warnings.filterwarnings("ignore", f"'{name}' found in sys.modules", RuntimeWarning)
+        runpy.run_module(name, run_name="__main__", alter_sys=True)
+
+
+def _set_environment(values: dict) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def one_line_error(code: int, err: str) -> str:

@@ -23,20 +23,18 @@ import importlib
 import math
 import os
 import re
-import runpy
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, console, console_here, write_mnist_like
+from tests.conftest import COMMANDS, CONF, console, console_here, entry_point, write_mnist_like
 from tests.datasets import (
     expression_matrix,
     write_celeba_like,
@@ -139,13 +137,6 @@ def quick(program: str, args: list[str]) -> list[str]:
     return out
 
 
-COMMANDS = {
-    "vaelab-train": "train",
-    "vaelab-eval": "evaluate",
-    "vaelab-embed": "embed",
-    "vaelab-sample": "sample",
-}
-
 SHIM = r"""
 vaelab_call() {
   local envs
@@ -199,9 +190,8 @@ class Reader:
             main = importlib.import_module(f"vaelab.{program}").main
             return console(main, quick(program, args))
         if program == "script":
-            return console(partial(runpy.run_path, args[0], run_name="__main__"), args[1:])
-        module = partial(runpy.run_module, program, run_name="__main__", alter_sys=True)
-        return console(module, args)
+            return console(entry_point(args[0]), args[1:])
+        return console(entry_point(program), args)
 
     # -- placeholders
     def newest_run(self, model: str = "") -> str:

@@ -1,7 +1,8 @@
 """vaelab on a real SLURM cluster: one node with accounting (slurmctld, slurmd, slurmdbd, MariaDB,
 munge), started on 127.0.0.1 by scripts/slurm_cluster.sh for this module and stopped by the PIDs
-it recorded. Needs root and Debian's packages (.ci/run installs them); a developer's machine
-without them skips these tests, CI never does."""
+it recorded. The sweep command runs in this process (`run_here`), its jobs as SLURM starts them.
+Needs root and Debian's packages (.ci/run installs them); a developer's machine without them
+skips these tests, CI never does."""
 
 import contextlib
 import json
@@ -13,15 +14,16 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import one_line_error
+from tests.conftest import one_line_error, run_here
 from tests.helpers import assert_same_run, metrics_rows
-from tests.test_cli import VAELAB_TRAIN, run
+from tests.test_cli import VAELAB_TRAIN
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,11 +102,11 @@ def array_tasks(sweep: Path) -> list[str]:
     )
 
 
-def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
+def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path, capfd):
     sweep = tmp_path / "sweep"
     args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=1", "model.beta=0.5,4",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    result = run(args, cwd=tmp_path, env=cluster)
+    result = run_here(args, tmp_path, capfd, env=cluster)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
     rows = metrics_rows(sweep, "sweep.csv")
@@ -120,14 +122,14 @@ def test_a_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
     assert ended(cluster, array_tasks(sweep)) == ["COMPLETED", "COMPLETED"]
 
 
-def test_a_job_requeued_while_training_finishes_as_if_it_never_stopped(cluster, tmp_path):
+def test_a_job_requeued_while_training_finishes_as_if_it_never_stopped(cluster, tmp_path, capfd):
     """Two identical jobs; job 0 is requeued at step 20 (SIGTERM from SLURM, last.ckpt saved,
     the job started again by the cluster): it ends with job 1's weights and metrics.csv."""
     sweep = tmp_path / "sweep"
     args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=3", "seed=7",
             "+callbacks.requeue._target_=tests.helpers.Requeue",
             "+callbacks.requeue.step=20,100000", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    released, _ = sweep_with_requeues(cluster, args, tmp_path)
+    released, _ = sweep_with_requeues(cluster, args, tmp_path, capfd)
     assert released
     log = (sweep / "0" / "train.log").read_text()
     assert (
@@ -139,29 +141,34 @@ def test_a_job_requeued_while_training_finishes_as_if_it_never_stopped(cluster, 
     assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
 
 
-def sweep_with_requeues(cluster, args: list[str], cwd: Path) -> tuple[int, str]:
+def sweep_with_requeues(cluster, args: list[str], cwd: Path, capfd) -> tuple[int, str]:
     """Run a sweep whose jobs SLURM requeues, starting each requeued job at once; (releases, what
     the sweep printed). The sweep waits for its jobs through their requeues (SLURM shows a state
     for a moment then that submitit alone would take as their end)."""
-    env = {**os.environ, **cluster, "PYTHONPATH": str(ROOT)}
-    env.pop("WANDB_SERVICE", None)
-    sweeping = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    done, released = threading.Event(), []
+    releasing = threading.Thread(target=release_when_requeued, args=(cluster, done, released))
+    releasing.start()
     try:
-        released = release_when_requeued(cluster, sweeping)
-        out, _ = sweeping.communicate(timeout=60)
+        result = run_here(args, cwd, capfd, env={"PYTHONPATH": str(ROOT), **cluster})
     finally:
-        sweeping.kill()
-    assert sweeping.returncode == 0, out[-3000:]
-    return released, out
+        done.set()
+        releasing.join()
+    assert "timed out" not in released, "the sweep had not ended in 300 s: its jobs were cancelled"
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return len(released), result.stdout + result.stderr
 
 
-def release_when_requeued(cluster, sweeping) -> int:
-    """Start each requeued job now, not at the BeginTime (~2 min on) SLURM gives it, until the
-    sweep ends; how many were released."""
-    released, deadline = 0, time.monotonic() + 300
-    while sweeping.poll() is None:
-        assert time.monotonic() < deadline, "the sweep has not ended in 300 s"
+def release_when_requeued(cluster, done: threading.Event, released: list[str]) -> None:
+    """Start each requeued job now, not at the BeginTime (~2 min on) SLURM gives it, until
+    `done`; each job released is added to `released`. After 300 s, cancels every job (the
+    sweep then ends) and adds "timed out"."""
+    deadline = time.monotonic() + 300
+    while not done.wait(0.5):
+        if time.monotonic() > deadline:
+            jobs = slurm(cluster, "squeue", "-h", "-o", "%i").split()
+            slurm(cluster, "scancel", "--full", *jobs, check=False)
+            released.append("timed out")
+            return
         for line in slurm(cluster, "squeue", "-h", "-o", "%i %t %r").splitlines():
             if line.endswith("BeginTime"):
                 job_id = line.split()[0]
@@ -169,12 +176,10 @@ def release_when_requeued(cluster, sweeping) -> int:
                 slurm(
                     cluster, "scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False
                 )
-                released += 1
-        time.sleep(0.5)
-    return released
+                released.append(job_id)
 
 
-def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp_path):
+def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp_path, capfd):
     """A 1-minute limit, the signal 40 s ahead. The job's first run holds after step 30 (past
     epoch 2's checkpoint) until SIGUSR2 comes (SLURM sends it up to half a minute off): submitit
     requeues the job (max_num_timeout), and the next run continues from the newest checkpoint to
@@ -185,7 +190,7 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp
             "hydra.launcher.signal_delay_s=40", "trainer.max_epochs=4", "logger=csv", "seed=1",
             "+callbacks.hold._target_=tests.helpers.HoldUntilStopped", "+callbacks.hold.step=30",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    released, _ = sweep_with_requeues(cluster, args, tmp_path)
+    released, _ = sweep_with_requeues(cluster, args, tmp_path, capfd)
     assert released >= 1
     logs = [log.read_text() for log in (sweep / ".submitit").glob("*/*_0_log.out")]
     assert any("Job has timed out" in log for log in logs)
@@ -194,7 +199,7 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp
     assert metrics_rows(sweep, "sweep.csv")[0]["status"] == "COMPLETED"
 
 
-def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, tmp_path):
+def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, tmp_path, capfd):
     """Two identical jobs; job 0 is cancelled (`scancel`) in its test stage, which ends the
     sweep with a one-line error; the same command started again tests job 0 from its checkpoint
     and keeps job 1's results: both end as one uninterrupted run."""
@@ -204,7 +209,7 @@ def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, 
             "+callbacks.cancel.batch=0,100000", f"+callbacks.cancel.flag={tmp_path / 'cancelled'}",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     env = {"PYTHONPATH": str(ROOT), **cluster}
-    first = run(args, cwd=tmp_path, env=env)
+    first = run_here(args, tmp_path, capfd, env=env)
     # The sweep waited for job 1, then said in one line what did not finish and what to do.
     message = one_line_error(first.returncode, first.stderr)
     assert (tmp_path / "cancelled").exists()
@@ -217,7 +222,7 @@ def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, 
         "COMPLETED",
     ]
 
-    again = run(args, cwd=tmp_path, env=env)
+    again = run_here(args, tmp_path, capfd, env=env)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "finished in an earlier run of this sweep" in (sweep / "1" / "train.log").read_text()
     assert_same_run(sweep / "0", sweep / "1")
@@ -228,7 +233,7 @@ def test_a_job_cancelled_while_testing_is_finished_by_the_same_command(cluster, 
     assert [r["status"] for r in metrics_rows(sweep, "sweep.csv")] == ["COMPLETED", "COMPLETED"]
 
 
-def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_path):
+def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_path, capfd):
     """`trainer=ddp_cpu` as SLURM jobs of two tasks: Lightning takes the ranks from SLURM's
     variables, rank zero alone writes the one run directory. Job 0 is requeued at step 14 (after
     the first epoch's checkpoint) and ends as its uninterrupted twin, job 1, bit for bit."""
@@ -239,7 +244,7 @@ def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_p
             "model=ae", "trainer.max_epochs=4", "seed=7",
             "+callbacks.requeue._target_=tests.helpers.Requeue",
             "+callbacks.requeue.step=14,100000", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    released, _ = sweep_with_requeues(cluster, args, tmp_path)
+    released, _ = sweep_with_requeues(cluster, args, tmp_path, capfd)
     assert released
     for job in array_tasks(sweep):  # each task a rank of two, from SLURM_PROCID and SLURM_NTASKS
         logs = sorted((sweep / ".submitit" / job).glob("*_log.out"))
@@ -256,7 +261,7 @@ def test_a_ddp_job_of_two_tasks_is_one_run_and_survives_a_requeue(cluster, tmp_p
 
 
 def test_workers_on_slurm_share_one_study_in_mariadb_and_a_killed_trial_is_run_again(
-    cluster, tmp_path
+    cluster, tmp_path, capfd
 ):
     """Two search workers (a sweep over seed=1,2, one SLURM job each) on one Optuna study in
     MariaDB. The first trial to reach step 5 is killed with its worker (kill -9): its heartbeat
@@ -273,7 +278,7 @@ def test_workers_on_slurm_share_one_study_in_mariadb_and_a_killed_trial_is_run_a
             "+callbacks.kill.step=5", "+callbacks.kill.by=SIGKILL",
             f"+callbacks.kill.flag={tmp_path / 'killed'}", "seed=1,2",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    result = run(args, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), **cluster})
+    result = run_here(args, tmp_path, capfd, env={"PYTHONPATH": str(ROOT), **cluster})
     # The killed worker's job did not finish; the sweep waited for the other, which did.
     message = one_line_error(result.returncode, result.stderr)
     assert "1 of 2 jobs did not finish" in message and "ended FAILED" in message
@@ -334,7 +339,7 @@ def stop_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def test_the_jobs_of_a_slurm_sweep_log_to_one_mlflow_server(cluster, tmp_path):
+def test_the_jobs_of_a_slurm_sweep_log_to_one_mlflow_server(cluster, tmp_path, capfd):
     """Two SLURM jobs at once log to an MLflow server (MariaDB store, artifacts on disk): each
     run reads back with its params, every epoch's metrics, the sweep's tag and its pictures."""
     from mlflow.tracking import MlflowClient
@@ -344,7 +349,7 @@ def test_the_jobs_of_a_slurm_sweep_log_to_one_mlflow_server(cluster, tmp_path):
         args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "logger=[csv,mlflow]",
                 f"logger.mlflow.tracking_uri={url}", "trainer.max_epochs=3", "model.beta=0.5,4",
                 f"hydra.sweep.dir={sweep}"]  # fmt: skip
-        result = run(args, cwd=tmp_path, env=cluster)
+        result = run_here(args, tmp_path, capfd, env=cluster)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         client = MlflowClient(url)
         runs = {}
@@ -401,13 +406,13 @@ def test_an_mlflow_server_that_goes_away_mid_run_costs_a_warning_not_the_run(
         assert [m.step for m in client.get_metric_history(run_id, "val/loss")] == [11]
 
 
-def test_a_job_whose_task_fails_is_named_in_one_line_with_its_error(cluster, tmp_path):
+def test_a_job_whose_task_fails_is_named_in_one_line_with_its_error(cluster, tmp_path, capfd):
     """A job that runs and fails (here its config is refused in the job) is one of the jobs that
     did not finish, with its own error; the sweep waited for the other, which completed."""
     sweep = tmp_path / "sweep"
     args = [VAELAB_TRAIN, "-m", *ON_THIS_NODE, "trainer.max_epochs=1", "model.beta=-1,1",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    result = run(args, cwd=tmp_path, env=cluster)
+    result = run_here(args, tmp_path, capfd, env=cluster)
     message = one_line_error(result.returncode, result.stderr)
     assert re.search(
         r"1 of 2 jobs did not finish: job 0 \(SLURM job \d+_0\) failed: model\.beta", message

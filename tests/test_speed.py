@@ -2,13 +2,12 @@
 batches cut on the device, and training terms accumulated on the device."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import run_here
 from vaelab import compose
 from vaelab.data import DigitsDataModule
 from vaelab.data.batches import TensorBatches
@@ -19,19 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path):
+def test_benchmark_runs_every_variant_and_their_test_elbos_agree(tmp_path, capfd):
     out = tmp_path / "benchmark.json"
     # The small-model option: 40 steps an epoch, where the host time per step shows most.
     small = ["--hidden", "64", "--latent", "8", "--batch-size", "32"]
     args = ["--device", "cpu", "--limit", "1280", "--epochs", "2", *small, "--out", str(out)]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_here([str(ROOT / "scripts" / "benchmark.py"), *args], tmp_path, capfd)
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout)  # the table, for whoever reads the log
     table = json.loads(out.read_text())

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import get_class
 
 import vaelab
-from tests.conftest import cli
+from tests.conftest import cli, run_here
 from tests.helpers import metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
 from vaelab.config.presets import model_presets
@@ -66,9 +66,7 @@ def test_beta_by_seed_with_joblib_writes_the_summary(tmp_path, capfd, in_process
     # The script rebuilds both files from the job directories.
     (sweep / "sweep.csv").unlink()
     (sweep / "rate_distortion.png").unlink()
-    script = run(
-        [str(Path(VAELAB_TRAIN).parent / "python"), "-m", "vaelab.sweep", str(sweep)], cwd=tmp_path
-    )
+    script = run_here(["vaelab.sweep", str(sweep)], tmp_path, capfd)  # python -m vaelab.sweep
     assert script.returncode == 0, script.stderr
     assert [r["test/kl"] for r in metrics_rows(sweep, "sweep.csv")] == [
         r["test/kl"] for r in summary

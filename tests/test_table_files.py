@@ -4,6 +4,7 @@ same one-line error naming the file and the line, on every kind of file."""
 import numpy as np
 import pytest
 
+from tests.conftest import run_here
 from tests.test_extras import hide
 from vaelab.data.table_files import read_table
 from vaelab.errors import DataError
@@ -53,15 +54,12 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
         read_table(str(path), label_column="label")
 
 
-def test_the_load_timing_script_writes_a_count_table_and_times_both_readers(tmp_path):
-    import subprocess
-    import sys
+def test_the_load_timing_script_writes_a_count_table_and_times_both_readers(tmp_path, capfd):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "table_load.py"
     path = tmp_path / "counts.csv"
-    args = [sys.executable, str(script), str(path), "--rows", "300", "--cols", "40"]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    result = run_here([str(script), str(path), "--rows", "300", "--cols", "40"], tmp_path, capfd)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pyarrow: 300 x 40" in result.stdout and "csv module:" in result.stdout
     x = read_table(str(path)).x
