@@ -25,6 +25,7 @@ from omegaconf import DictConfig, open_dict
 from vaelab import compose, steps_per_call
 from vaelab.config.config_dir import config_dir
 from vaelab.data.idx import write_idx
+from vaelab.runs import secrets
 
 os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -58,6 +59,17 @@ def threads_left_as_found():
     if after != before:
         torch.set_num_threads(before)
         pytest.fail(f"torch's thread count went from {before} to {after} in this test")
+
+
+@pytest.fixture(autouse=True)
+def secrets_left_as_found():
+    """The secret values a command met are masked in all later output of its process
+    (vaelab.runs.secrets): one test's (the SLURM cluster's database password, `vaelab`) would
+    otherwise mask text in every later test on the worker."""
+    known = set(secrets._known)
+    yield
+    secrets._known.clear()
+    secrets._known.update(known)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -25,9 +25,7 @@ import os
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +219,6 @@ class Reader:
         before = set(sys.modules)
         os.environ.clear()
         os.environ.update(env)
-        while taken(self.scratch):
-            time.sleep(0.05)
         sys.path[:0] = [str(cwd / p) for p in env.get("PYTHONPATH", "").split(":") if p]
         try:
             with console_here(cwd):
@@ -301,12 +297,6 @@ class Reader:
 def deferred(match: re.Match) -> str:
     """A placeholder as a word bash passes on as it is (`<run>` is a redirection to bash)."""
     return f"logs/train/runs/@@{match.group(1) or ''}@@"
-
-
-def taken(scratch: Path) -> bool:
-    """Whether a command started now would be given a directory that exists: Hydra names run
-    and sweep directories by the second, and two of a reader's commands are seconds apart."""
-    return any(scratch.glob(f"logs/*/*runs/{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"))
 
 
 def chosen(run: Path, *groups: str) -> list[str]:

@@ -239,6 +239,33 @@ def test_one_process_per_run_directory(tmp_path, capfd, in_process):
     assert snapshot(run_dir) == before
 
 
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, capfd, in_process):
+    """The default run and sweep folders are named by the second; two runs started in one second
+    (a loop in Python, two commands started at once) each get one, made as it is named
+    (`${new_dir:}`), the later with _1; a resume makes none."""
+    from vaelab import compose
+    from vaelab.train import train as train_here
+
+    logs = ["debug=fdr", "trainer=cpu", f"paths.log_dir={tmp_path / 'logs'}"]
+    runs = [Path(train_here(compose(*logs))[0]["run_dir"]) for _ in range(3)]  # none refused
+    assert len(set(runs)) == 3
+    # The mechanism, on one name: each folder is made once, whoever asks first gets it.
+    same = ["debug=fdr", "trainer=cpu", f"hydra.run.dir=${{new_dir:{tmp_path / 'same'}}}"]
+    dirs = [compose(*same).paths.output_dir for _ in range(2)]
+    assert dirs == [str(tmp_path / "same"), str(tmp_path / "same_1")]
+    for cfg_dir in dirs:
+        code, out = train(capfd, f"hydra.run.dir={cfg_dir}", "debug=fdr")
+        assert code == 0, out[-3000:]
+    # Sweeps alike; and a resume runs in its own folder, making no other.
+    code, out = train(capfd, "-m", "debug=fdr", "seed=1,2", f"paths.log_dir={tmp_path / 'logs'}")
+    assert code == 0, out[-3000:]
+    before = sorted(p.name for p in (tmp_path / "logs" / "debug" / "runs").iterdir())
+    resumed = compose(*logs, f"resume={runs[0]}").paths.output_dir
+    assert resumed == str(runs[0])
+    assert sorted(p.name for p in (tmp_path / "logs" / "debug" / "runs").iterdir()) == before
+    assert len(list((tmp_path / "logs" / "debug" / "multiruns").iterdir())) == 1
+
+
 def test_secrets_are_masked_by_name_and_by_value_in_a_sweep(tmp_path, capfd, in_process):
     """Key names with key/token/secret/password/credential/auth; a value with a comma; a secret
     interpolated into a URL; all in a multirun with W&B: no file of the sweep holds one, and

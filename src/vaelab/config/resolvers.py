@@ -1,5 +1,7 @@
 """OmegaConf resolvers that vaelab's configs use; registered when vaelab is imported."""
 
+import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,33 @@ def _run_name(output_dir: str) -> str:
     return f"{path.parent.name}/{path.name}" if in_sweep else path.name
 
 
+def _new_dir(path: str) -> str:
+    """${new_dir:PATH}: PATH, made now, or PATH_1, PATH_2, ... where another run made it first
+    (two runs started in the same second: their dated folders would be one). Made here, in one
+    step that only one process can win, so no two runs share a folder. Cached with the config
+    (Hydra copies the cache to a sweep's jobs), so a run asks once."""
+    for n in itertools.count():
+        candidate = path if n == 0 else f"{path}_{n}"
+        try:
+            os.makedirs(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
+def _new_run_dir(resume: Any, path: str) -> str:
+    """${new_run_dir:${resume},PATH}: the run's directory: the resumed run's, else a new one at
+    PATH (`new_dir`); one resolver, since OmegaConf resolves every argument of ${if_set:...}."""
+    return str(resume) if resume not in (None, "") else _new_dir(path)
+
+
 def register() -> None:
     resolvers = (("if_set", _if_set), ("ne", _ne), ("sweep_name", _sweep_name),
                  ("run_name", _run_name))  # fmt: skip
     for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+    for name, resolver in (("new_dir", _new_dir), ("new_run_dir", _new_run_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver, use_cache=True)
