@@ -35,9 +35,10 @@ def compose(
             cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     finally:
         GlobalHydra.instance().clear()
-    run_dir = output_dir if output_dir is not None else cfg.hydra.run.dir
+    # hydra.run.dir makes a new folder as it is resolved: read once, or replaced by output_dir.
+    run_dir = str(Path(output_dir if output_dir is not None else cfg.hydra.run.dir).absolute())
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(Path(run_dir).absolute())
+        cfg.hydra.run.dir = cfg.hydra.runtime.output_dir = run_dir
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg.hydra  # a task never sees it; the ${hydra:...} resolver reads HydraConfig
