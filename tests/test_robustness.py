@@ -163,6 +163,17 @@ def test_bad_config_is_refused_in_one_line(tmp_path, args, fragment, capfd, in_p
     assert not (tmp_path / "run").exists()  # refused before Hydra wrote anything
 
 
+def test_an_unwritable_log_folder_is_refused_in_one_line(tmp_path, capfd, in_process):
+    """The default run and sweep folders, made as they are named, under a folder no one can
+    write in: the run's and the sweep's one line, and nothing written."""
+    logs = "paths.log_dir=/proc/vaelab_logs"
+    for flags, folder in (([], "runs"), (["-m", "seed=1,2"], "multiruns")):
+        code, err = cli(train_main, [*flags, logs, "trainer.max_epochs=1"], capfd)
+        line = one_line_error(code, err)
+        assert line.startswith(f"error: cannot write in /proc/vaelab_logs/train/{folder}/"), line
+        assert line.endswith(f"give a writable hydra.{'sweep' if flags else 'run'}.dir"), line
+
+
 def test_the_real_command_refuses_in_one_line_too(tmp_path):
     """The first of the table through a fresh process: its exit status and all it prints (the
     table above runs the same entry point in this process)."""

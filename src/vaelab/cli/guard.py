@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from vaelab.cli.errors import exit_for
-from vaelab.errors import AlreadyFinished, ConfigError, UserError
+from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
 from vaelab.runs.preflight import preflight, release_all
 from vaelab.runs.ranks import rank_name, rank_zero
 from vaelab.runs.resume import MAY_CHANGE, override_key, under
@@ -121,6 +121,13 @@ def _check_sweep_dir(sweep_dir: Path, overrides: list[str]) -> None:
     """A sweep started again in its own directory continues it (finished jobs keep their
     results): only with the same sweep, since a job's directory is named by its number alone.
     A folder that holds something else than a sweep is refused before anything is written."""
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"cannot write in {sweep_dir}: {error.strerror or error}; give a writable "
+            f"hydra.sweep.dir"
+        ) from None
     earlier = sweep_dir / "multirun.yaml"
     if not earlier.is_file():
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):

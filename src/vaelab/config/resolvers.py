@@ -49,8 +49,9 @@ def _new_dir(path: str) -> str:
             os.makedirs(candidate)
         except FileExistsError:
             continue
+        except OSError:  # not writable: the run directory's lock says so, in one line
+            pass
         return candidate
-    raise AssertionError("unreachable")
 
 
 def _new_run_dir(resume: Any, path: str) -> str:
