@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import cli, console, console_here
 from tests.helpers import Killed, metrics_rows
 from tests.test_cli import VAELAB_TRAIN, run
+from vaelab.errors import ConfigError
 from vaelab.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,6 +257,12 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, capf
     for cfg_dir in dirs:
         code, out = train(capfd, f"hydra.run.dir={cfg_dir}", "debug=fdr")
         assert code == 0, out[-3000:]
+    # A command or a compose refused leaves no folder behind (nor the parents it made).
+    refused = [f"paths.log_dir={tmp_path / 'refused'}", "model.beta=-1"]
+    assert cli(train_main, refused, capfd)[0] == 1
+    with pytest.raises(ConfigError):
+        compose(*refused)
+    assert not (tmp_path / "refused").exists()
     # Sweeps alike; and a resume runs in its own folder, making no other.
     code, out = train(capfd, "-m", "debug=fdr", "seed=1,2", f"paths.log_dir={tmp_path / 'logs'}")
     assert code == 0, out[-3000:]

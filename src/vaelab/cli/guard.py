@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from vaelab.cli.errors import exit_for
+from vaelab.config.resolvers import unmake
 from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
 from vaelab.runs.preflight import preflight, release_all
 from vaelab.runs.ranks import rank_name, rank_zero
@@ -72,6 +73,7 @@ class RunGuard(Callback):
         try:
             self._claim(config)
         except UserError as error:
+            unmake(config.hydra.run.dir)
             exit_for(error)
 
     def _claim(self, config: DictConfig) -> None:
@@ -94,6 +96,7 @@ class RunGuard(Callback):
         try:
             _check_sweep_dir(Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
         except UserError as error:
+            unmake(config.hydra.sweep.dir)
             exit_for(error)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:

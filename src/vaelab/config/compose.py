@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vaelab.config.config_dir import config_dir
+from vaelab.config.resolvers import unmake
 from vaelab.config.schema import validate
 
 
@@ -44,5 +45,9 @@ def compose(
         del cfg.hydra  # a task never sees it; the ${hydra:...} resolver reads HydraConfig
         cfg.paths.output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if check:
-        validate(cfg)
+        try:
+            validate(cfg)
+        except Exception:
+            unmake(run_dir)  # refused: the new folder goes, as nothing was written in it
+            raise
     return cfg

@@ -38,20 +38,42 @@ def _run_name(output_dir: str) -> str:
     return f"{path.parent.name}/{path.name}" if in_sweep else path.name
 
 
+_made: dict[str, str] = {}  # a folder new_dir made in this process: the topmost one it made
+
+
 def _new_dir(path: str) -> str:
     """${new_dir:PATH}: PATH, made now, or PATH_1, PATH_2, ... where another run made it first
     (two runs started in the same second: their dated folders would be one). Made here, in one
     step that only one process can win, so no two runs share a folder. Cached with the config
     (Hydra copies the cache to a sweep's jobs), so a run asks once."""
     for n in itertools.count():
-        candidate = path if n == 0 else f"{path}_{n}"
+        candidate = os.path.abspath(path if n == 0 else f"{path}_{n}")
+        top = candidate
+        while not os.path.exists(os.path.dirname(top)) and os.path.dirname(top) != top:
+            top = os.path.dirname(top)
         try:
             os.makedirs(candidate)
         except FileExistsError:
             continue
         except OSError:  # not writable: the run directory's lock says so, in one line
-            pass
+            return candidate
+        _made[candidate] = top
         return candidate
+
+
+def unmake(path: str | Path) -> None:
+    """Removes a folder `new_dir` made in this process, and the parents it made, while they are
+    empty: a command refused before it wrote anything leaves nothing behind."""
+    folder = os.path.abspath(path)
+    top = _made.pop(folder, None)
+    while top is not None:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (or gone): what is in it stays
+            return
+        if folder == top:
+            return
+        folder = os.path.dirname(folder)
 
 
 def _new_run_dir(resume: Any, path: str) -> str:
