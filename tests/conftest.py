@@ -133,6 +133,12 @@ def cli(main, args: list[str], capsys, both: bool = False) -> tuple[int, str]:
     return code, captured.out + captured.err if both else captured.err
 
 
+# A command's environment changes, as a user's command has it: a developer who runs the suite
+# under HYDRA_FULL_ERROR=1 still gets one-line errors; the command starts its own W&B service,
+# not this process's (a killed command's open run would stay open in it). None: removed.
+AS_A_USER = {"WANDB_MODE": "offline", "HYDRA_FULL_ERROR": None, "VAELAB_TRACEBACKS": None,
+             "WANDB_SERVICE": None}  # fmt: skip
+
 COMMANDS = {"vaelab-train": "train", "vaelab-eval": "evaluate", "vaelab-embed": "embed",
             "vaelab-sample": "sample"}  # fmt: skip
 
@@ -144,8 +150,7 @@ def run_here(
     (`args[0]`, see `entry_point`), run in this process: for tests whose point is what the command
     does or starts (SLURM jobs), not its own start-up (~9 s of imports a process)."""
     main = entry_point(args[0])
-    quiet = {"HYDRA_FULL_ERROR": None, "VAELAB_TRACEBACKS": None, "WANDB_SERVICE": None}
-    changes = {"WANDB_MODE": "offline", **quiet, **(env or {})}
+    changes = {**AS_A_USER, **(env or {})}
     saved = {name: os.environ.get(name) for name in changes}
     capfd.readouterr()
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.conftest import cli
+from tests.conftest import AS_A_USER, cli
 from tests.helpers import metrics_rows
 from vaelab.train import main as train_main
 
@@ -23,11 +23,7 @@ def run(
     args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run a command as a user would; `env` adds variables, or removes those set to None."""
-    # A developer who runs the suite under HYDRA_FULL_ERROR=1 still gets one-line errors here;
-    # the command starts its own W&B service, as a user's does, not this process's (a killed
-    # command's open run would stay open in it).
-    quiet = {"HYDRA_FULL_ERROR": None, "VAELAB_TRACEBACKS": None, "WANDB_SERVICE": None}
-    env = {**os.environ, "WANDB_MODE": "offline", **quiet, **(env or {})}
+    env = {**os.environ, **AS_A_USER, **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False

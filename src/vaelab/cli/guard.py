@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from vaelab.cli.errors import exit_for
 from vaelab.config.resolvers import unmake
-from vaelab.errors import AlreadyFinished, ConfigError, DataError, UserError
+from vaelab.errors import AlreadyFinished, ConfigError, UserError
+from vaelab.runs.lock import unwritable
 from vaelab.runs.preflight import preflight, release_all
 from vaelab.runs.ranks import rank_name, rank_zero
 from vaelab.runs.resume import MAY_CHANGE, override_key, under
@@ -127,10 +128,7 @@ def _check_sweep_dir(sweep_dir: Path, overrides: list[str]) -> None:
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(
-            f"cannot write in {sweep_dir}: {error.strerror or error}; give a writable "
-            f"hydra.sweep.dir"
-        ) from None
+        raise unwritable(sweep_dir, error, "hydra.sweep.dir") from None
     earlier = sweep_dir / "multirun.yaml"
     if not earlier.is_file():
         if sweep_dir.is_dir() and any(sweep_dir.iterdir()):

@@ -24,10 +24,12 @@ class RunDirLock:
                 f"this run another hydra.run.dir"
             ) from None
         except OSError as error:
-            raise DataError(
-                f"cannot write in {run_dir}: {error.strerror or error}; give a writable "
-                f"hydra.run.dir"
-            ) from None
+            raise unwritable(run_dir, error, "hydra.run.dir") from None
 
     def release(self) -> None:
         self._lock.release()
+
+
+def unwritable(folder: Path, error: OSError, key: str) -> DataError:
+    """The one line for a run's or a sweep's folder that cannot be made or written in."""
+    return DataError(f"cannot write in {folder}: {error.strerror or error}; give a writable {key}")
