@@ -83,6 +83,11 @@ def test_dci_separates_aligned_from_mixed_codes():
     assert good["dci_informativeness"] == pytest.approx(1.0)
     for value in (*good.values(), *poor.values()):
         assert 0.0 <= value <= 1.0
+    # The trees skip sklearn's own checks of their input: dci checks it once.
+    broken = aligned.copy()
+    broken[train[0], 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        dci((broken[train], small[train]), (aligned[test], small[test]))
 
 
 SIZES = {"batch_size": 32, "num_train": 300, "num_eval": 200}

@@ -87,17 +87,24 @@ def dci(
     3), as there, but seeded (`seed`) where disentanglement_lib leaves them unseeded, so a score
     repeats; the 1e-11 added before the entropies and the all-zero R counted as uniform weights
     are disentanglement_lib's."""
+    import sklearn
     from scipy.stats import entropy
     from sklearn.ensemble import GradientBoostingClassifier
 
     (codes, factors), (test_codes, test_factors) = train, test
     keep = [k for k in range(factors.shape[1]) if len(np.unique(factors[:, k])) > 1]
+    if not (np.isfinite(codes).all() and np.isfinite(test_codes).all()):
+        raise ValueError("DCI: the codes hold NaN or infinity (a diverged model?)")
     importance = np.zeros((codes.shape[1], len(keep)))
     accuracy = []
-    for column, k in enumerate(keep):
-        model = GradientBoostingClassifier(random_state=seed).fit(codes, factors[:, k])
-        importance[:, column] = np.abs(model.feature_importances_)
-        accuracy.append(np.mean(model.predict(test_codes) == test_factors[:, k]))
+    # Each of the hundreds of small trees checks its arguments and its input again; the codes
+    # are checked finite above, the arguments are sklearn's defaults: the same trees, 10-20%
+    # sooner.
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        for column, k in enumerate(keep):
+            model = GradientBoostingClassifier(random_state=seed).fit(codes, factors[:, k])
+            importance[:, column] = np.abs(model.feature_importances_)
+            accuracy.append(np.mean(model.predict(test_codes) == test_factors[:, k]))
     weights = importance if importance.sum() > 0 else np.ones_like(importance)
     per_code = 1.0 - entropy(importance.T + 1e-11, base=importance.shape[1])
     per_factor = 1.0 - entropy(importance + 1e-11, base=importance.shape[0])
