@@ -1,5 +1,6 @@
 """The study of docs/guides/data.md: VAE, β-VAE (β = 4), β-TCVAE and FactorVAE on the default
-sprites grid, several seeds each, as one vaelab-train multirun; then the table of the scores and
+sprites grid, several seeds each, as one vaelab-train multirun (in this process, as the command
+would run it); then the table of the scores and
 reconstruction (mean ± std over seeds) and the MI matrix of the run with the highest MIG.
 
     python scripts/disentanglement_study.py                      # 3 seeds, 5 epochs each
@@ -9,7 +10,6 @@ reconstruction (mean ± std over seeds) and the MI matrix of the run with the hi
 import argparse
 import csv
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from statistics import fmean, pstdev
@@ -31,6 +31,19 @@ def table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def sweep_ran(command: list[str]) -> bool:
+    """vaelab-train's entry point with `command`, here rather than in a second interpreter (which
+    would import torch and Lightning again); whether it finished."""
+    from vaelab.train import main as train
+
+    sys.argv = ["vaelab-train", *command]
+    try:
+        train()
+    except SystemExit as exit:
+        return not exit.code
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
@@ -41,12 +54,12 @@ def main() -> None:
     args = parser.parse_args()
     sweep = args.out / "sweep"
     command = [
-        Path(sys.executable).parent / "vaelab-train", "-m", "data=sprites",
-        f"model={','.join(args.models)}", f"seed={','.join(map(str, args.seeds))}",
-        f"trainer.max_epochs={args.epochs}", "callbacks.rich_progress_bar=null",
-        "logger=csv", f"hydra.sweep.dir={sweep}", *args.overrides,
+        "-m", "data=sprites", f"model={','.join(args.models)}",
+        f"seed={','.join(map(str, args.seeds))}", f"trainer.max_epochs={args.epochs}",
+        "callbacks.rich_progress_bar=null", "logger=csv", f"hydra.sweep.dir={sweep}",
+        *args.overrides,
     ]  # fmt: skip
-    if subprocess.run([str(c) for c in command]).returncode:
+    if not sweep_ran(command):
         sys.exit("the sweep failed: see its error above")
     with open(sweep / "sweep.csv", newline="") as file:
         rows = [r for r in csv.DictReader(file) if r["status"] == "COMPLETED"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import run_here
 from tests.datasets import (
     DSPRITES_SIZES,
     write_dsprites_like,
@@ -259,18 +260,15 @@ def test_vaelab_train_on_sprites_through_the_cli(tmp_path, capfd, in_process):
     assert (tmp_path / "run" / "results.json").is_file()
 
 
-def test_the_study_command_runs_a_sweep_with_the_scores_and_their_picture(tmp_path):
-    import subprocess
-    import sys
+def test_the_study_command_runs_a_sweep_with_the_scores_and_their_picture(tmp_path, capfd):
     from pathlib import Path
 
     tiny = [arg for arg in SMALL_GRID if arg != "data=sprites"]  # the script picks sprites
     script = Path(__file__).parents[1] / "scripts" / "disentanglement_study.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--models", "vae", "beta_vae", "--seeds", "1", "2",
-         "--epochs", "1", "--out", str(tmp_path), *tiny, *QUICK_METRICS,
-         "trainer.accelerator=cpu"],
-        capture_output=True, text=True, check=False,
+    result = run_here(
+        [str(script), "--models", "vae", "beta_vae", "--seeds", "1", "2", "--epochs", "1",
+         "--out", str(tmp_path), *tiny, *QUICK_METRICS, "trainer.accelerator=cpu"],
+        tmp_path, capfd,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = metrics_rows(tmp_path / "sweep", "sweep.csv")
