@@ -1,7 +1,7 @@
 """The study of docs/guides/data.md: VAE, β-VAE (β = 4), β-TCVAE and FactorVAE on the default
 sprites grid, several seeds each, as one vaelab-train multirun (in this process, as the command
-would run it); then the table of the scores and
-reconstruction (mean ± std over seeds) and the MI matrix of the run with the highest MIG.
+would run it); then the table of the scores and reconstruction (mean ± std over seeds) and the
+MI matrix of the run with the highest MIG.
 
     python scripts/disentanglement_study.py                      # 3 seeds, 5 epochs each
     python scripts/disentanglement_study.py --epochs 20 --out study
