@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from vaelab import compose
+from vaelab.cli.errors import exit_if_user_error
 from vaelab.config.presets import group_options, model_presets
 from vaelab.evaluate import evaluate
 from vaelab.train import train
@@ -95,7 +96,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the numbers here as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        rows = {model: measure(model, args, Path(root)) for model in args.models}
+        try:
+            rows = {model: measure(model, args, Path(root)) for model in args.models}
+        except Exception as error:  # a row or a data folder of the user's: one line, as the CLI
+            exit_if_user_error(error, "train")
+            raise
     print(f"Fashion-MNIST, {args.epochs} epoch(s), seed {args.seed}, {platform.processor() or ''}")
     print(markdown(rows))
     if args.out:

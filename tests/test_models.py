@@ -239,3 +239,35 @@ def test_evaluation_terms_are_means_over_every_example_of_the_split(compose_trai
         with torch.no_grad():
             whole = model.terms(x)["recon"].item()
         assert results[f"{split}/recon"] == pytest.approx(whole, rel=1e-5)
+
+
+def test_the_model_table_script_trains_tests_and_probes_each_row(tmp_path, capfd):
+    """scripts/model_table.py (docs/guides/models.md), on Fashion-MNIST-like files: a row per
+    preset with its own overrides, the table on stdout and the same numbers as JSON; an AE has
+    no ELBO, a VAE has every column."""
+    import json
+    from pathlib import Path
+
+    from tests.conftest import one_line_error, run_here, write_mnist_like
+
+    data = write_mnist_like(tmp_path / "fashion", n_train=5100)  # 5,000 of them validate
+    script = Path(__file__).parents[1] / "scripts" / "model_table.py"
+    rows = ["ae", "vae model/prior=vamp model.prior.pseudo_inputs=10"]
+    result = run_here(
+        [str(script), "--models", *rows, "--data-dir", str(data), "--iw", "2",
+         "--out", str(tmp_path / "table.json")],
+        tmp_path, capfd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert list(table) == rows
+    assert table["ae"]["test/elbo"] is None and math.isfinite(table["ae"]["test/recon"])
+    vae = table[rows[1]]
+    assert all(math.isfinite(vae[key]) for key in ("test/elbo", "test/nll_iw", "seconds"))
+    assert 0.0 <= vae["test/linear_probe_acc"] <= 1.0
+    ae_line, vae_line = result.stdout.splitlines()[-2:]  # the table's rows, as the JSON's
+    assert ae_line.startswith("| `ae` | — |")
+    assert vae_line.startswith(f"| `{rows[1]}` | {vae['test/elbo']:.1f} |")
+    # A row that names no preset is one line, as the command's.
+    refused = run_here([str(script), "--models", "vea", "--data-dir", str(data)], tmp_path, capfd)
+    assert "Could not find 'model/vea'" in one_line_error(refused.returncode, refused.stderr)
