@@ -83,6 +83,8 @@ def test_dci_separates_aligned_from_mixed_codes():
     assert good["dci_informativeness"] == pytest.approx(1.0)
     for value in (*good.values(), *poor.values()):
         assert 0.0 <= value <= 1.0
+    # The factors' trees fitted in threads: the same scores.
+    assert dci((mixed[train], small[train]), (mixed[test], small[test]), threads=2) == poor
     # The trees skip sklearn's own checks of their input: dci checks it once.
     broken = aligned.copy()
     broken[train[0], 1] = np.nan

@@ -63,7 +63,7 @@ def disentanglement_scores(model, datamodule, settings, embedded=None) -> dict[s
     return {
         "mig": d.mig(codes, factors, settings.bins),
         "sap": d.sap(train, test),
-        **d.dci(train, test, settings.seed),
+        **d.dci(train, test, settings.seed, threads=torch.get_num_threads()),
         "beta_vae_score": d.beta_vae_score(codes, factors, **sizes),
         "factor_vae_score": d.factor_vae_score(
             codes, factors, num_variance_estimate=settings.num_variance_estimate, **sizes
